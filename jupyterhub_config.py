@@ -1,0 +1,60 @@
+# JupyterHub wiring for binderlab, one box: DockerSpawner sessions, the binder service's API
+# access, idle culling. `binderlab up` starts the hub with this file and passes its
+# settings in BINDERLAB_* environment variables; run by hand, the defaults below apply.
+import os
+import sys
+
+env = os.environ.get
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+
+state_dir = env("BINDERLAB_HUB_STATE_DIR", os.getcwd())
+
+# --- where things listen ------------------------------------------------------------------
+c.JupyterHub.bind_url = env("BINDERLAB_HUB_PUBLIC_URL", "http://127.0.0.1:8000")
+c.JupyterHub.hub_bind_url = env("BINDERLAB_HUB_INTERNAL_URL", "http://127.0.0.1:8081")
+c.ConfigurableHTTPProxy.api_url = env("BINDERLAB_PROXY_API_URL", "http://127.0.0.1:8001")
+c.ConfigurableHTTPProxy.pid_file = os.path.join(state_dir, "proxy.pid")
+c.JupyterHub.db_url = "sqlite:///" + os.path.join(state_dir, "jupyterhub.sqlite")
+c.JupyterHub.cookie_secret_file = os.path.join(state_dir, "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = os.path.join(state_dir, "jupyterhub.pid")
+
+# --- who can do what ----------------------------------------------------------------------
+# Launches are anonymous: the binder service creates a temporary user per launch through the
+# API. Nobody logs in to the hub itself.
+c.JupyterHub.authenticator_class = "null"
+c.JupyterHub.services = [
+    {"name": "binderlab", "api_token": env("BINDERLAB_SERVICE_TOKEN"),
+     "url": None},
+    {"name": "idle-culler",
+     "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                 f"--timeout={env('BINDERLAB_CULL_TIMEOUT', '3600')}",
+                 f"--max-age={env('BINDERLAB_MAX_AGE', '21600')}",
+                 "--cull-users=true"]},
+]
+c.JupyterHub.services[0].pop("url")
+c.JupyterHub.load_roles = [
+    # only what the binder service needs: create/delete users, start/stop their servers,
+    # follow spawn progress
+    {"name": "binderlab-service", "services": ["binderlab"],
+     "scopes": ["admin:users", "admin:servers"]},
+    {"name": "idle-culler", "services": ["idle-culler"],
+     "scopes": ["list:users", "read:users:activity", "read:servers",
+                "delete:servers", "admin:users"]},
+]
+# POST /users/<name>/server returns at once; the service follows the progress stream.
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.concurrent_spawn_limit = int(env("BINDERLAB_CONCURRENT_SPAWN_LIMIT", "50"))
+
+# --- sessions -----------------------------------------------------------------------------
+c.JupyterHub.spawner_class = "binderlab.spawner.BinderLabSpawner"
+c.BinderLabSpawner.image_prefix = env("BINDERLAB_IMAGE_PREFIX", "binderlab/")
+c.DockerSpawner.remove = True
+c.DockerSpawner.pull_policy = "never"  # images are built here, never pulled
+c.DockerSpawner.use_internal_ip = True
+c.DockerSpawner.network_name = env("BINDERLAB_SESSION_NETWORK", "bridge")
+c.DockerSpawner.name_template = "binderlab-{username}"
+c.DockerSpawner.prefix = "binderlab"
+c.DockerSpawner.mem_limit = env("BINDERLAB_SESSION_MEM_LIMIT", "2G")
+c.Spawner.start_timeout = int(env("BINDERLAB_START_TIMEOUT", "120"))
+c.Spawner.http_timeout = int(env("BINDERLAB_HTTP_TIMEOUT", "60"))

@@ -1,0 +1,257 @@
+"""The binderlab service: a Tornado app whose start-up is a list of small steps.
+
+``binderlab serve`` runs this service alone (JupyterHub runs elsewhere);
+``binderlab up`` (hub.py) runs JupyterHub beside it; ``binderlab build`` (cli.py) builds
+without launching.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+import tornado.web
+from jupyterhub.traitlets import EntryPointType
+from traitlets import Bool, Float, Integer, List, Unicode, default
+from traitlets.config import Application, catch_config_error
+
+from . import handlers, netguard
+from ._version import __version__
+from .builder import Builder, Repo2DockerBuilder
+from .checkout import RepoMirrors
+from .engine import DockerEngine
+from .launcher import HubLauncher, Launcher
+from .pipeline import Pipeline
+from .providers import RepoProvider
+from .resources import frontend_dir
+
+
+class BinderLab(Application):
+    name = "binderlab"
+    version = __version__
+    description = """Run the binderlab service: BinderHub's API on top of repo2docker and
+    JupyterHub. JupyterHub must run separately; `binderlab up` starts both."""
+
+    aliases = {
+        "config": "BinderLab.config_file",
+        "ip": "BinderLab.ip",
+        "port": "BinderLab.port",
+        "log-level": "Application.log_level",
+    }
+    flags = {"debug": ({"Application": {"log_level": logging.DEBUG}}, "Log at DEBUG level.")}
+
+    @property
+    def classes(self):
+        """Every configurable class, so --help-all lists all options."""
+        from .providers import (GistRepoProvider, GitHubRepoProvider, GitLabRepoProvider,
+                                GitRepoProvider)
+
+        return [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider, GitLabRepoProvider,
+                GistRepoProvider, Repo2DockerBuilder, HubLauncher]
+
+    config_file = Unicode(
+        "binderlab_config.py",
+        help="The config file to load (traitlets, `c.BinderLab.*`). Missing is fine.",
+    ).tag(config=True)
+
+    ip = Unicode("127.0.0.1", help="Address the binder service listens on.").tag(config=True)
+    port = Integer(8585, help="Port the binder service listens on (default 8585).").tag(
+        config=True
+    )
+    base_url = Unicode(
+        "/", help="URL prefix of every route, starting and ending with '/' (default '/')."
+    ).tag(config=True)
+
+    public_url = Unicode(
+        help="""The URL users reach this service at (badges, `binder_launch_host`).
+
+        Default: http://<ip>:<port><base_url>. Set it behind a reverse proxy.""",
+    ).tag(config=True)
+
+    @default("public_url")
+    def _default_public_url(self):
+        return f"http://{self.ip}:{self.port}{self.base_url}"
+
+    state_dir = Unicode(
+        help="""Directory for binderlab's state: git mirrors, build contexts, the hub's
+        database and generated secrets. Default: $XDG_STATE_HOME/binderlab
+        (~/.local/state/binderlab).""",
+    ).tag(config=True)
+
+    @default("state_dir")
+    def _default_state_dir(self):
+        base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        return os.path.join(base, "binderlab")
+
+    image_prefix = Unicode(
+        "binderlab/",
+        help="""Prefix of the names of images binderlab builds (e.g. a registry path).
+
+        The session spawner runs only images with this prefix and binderlab's labels.""",
+    ).tag(config=True)
+
+    blocked_networks = List(
+        Unicode(),
+        default_value=netguard.DEFAULT_BLOCKED_NETWORKS,
+        help="""Networks (CIDR) that repository hosts must not resolve into (SSRF guard).
+
+        Default: loopback, private, link-local (incl. cloud metadata), carrier-grade NAT.
+        [] allows every address; tests that serve repositories on 127.0.0.1 do that.""",
+    ).tag(config=True)
+
+    repo_providers = List(
+        Unicode(),
+        default_value=["gh", "gl", "git", "gist"],
+        help="""Repository providers this host accepts, by entry point name
+        (group binderlab.repo_providers: gh, gl, git, gist).""",
+    ).tag(config=True)
+
+    builder_class = EntryPointType(
+        default_value=Repo2DockerBuilder,
+        klass=Builder,
+        entry_point_group="binderlab.builders",
+        help="How images are built: an entry point name or a Builder class.",
+    ).tag(config=True)
+
+    launcher_class = EntryPointType(
+        default_value=HubLauncher,
+        klass=Launcher,
+        entry_point_group="binderlab.launchers",
+        help="How sessions are started: an entry point name or a Launcher class.",
+    ).tag(config=True)
+
+    cors_allow_origin = Unicode(
+        "*",
+        help="""Access-Control-Allow-Origin for the API (event stream, health, versions).
+
+        '*' (default) lets course pages on any site launch; '' sends no CORS header.""",
+    ).tag(config=True)
+
+    allow_build_only = Bool(
+        False,
+        help="Accept `build_only=true` on /build (build, do not launch). Off by default.",
+    ).tag(config=True)
+
+    keepalive_interval = Float(
+        25, help="Seconds between keep-alive comments on an event stream (default 25)."
+    ).tag(config=True)
+
+    event_stream_linger = Float(
+        60,
+        help="""Seconds an event stream stays open after `ready` or `failed` (default 60).
+
+        Clients close it themselves; closing from the server makes browsers reconnect,
+        which would launch again.""",
+    ).tag(config=True)
+
+    git_timeout = Float(
+        300, help="Seconds fetching one commit may take (default 300)."
+    ).tag(config=True)
+
+    min_free_disk_gb = Float(
+        2, help="/health reports unhealthy below this much free disk in state_dir (GB)."
+    ).tag(config=True)
+
+    docker_url = Unicode(
+        "", help="Docker engine URL. Empty (default): DOCKER_HOST or the local socket."
+    ).tag(config=True)
+
+    # ---- start-up steps -------------------------------------------------------------
+
+    @catch_config_error
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        if self.subapp:
+            return
+        self.load_config_file(self.config_file)
+        self.init_logging()
+        self.init_state_dir()
+        self.init_engine()
+        self.init_providers()
+        self.init_builder()
+        self.init_launcher()
+        self.init_pipeline()
+        self.init_tornado()
+
+    def init_logging(self):
+        self.log.propagate = False
+        logging.getLogger("tornado.access").setLevel(max(self.log_level, logging.INFO))
+
+    def init_state_dir(self):
+        self.state_path = Path(self.state_dir)
+        self.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def init_engine(self):
+        self.engine = DockerEngine(self.docker_url or None)
+
+    def init_providers(self):
+        installed = EntryPointType(klass=RepoProvider, entry_point_group="binderlab.repo_providers")
+        points = installed.load_entry_points()
+        self.providers: dict[str, RepoProvider] = {}
+        for name in self.repo_providers:
+            if name not in points:
+                raise ValueError(f"Unknown repo provider {name!r}; installed: {sorted(points)}")
+            provider = points[name].load()(parent=self, log=self.log)
+            self.providers[provider.prefix] = provider
+
+    def init_builder(self):
+        self.builder = self.builder_class(
+            parent=self, log=self.log, engine=self.engine, work_dir=self.state_path / "build"
+        )
+
+    def init_launcher(self):
+        self.launcher = self.launcher_class(parent=self, log=self.log)
+
+    def init_pipeline(self):
+        self.mirrors = RepoMirrors(self.state_path / "git", self.git_timeout)
+        self.pipeline = Pipeline(
+            builder=self.builder, launcher=self.launcher, mirrors=self.mirrors,
+            image_prefix=self.image_prefix,
+            blocked_networks=netguard.parse_networks(self.blocked_networks),
+            public_url=self.public_url,
+        )
+
+    def init_tornado(self):
+        base = self.base_url
+        routes = [(base + pattern, handler) for pattern, handler in handlers.default_handlers]
+        routes.append((base + r"static/(.*)", tornado.web.StaticFileHandler,
+                       {"path": str(frontend_dir() / "static")}))
+        self.tornado_app = tornado.web.Application(
+            routes, binderlab=self, template_path=str(frontend_dir() / "templates"),
+            log_function=self._log_request,
+        )
+
+    def _log_request(self, handler):
+        status = handler.get_status()
+        level = logging.INFO if status < 400 else logging.WARNING
+        if handler.request.path.endswith(("/health", "/metrics")) and status < 400:
+            level = logging.DEBUG
+        self.log.log(level, "%d %s %s %.0fms", status, handler.request.method,
+                     handler.request.uri, 1000 * handler.request.request_time())
+
+    # ---- running ----------------------------------------------------------------------
+
+    def listen(self):
+        self.http_server = self.tornado_app.listen(self.port, self.ip, xheaders=True)
+        self.log.info("binder service at %s", self.public_url)
+
+    async def serve_until_stopped(self):
+        """Return when the process gets SIGINT or SIGTERM."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+    async def serve(self):
+        self.listen()
+        try:
+            await self.serve_until_stopped()
+        finally:
+            self.http_server.stop()
+
+    def start(self):
+        if self.subapp:
+            return self.subapp.start()
+        asyncio.run(self.serve())

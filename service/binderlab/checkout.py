@@ -1,0 +1,94 @@
+"""Local copies of the repositories being launched.
+
+One bare mirror per clone URL under ``<state_dir>/git/``; a launch fetches exactly the
+resolved commit into it (shallow where the server allows), then reads the tree hash and
+exports the files from there. Nothing from a repository is ever executed here.
+"""
+
+import asyncio
+import hashlib
+import os
+import tarfile
+import io
+from pathlib import Path
+
+from . import gitcmd
+from .errors import LaunchError
+
+
+class RepoMirrors:
+    def __init__(self, root: Path, timeout: float):
+        self.root = root
+        # local operations need no transport at all
+        self.env = gitcmd.git_env([])
+        self.timeout = timeout
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _path(self, clone_url: str) -> Path:
+        return self.root / (hashlib.sha256(clone_url.encode()).hexdigest()[:24] + ".git")
+
+    async def _git(self, path: Path, *args: str, env: dict | None = None) -> str:
+        return await gitcmd.run_git(
+            f"--git-dir={path}", *args, env=env or self.env, timeout=self.timeout
+        )
+
+    async def fetch(self, clone_url: str, commit: str, allowed_protocols: list[str]) -> Path:
+        """Make sure ``commit`` is in the mirror of ``clone_url``; return the mirror's path.
+
+        Only ``allowed_protocols`` may be used to reach ``clone_url`` (GIT_ALLOW_PROTOCOL).
+        """
+        env = gitcmd.git_env(allowed_protocols)
+        path = self._path(clone_url)
+        lock = self._locks.setdefault(str(path), asyncio.Lock())
+        async with lock:
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                await gitcmd.run_git("init", "--bare", "-q", "--", str(path), env=self.env,
+                                     timeout=self.timeout)
+            if await self.has_commit(path, commit):
+                return path
+            try:
+                await self._git(path, "fetch", "-q", "--no-tags", "--depth=1", "--",
+                                clone_url, commit, env=env)
+            except gitcmd.GitError as e:
+                if "shallow" not in str(e):
+                    raise LaunchError(f"Could not fetch commit {commit}: {e}", 404) from None
+                # dumb HTTP servers cannot do shallow fetches
+                await self._git(path, "fetch", "-q", "--no-tags", "--", clone_url, commit,
+                                env=env)
+            if not await self.has_commit(path, commit):
+                raise LaunchError(f"Commit {commit} is not in {clone_url}.", 404)
+        return path
+
+    async def has_commit(self, path: Path, commit: str) -> bool:
+        try:
+            await self._git(path, "cat-file", "-e", f"{commit}^{{commit}}")
+            return True
+        except gitcmd.GitError:
+            return False
+
+    async def tree_hash(self, path: Path, commit: str) -> str:
+        return (await self._git(path, "rev-parse", f"{commit}^{{tree}}")).strip()
+
+    async def archive(self, path: Path, commit: str) -> bytes:
+        """The files of ``commit`` as an uncompressed tar (``git archive``)."""
+        proc = await asyncio.create_subprocess_exec(
+            "git", f"--git-dir={path}", "archive", "--format=tar", commit,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=self.env,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+        if proc.returncode:
+            raise LaunchError(f"git archive failed: {err.decode(errors='replace')}", 500)
+        return out
+
+    async def export(self, path: Path, commit: str, dest: Path) -> None:
+        """Write the files of ``commit`` into ``dest`` (a new directory)."""
+        data = await self.archive(path, commit)
+        dest.mkdir(parents=True, exist_ok=True)
+
+        def extract():
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                tar.extractall(dest, filter="data")
+
+        await asyncio.get_running_loop().run_in_executor(None, extract)
+        os.chmod(dest, 0o755)

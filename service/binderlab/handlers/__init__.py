@@ -1,0 +1,5 @@
+"""HTTP handlers; each module ends with its ``default_handlers`` routes."""
+
+from . import build, pages, status
+
+default_handlers = [*build.default_handlers, *pages.default_handlers, *status.default_handlers]

@@ -1,0 +1,181 @@
+"""Launchers start a session for a built image and hand back its URL and token.
+
+``HubLauncher`` asks JupyterHub, through its REST API and binderlab's own service token,
+to create a temporary user and start its server with the image.
+"""
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Float, Unicode
+from traitlets.config import LoggingConfigurable
+
+from .errors import LaunchError
+
+
+class Launcher(LoggingConfigurable):
+    """Start sessions.
+
+    ``launch(image, user_options)`` yields ``launching`` events while the session starts and
+    ends with one event ``{"phase": "ready", "url": ..., "token": ...}``; it raises
+    LaunchError when the session cannot start, after cleaning up what it created.
+    """
+
+    async def launch(self, image: str, user_options: dict) -> AsyncIterator[dict]:
+        raise NotImplementedError
+        yield {}
+
+    async def check(self) -> dict:
+        """Health of what the launcher depends on: {"ok": bool, ...}."""
+        raise NotImplementedError
+
+
+class HubLauncher(Launcher):
+    hub_url = Unicode(
+        "http://127.0.0.1:8000",
+        help="""Public URL of JupyterHub (its proxy), as users' browsers reach it.
+
+        Session URLs are <hub_url>/user/<name>/.""",
+    ).tag(config=True)
+
+    hub_api_url = Unicode(
+        "",
+        help="JupyterHub's REST API URL. Empty (default): <hub_url>/hub/api.",
+    ).tag(config=True)
+
+    api_token = Unicode(
+        "",
+        help="""binderlab's service token for the JupyterHub API.
+
+        `binderlab up` generates one and gives it to both sides; set it when the hub runs
+        separately (its service needs the scopes admin:users and admin:servers).""",
+    ).tag(config=True)
+
+    username_prefix = Unicode(
+        "binder-",
+        help="Prefix of the temporary users created for anonymous launches.",
+    ).tag(config=True)
+
+    request_timeout = Float(
+        30, help="Seconds one JupyterHub API request may take (default 30)."
+    ).tag(config=True)
+
+    start_timeout = Float(
+        300, help="Seconds a session may take to start before the launch fails (default 300)."
+    ).tag(config=True)
+
+    def api_url(self, path: str) -> str:
+        base = (self.hub_api_url or self.hub_url.rstrip("/") + "/hub/api").rstrip("/")
+        return f"{base}/{path.lstrip('/')}"
+
+    async def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        request = HTTPRequest(
+            self.api_url(path), method=method,
+            headers={"Authorization": f"token {self.api_token}"},
+            body=json.dumps(body) if body is not None else (None if method == "GET" else ""),
+            request_timeout=self.request_timeout, allow_nonstandard_methods=True,
+        )
+        try:
+            response = await AsyncHTTPClient().fetch(request)
+        except HTTPClientError as e:
+            if e.code == 599:
+                raise LaunchError(self._unreachable(e), 503) from None
+            detail = e.response.body.decode(errors="replace") if e.response else str(e)
+            raise LaunchError(f"JupyterHub refused {method} {path}: {e.code} {detail}", 503) \
+                from None
+        except OSError as e:
+            raise LaunchError(self._unreachable(e), 503) from None
+        return json.loads(response.body) if response.body else {}
+
+    def _unreachable(self, error) -> str:
+        return (f"JupyterHub is not reachable at {self.api_url('')} ({error}). "
+                "The session service is down; try again in a minute.")
+
+    async def check(self) -> dict:
+        try:
+            info = await self.api("GET", "/")
+            return {"ok": True, "version": info.get("version")}
+        except LaunchError as e:
+            return {"ok": False, "error": str(e)}
+
+    async def launch(self, image: str, user_options: dict) -> AsyncIterator[dict]:
+        username = self.username_prefix + secrets.token_hex(8)
+        token = secrets.token_urlsafe(24)
+        options = {**user_options, "image": image, "token": token}
+        await self.api("POST", f"/users/{quote(username)}")
+        try:
+            yield {"phase": "launching", "message": f"Starting a session as {username}\n"}
+            await self.api("POST", f"/users/{quote(username)}/server", options)
+            async with asyncio.timeout(self.start_timeout):
+                async for event in self.progress(username):
+                    if event.get("failed"):
+                        raise LaunchError(
+                            "The session failed to start: " + event.get("message", ""), 500
+                        )
+                    if event.get("ready"):
+                        break
+                    yield {"phase": "launching", "message": event.get("message", "") + "\n"}
+            user = await self.api("GET", f"/users/{quote(username)}")
+            server = user.get("servers", {}).get("", {})
+            if not server.get("ready"):
+                raise LaunchError("The session stopped while it started.", 500)
+        except BaseException:
+            await self._discard(username)
+            raise
+        url = self.hub_url.rstrip("/") + server["url"]
+        yield {"phase": "ready", "url": url, "token": token, "username": username}
+
+    async def progress(self, username: str) -> AsyncIterator[dict]:
+        """Follow JupyterHub's spawn progress event stream for ``username``'s server."""
+        queue: asyncio.Queue = asyncio.Queue()
+        buffer = b""
+
+        def on_chunk(chunk: bytes):
+            nonlocal buffer
+            buffer += chunk
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                for line in block.decode(errors="replace").splitlines():
+                    if line.startswith("data:"):
+                        queue.put_nowait(json.loads(line[5:]))
+
+        request = HTTPRequest(
+            self.api_url(f"/users/{quote(username)}/server/progress"),
+            headers={"Authorization": f"token {self.api_token}",
+                     "Accept": "text/event-stream"},
+            streaming_callback=on_chunk, request_timeout=self.start_timeout,
+        )
+        fetch = asyncio.ensure_future(AsyncHTTPClient().fetch(request, raise_error=False))
+        try:
+            while True:
+                get = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({get, fetch}, return_when=asyncio.FIRST_COMPLETED)
+                if get in done:
+                    yield get.result()
+                    continue
+                get.cancel()
+                while not queue.empty():
+                    yield queue.get_nowait()
+                return
+        finally:
+            fetch.cancel()
+
+    async def _discard(self, username: str) -> None:
+        """Remove a temporary user whose launch did not complete (stops its server too)."""
+        try:
+            await self.api("DELETE", f"/users/{quote(username)}/server")
+        except LaunchError:
+            pass
+        for _ in range(20):
+            try:
+                await self.api("DELETE", f"/users/{quote(username)}")
+                return
+            except LaunchError as e:
+                if "pending" not in str(e).lower() and "400" not in str(e):
+                    self.log.warning("Could not remove user %s: %s", username, e)
+                    return
+                await asyncio.sleep(0.5)

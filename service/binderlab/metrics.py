@@ -1,0 +1,16 @@
+"""Prometheus metrics, served at /metrics."""
+
+from prometheus_client import Counter, Histogram
+
+BUILDS = Counter("binderlab_builds_total", "Builds that ended, by outcome.", ["outcome"])
+BUILDER_RUNS = Counter("binderlab_builder_runs_total", "Times the builder (repo2docker) was run.")
+BUILD_SECONDS = Histogram(
+    "binderlab_build_duration_seconds", "Build duration, by outcome.", ["outcome"],
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+)
+CACHE = Counter("binderlab_image_cache_total", "Image look-ups, by result.", ["result"])
+LAUNCHES = Counter("binderlab_launches_total", "Launches that ended, by outcome.", ["outcome"])
+LAUNCH_SECONDS = Histogram(
+    "binderlab_launch_duration_seconds", "Time from launch request to ready, by outcome.",
+    ["outcome"], buckets=(0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300),
+)

@@ -1,0 +1,241 @@
+"""Repo providers: turn the ``<spec>`` of ``/build/<prefix>/<spec>`` into a git URL and a commit.
+
+Every provider here speaks plain git (refs resolved with ``git ls-remote``, which works for
+any host and has no API rate limit). The host each one talks to is configurable, so a
+GitHub Enterprise, a self-hosted GitLab or a test server on 127.0.0.1 can stand in.
+"""
+
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, unquote, urlsplit
+
+from traitlets import Float, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from . import gitcmd, netguard
+from .errors import LaunchError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class RepoSpec:
+    """A parsed launch spec. ``ref`` is what the user asked for (branch, tag or commit)."""
+
+    provider: str
+    repo_part: str  # the spec without its ref, as it appears in URLs
+    clone_url: str
+    repo_url: str
+    ref: str
+
+    def with_ref(self, ref: str) -> str:
+        """The spec of the same repository at another ref (the persistent one uses the SHA)."""
+        return f"{self.repo_part}/{quote(ref, safe='/')}"
+
+    @property
+    def spec(self) -> str:
+        return self.with_ref(self.ref)
+
+
+@dataclass(frozen=True)
+class ResolvedRepo:
+    spec: RepoSpec
+    commit: str
+    allowed_protocols: tuple[str, ...] = ("https",)
+
+    @property
+    def persistent_spec(self) -> str:
+        return self.spec.with_ref(self.commit)
+
+
+class RepoProvider(LoggingConfigurable):
+    """Base of every provider: the contract the build handler relies on.
+
+    ``parse(raw_spec)`` takes the spec exactly as it appeared in the URL path (still
+    percent-encoded) and returns a RepoSpec or raises LaunchError(400). It must not touch the
+    network. ``resolve(spec)`` turns the ref into a full commit SHA, or raises LaunchError.
+    """
+
+    prefix = ""
+    display_name = ""
+
+    def parse(self, raw_spec: str) -> RepoSpec:
+        raise NotImplementedError
+
+    async def resolve(self, spec: RepoSpec, blocked_networks) -> ResolvedRepo:
+        raise NotImplementedError
+
+    def ref_url(self, spec: RepoSpec, commit: str) -> str:
+        """A web page showing the repository at ``commit`` (``binder_ref_url``)."""
+        return spec.repo_url
+
+    def info(self) -> dict:
+        """Display info for ``/api/repoproviders``."""
+        return {"id": self.prefix, "display_name": self.display_name}
+
+
+class GitRepoProvider(RepoProvider):
+    """Any git repository, by its clone URL: spec ``<url-escaped clone URL>/<ref>``."""
+
+    prefix = "git"
+    display_name = "Git repository"
+
+    allowed_protocols = List(
+        Unicode(),
+        default_value=["https"],
+        help="""URL schemes a repository URL may use (default: https only).
+
+        Enforced by git itself (GIT_ALLOW_PROTOCOL), so redirects and submodules obey it too.
+        'file' and 'ext' are never allowed. Tests add 'http' to reach a local git server.
+        """,
+    ).tag(config=True)
+
+    resolve_timeout = Float(
+        30, help="Seconds `git ls-remote` may take before the launch fails (default 30)."
+    ).tag(config=True)
+
+    def parse(self, raw_spec: str) -> RepoSpec:
+        escaped_url, sep, raw_ref = raw_spec.partition("/")
+        if not sep or not raw_ref:
+            raise LaunchError(
+                "Malformed git spec: expected <url-escaped clone URL>/<ref>, "
+                "e.g. https%3A%2F%2Fexample.org%2Frepo.git/main",
+                400,
+            )
+        url = unquote(escaped_url)
+        self.check_url(url)
+        return RepoSpec(
+            self.prefix, quote(url, safe=""), url, url, self.unquote_ref(raw_ref)
+        )
+
+    @staticmethod
+    def unquote_ref(raw_ref: str) -> str:
+        ref = unquote(raw_ref)
+        gitcmd.check_ref(ref)
+        return ref
+
+    def check_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        if "::" in url.split("/", 1)[0] or not parts.scheme or not parts.hostname:
+            raise LaunchError(f"Not a repository URL: {url!r}. Use e.g. https://host/repo", 400)
+        scheme = parts.scheme.lower()
+        if scheme in ("file", "ext") or scheme not in self.allowed_protocols:
+            raise LaunchError(
+                f"URL scheme {scheme!r} is not allowed here; allowed: "
+                f"{', '.join(self.allowed_protocols)}.",
+                400,
+            )
+        if parts.username or parts.password:
+            raise LaunchError("Repository URLs must not carry credentials.", 400)
+        if url.startswith("-"):
+            raise LaunchError(f"Not a repository URL: {url!r}", 400)
+
+    async def resolve(self, spec: RepoSpec, blocked_networks) -> ResolvedRepo:
+        parts = urlsplit(spec.clone_url)
+        await netguard.check_host(parts.hostname, parts.port, blocked_networks)
+        if gitcmd.SHA_RE.match(spec.ref):
+            return ResolvedRepo(spec, spec.ref, tuple(self.allowed_protocols))
+        env = gitcmd.git_env(self.allowed_protocols)
+        try:
+            out = await gitcmd.run_git(
+                "ls-remote", "--", spec.clone_url, spec.ref,
+                *([] if spec.ref == "HEAD" else [f"{spec.ref}^{{}}"]),
+                env=env, timeout=self.resolve_timeout,
+            )
+        except gitcmd.GitError as e:
+            raise LaunchError(f"Could not reach repository {spec.repo_url}: {e}", 404) from None
+        commit = gitcmd.pick_ref(out, spec.ref)
+        if commit is None:
+            raise LaunchError(
+                f"Ref {spec.ref!r} not found in {spec.repo_url}: no branch, tag or commit "
+                "of that name.",
+                404,
+            )
+        return ResolvedRepo(spec, commit, tuple(self.allowed_protocols))
+
+
+class _HostedRepoProvider(GitRepoProvider):
+    host = Unicode(help="Base URL of the git host.").tag(config=True)
+
+    def hosted_url(self, path: str) -> str:
+        url = f"{self.host.rstrip('/')}/{path}"
+        self.check_url(url)
+        return url
+
+
+class GitHubRepoProvider(_HostedRepoProvider):
+    """GitHub: spec ``<owner>/<repo>/<ref>`` (the ref may contain ``/``)."""
+
+    prefix = "gh"
+    display_name = "GitHub"
+    host = Unicode(
+        "https://github.com",
+        help="""Base URL of the GitHub host (GitHub Enterprise, or a local test server).
+
+        Clone URLs are <host>/<owner>/<repo>.""",
+    ).tag(config=True)
+
+    def parse(self, raw_spec: str) -> RepoSpec:
+        parts = raw_spec.split("/", 2)
+        if len(parts) < 2 or not all(NAME_RE.match(unquote(p)) for p in parts[:2]):
+            raise LaunchError("Malformed GitHub spec: expected <owner>/<repo>/<ref>.", 400)
+        owner, repo = unquote(parts[0]), unquote(parts[1]).removesuffix(".git")
+        raw_ref = parts[2] if len(parts) == 3 and parts[2] else "HEAD"
+        url = self.hosted_url(f"{owner}/{repo}")
+        return RepoSpec(self.prefix, f"{owner}/{repo}", url, url, self.unquote_ref(raw_ref))
+
+    def ref_url(self, spec: RepoSpec, commit: str) -> str:
+        return f"{spec.repo_url}/tree/{commit}"
+
+
+class GitLabRepoProvider(_HostedRepoProvider):
+    """GitLab: spec ``<url-escaped namespace/project>/<ref>``."""
+
+    prefix = "gl"
+    display_name = "GitLab"
+    host = Unicode(
+        "https://gitlab.com",
+        help="Base URL of the GitLab host. Clone URLs are <host>/<namespace>/<project>.git.",
+    ).tag(config=True)
+
+    def parse(self, raw_spec: str) -> RepoSpec:
+        escaped, sep, raw_ref = raw_spec.partition("/")
+        project = unquote(escaped).strip("/").removesuffix(".git")
+        if not sep or not raw_ref or not all(NAME_RE.match(p) for p in project.split("/")):
+            raise LaunchError(
+                "Malformed GitLab spec: expected <url-escaped namespace/project>/<ref>, "
+                "e.g. group%2Fproject/main",
+                400,
+            )
+        url = self.hosted_url(project)
+        return RepoSpec(
+            self.prefix, quote(project, safe=""), url + ".git", url, self.unquote_ref(raw_ref)
+        )
+
+    def ref_url(self, spec: RepoSpec, commit: str) -> str:
+        return f"{spec.repo_url}/-/tree/{commit}"
+
+
+class GistRepoProvider(_HostedRepoProvider):
+    """GitHub gists: spec ``<owner>/<gist id>[/<ref>]``."""
+
+    prefix = "gist"
+    display_name = "Gist"
+    host = Unicode(
+        "https://gist.github.com",
+        help="Base URL of the gist host. Clone URLs are <host>/<gist id>.git.",
+    ).tag(config=True)
+
+    def parse(self, raw_spec: str) -> RepoSpec:
+        parts = raw_spec.split("/", 2)
+        if len(parts) < 2 or not NAME_RE.match(parts[0]) or not re.match(r"^[0-9a-f]+$", parts[1]):
+            raise LaunchError("Malformed gist spec: expected <owner>/<gist id>[/<ref>].", 400)
+        raw_ref = parts[2] if len(parts) == 3 and parts[2] else "HEAD"
+        url = self.hosted_url(parts[1])
+        return RepoSpec(
+            self.prefix, f"{parts[0]}/{parts[1]}", url + ".git",
+            f"{self.host.rstrip('/')}/{parts[0]}/{parts[1]}", self.unquote_ref(raw_ref),
+        )
+
+    def ref_url(self, spec: RepoSpec, commit: str) -> str:
+        return f"{spec.repo_url}/{commit}"

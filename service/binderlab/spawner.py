@@ -1,0 +1,99 @@
+"""The JupyterHub spawner for binderlab sessions (loaded by the hub, see jupyterhub_config.py).
+
+It runs only images that binderlab built, and in anonymous mode starts the image's own
+Jupyter server with the launch token instead of hub authentication (temporary users cannot
+log in to the hub; see PROTOCOL.md, "How the session checks that token").
+"""
+
+import re
+
+import docker.errors
+from dockerspawner import DockerSpawner
+from tornado import web
+from traitlets import Bool, List, Unicode
+
+from .builder import LABEL_KEY
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+
+
+class BinderLabSpawner(DockerSpawner):
+    image_prefix = Unicode(
+        "binderlab/",
+        help="Only images whose name starts with this prefix (and that carry binderlab's "
+        "labels) can be started. Must match c.BinderLab.image_prefix.",
+    ).tag(config=True)
+
+    anonymous = Bool(
+        True,
+        help="""Anonymous mode (default): run the image's Jupyter server with the launch token
+        from user_options instead of jupyterhub-singleuser and hub login.""",
+    ).tag(config=True)
+
+    allow_origin = Unicode(
+        "*",
+        help="""Origins allowed to call the session's Jupyter API from a browser (CORS).
+
+        '*' (default) lets course pages on any site run cells with thebe; set a single
+        origin to restrict it.""",
+    ).tag(config=True)
+
+    server_command = List(
+        Unicode(),
+        default_value=["jupyter", "lab"],
+        help="Command starting the session's Jupyter server in anonymous mode; binderlab "
+        "adds --ip, --port, --ServerApp.base_url and the CORS options.",
+    ).tag(config=True)
+
+    def load_user_options(self, options):
+        """Keep only the options binderlab sends; refuse a malformed token."""
+        token = options.get("token", "")
+        if self.anonymous and not TOKEN_RE.match(token):
+            raise web.HTTPError(400, "A launch token is required.")
+        return super().load_user_options(options)
+
+    async def check_allowed(self, image):
+        """Refuse any image that binderlab did not build (the hub API is reachable by users)."""
+        if not isinstance(image, str) or not image.startswith(self.image_prefix):
+            raise web.HTTPError(403, f"Image {image!r} was not built by binderlab.")
+        try:
+            info = await self.docker("inspect_image", image)
+        except docker.errors.ImageNotFound:
+            raise web.HTTPError(404, f"Image {image} does not exist.") from None
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        key = labels.get(LABEL_KEY, "")
+        repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+        if not key or not repository.endswith(key):
+            raise web.HTTPError(403, f"Image {image!r} was not built by binderlab.")
+        return image
+
+    async def start(self):
+        if not self.user_options.get("image"):
+            raise web.HTTPError(400, "binderlab sessions need an image in user_options.")
+        return await super().start()
+
+    def get_env(self):
+        env = super().get_env()
+        if self.anonymous:
+            # The session's own server checks the launch token; the container gets no hub
+            # credentials at all (its code is whatever the repository holds).
+            env = {k: v for k, v in env.items()
+                   if not k.startswith(("JUPYTERHUB_", "JPY_"))}
+            env["JUPYTER_TOKEN"] = self.user_options["token"]
+        env["BINDER_REPO_URL"] = self.user_options.get("repo_url", "")
+        env["BINDER_REF"] = self.user_options.get("ref", "")
+        return env
+
+    async def get_command(self):
+        if not self.anonymous:
+            return await super().get_command()
+        return [
+            *self.server_command,
+            "--ip=0.0.0.0",
+            f"--port={self.port}",
+            f"--ServerApp.base_url={self.server.base_url}",
+            "--ServerApp.default_url=/lab",
+            f"--ServerApp.allow_origin={self.allow_origin}",
+            "--ServerApp.allow_credentials=False",
+            "--ServerApp.trust_xheaders=True",
+        ]

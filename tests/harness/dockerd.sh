@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Start a Docker engine if none answers. On machines without systemd (CI, these sandboxes)
+# dockerd runs in the background with its log in /var/log/binderlab-dockerd.log.
+#
+# The NVIDIA hook stub goes first on dockerd's PATH: Docker 20.10 enables device_requests
+# (--gpus) only when `nvidia-container-runtime-hook` is found when it starts. The stub
+# records its arguments and does nothing else; no GPU is touched.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+if docker info >/dev/null 2>&1; then
+  exit 0
+fi
+if ! command -v dockerd >/dev/null; then
+  echo "dockerd is not installed: apt-get install -y docker.io" >&2
+  exit 1
+fi
+PATH="$here/nvidia-stub:$PATH" nohup dockerd >/var/log/binderlab-dockerd.log 2>&1 &
+for _ in $(seq 1 60); do
+  docker info >/dev/null 2>&1 && exit 0
+  sleep 0.5
+done
+echo "dockerd did not answer within 30 s; its log:" >&2
+tail -n 40 /var/log/binderlab-dockerd.log >&2
+exit 1
