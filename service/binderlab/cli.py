@@ -84,3 +84,7 @@ class BinderLabCommand(Application):
 
 def main(argv=None):
     BinderLabCommand.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()

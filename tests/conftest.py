@@ -1,0 +1,90 @@
+"""Fixtures for binderlab's tests: a git host on 127.0.0.1 and a real `binderlab up`.
+
+Everything is real: the Docker engine, repo2docker (through the test buildx plugin),
+JupyterHub, configurable-http-proxy. tests/harness/setup.sh provides them.
+"""
+
+import subprocess
+
+import docker
+import pytest
+
+from tests.harness.gitserver import GitServer
+from tests.harness.service import BASE_IMAGE, Service
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "docker" in item.keywords or "browser" in item.keywords:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    client = docker.from_env()
+    try:
+        client.ping()
+    except Exception as e:  # the tests need the engine: fail, do not skip
+        pytest.fail(f"No Docker engine answers ({e}); run tests/harness/setup.sh first.")
+    client.images.get(BASE_IMAGE)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def git_server(tmp_path_factory):
+    server = GitServer(tmp_path_factory.mktemp("git"))
+    yield server
+    server.close()
+
+
+def _cleanup(client: docker.DockerClient, prefix: str) -> None:
+    for container in client.containers.list(all=True):
+        if (container.attrs["Config"]["Image"] or "").startswith(prefix):
+            container.remove(force=True)
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(prefix):
+                client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="session")
+def service(docker_client, git_server, tmp_path_factory):
+    """`binderlab up` with its own ports and image prefix, shared by the session's tests."""
+    svc = Service(tmp_path_factory.mktemp("binderlab"), git_server.url, "up")
+    svc.start()
+    yield svc
+    svc.stop()
+    _cleanup(docker_client, svc.image_prefix)
+
+
+@pytest.fixture
+def make_service(docker_client, git_server, tmp_path_factory):
+    """Start extra services (serve-only, other settings) that are stopped after the test."""
+    started = []
+
+    def make(command="serve", **kwargs) -> Service:
+        svc = Service(tmp_path_factory.mktemp(f"binderlab-{command}"), git_server.url,
+                      command, **kwargs)
+        started.append(svc)
+        return svc.start()
+
+    yield make
+    for svc in started:
+        svc.stop()
+        _cleanup(docker_client, svc.image_prefix)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure in a test that used the service, show its logs and the containers."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for name in ("service",):
+            svc = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+            if svc is not None:
+                report.sections.append((f"binderlab log ({name})", svc.log()))
+        if "docker_client" in getattr(item, "fixturenames", ()):
+            ps = subprocess.run(["docker", "ps", "-a"], capture_output=True, text=True).stdout
+            report.sections.append(("docker ps -a", ps))
+    return report
