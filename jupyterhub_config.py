@@ -41,8 +41,6 @@ c.JupyterHub.load_roles = [
      "scopes": ["list:users", "read:users:activity", "read:servers",
                 "delete:servers", "admin:users"]},
 ]
-# POST /users/<name>/server returns at once; the service follows the progress stream.
-c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.concurrent_spawn_limit = int(env("BINDERLAB_CONCURRENT_SPAWN_LIMIT", "50"))
 

@@ -17,6 +17,21 @@ from traitlets.config import LoggingConfigurable
 from .errors import LaunchError
 
 
+class HubAPIError(LaunchError):
+    """JupyterHub answered an API request with an error status."""
+
+    def __init__(self, method: str, path: str, error: HTTPClientError):
+        self.code = error.code
+        self.hub_message = error.message or ""
+        if error.response is not None and error.response.body:
+            try:
+                self.hub_message = json.loads(error.response.body).get("message", "")
+            except ValueError:
+                self.hub_message = error.response.body.decode(errors="replace")[:500]
+        super().__init__(f"JupyterHub refused {method} {path}: {self.code} {self.hub_message}",
+                         503)
+
+
 class Launcher(LoggingConfigurable):
     """Start sessions.
 
@@ -84,9 +99,7 @@ class HubLauncher(Launcher):
         except HTTPClientError as e:
             if e.code == 599:
                 raise LaunchError(self._unreachable(e), 503) from None
-            detail = e.response.body.decode(errors="replace") if e.response else str(e)
-            raise LaunchError(f"JupyterHub refused {method} {path}: {e.code} {detail}", 503) \
-                from None
+            raise HubAPIError(method, path, e) from None
         except OSError as e:
             raise LaunchError(self._unreachable(e), 503) from None
         return json.loads(response.body) if response.body else {}
@@ -109,25 +122,43 @@ class HubLauncher(Launcher):
         await self.api("POST", f"/users/{quote(username)}")
         try:
             yield {"phase": "launching", "message": f"Starting a session as {username}\n"}
-            await self.api("POST", f"/users/{quote(username)}/server", options)
             async with asyncio.timeout(self.start_timeout):
-                async for event in self.progress(username):
-                    if event.get("failed"):
-                        raise LaunchError(
-                            "The session failed to start: " + event.get("message", ""), 500
-                        )
-                    if event.get("ready"):
-                        break
-                    yield {"phase": "launching", "message": event.get("message", "") + "\n"}
+                async for event in self.spawn(username, options):
+                    yield event
             user = await self.api("GET", f"/users/{quote(username)}")
             server = user.get("servers", {}).get("", {})
             if not server.get("ready"):
-                raise LaunchError("The session stopped while it started.", 500)
+                raise LaunchError("The session stopped while it was starting.", 500)
         except BaseException:
             await self._discard(username)
             raise
         url = self.hub_url.rstrip("/") + server["url"]
         yield {"phase": "ready", "url": url, "token": token, "username": username}
+
+    async def spawn(self, username: str, options: dict) -> AsyncIterator[dict]:
+        """Start the server, passing JupyterHub's progress messages through.
+
+        The hub answers the start request when the server is up, when it failed (with the
+        spawner's reason), or after its slow_spawn_timeout (202): the progress stream is
+        followed meanwhile, and the start request's answer decides.
+        """
+        start = asyncio.ensure_future(
+            self.api("POST", f"/users/{quote(username)}/server", options))
+        try:
+            await asyncio.wait({start}, timeout=0.05)
+            async for event in self.progress(username):
+                if event.get("failed"):
+                    raise LaunchError(
+                        "The session failed to start: " + event.get("message", ""), 500)
+                if event.get("ready"):
+                    break
+                if event.get("message"):
+                    yield {"phase": "launching", "message": event["message"] + "\n"}
+            await start
+        except HubAPIError as e:
+            raise LaunchError(f"The session failed to start: {e.hub_message}", 500) from None
+        finally:
+            start.cancel()
 
     async def progress(self, username: str) -> AsyncIterator[dict]:
         """Follow JupyterHub's spawn progress event stream for ``username``'s server."""
@@ -170,12 +201,14 @@ class HubLauncher(Launcher):
             await self.api("DELETE", f"/users/{quote(username)}/server")
         except LaunchError:
             pass
-        for _ in range(20):
+        for _ in range(40):
             try:
                 await self.api("DELETE", f"/users/{quote(username)}")
                 return
-            except LaunchError as e:
-                if "pending" not in str(e).lower() and "400" not in str(e):
-                    self.log.warning("Could not remove user %s: %s", username, e)
-                    return
+            except HubAPIError as e:
+                if e.code != 400:  # 400: a stop or start is still pending
+                    break
                 await asyncio.sleep(0.5)
+            except LaunchError:
+                break
+        self.log.warning("Could not remove temporary user %s; the idle culler will.", username)

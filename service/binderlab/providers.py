@@ -116,7 +116,7 @@ class GitRepoProvider(RepoProvider):
 
     def check_url(self, url: str) -> None:
         parts = urlsplit(url)
-        if "::" in url.split("/", 1)[0] or not parts.scheme or not parts.hostname:
+        if "::" in url.split("/", 1)[0] or not parts.scheme:
             raise LaunchError(f"Not a repository URL: {url!r}. Use e.g. https://host/repo", 400)
         scheme = parts.scheme.lower()
         if scheme in ("file", "ext") or scheme not in self.allowed_protocols:
@@ -125,6 +125,8 @@ class GitRepoProvider(RepoProvider):
                 f"{', '.join(self.allowed_protocols)}.",
                 400,
             )
+        if not parts.hostname:
+            raise LaunchError(f"Not a repository URL: {url!r}. Use e.g. https://host/repo", 400)
         if parts.username or parts.password:
             raise LaunchError("Repository URLs must not carry credentials.", 400)
         if url.startswith("-"):

@@ -45,13 +45,6 @@ class BinderLabSpawner(DockerSpawner):
         "adds --ip, --port, --ServerApp.base_url and the CORS options.",
     ).tag(config=True)
 
-    def load_user_options(self, options):
-        """Keep only the options binderlab sends; refuse a malformed token."""
-        token = options.get("token", "")
-        if self.anonymous and not TOKEN_RE.match(token):
-            raise web.HTTPError(400, "A launch token is required.")
-        return super().load_user_options(options)
-
     async def check_allowed(self, image):
         """Refuse any image that binderlab did not build (the hub API is reachable by users)."""
         if not isinstance(image, str) or not image.startswith(self.image_prefix):
@@ -68,8 +61,11 @@ class BinderLabSpawner(DockerSpawner):
         return image
 
     async def start(self):
+        """Check binderlab's user_options (image, launch token), then start the container."""
         if not self.user_options.get("image"):
             raise web.HTTPError(400, "binderlab sessions need an image in user_options.")
+        if self.anonymous and not TOKEN_RE.match(str(self.user_options.get("token", ""))):
+            raise web.HTTPError(400, "A launch token is required (16-128 URL-safe characters).")
         return await super().start()
 
     def get_env(self):
