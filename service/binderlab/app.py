@@ -6,21 +6,27 @@ without launching.
 """
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import signal
+from datetime import datetime
 from pathlib import Path
 
 import tornado.web
 from jupyterhub.traitlets import EntryPointType
+from repo2docker import __version__ as repo2docker_version
 from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.config import Application, catch_config_error
 
 from . import handlers, netguard
 from ._version import __version__
-from .builder import Builder, Repo2DockerBuilder
+from .builder import LABEL_KEY, LABEL_KIND, LABEL_REPO, Builder, Repo2DockerBuilder
+from .cacheindex import CacheIndex
 from .checkout import RepoMirrors
 from .engine import DockerEngine
+from .fingerprint import FingerprintWorker
 from .launcher import HubLauncher, Launcher
 from .pipeline import Pipeline
 from .providers import RepoProvider
@@ -44,8 +50,12 @@ class BinderLab(Application):
     @property
     def classes(self):
         """Every configurable class, so --help-all lists all options."""
-        from .providers import (GistRepoProvider, GitHubRepoProvider, GitLabRepoProvider,
-                                GitRepoProvider)
+        from .providers import (
+            GistRepoProvider,
+            GitHubRepoProvider,
+            GitLabRepoProvider,
+            GitRepoProvider,
+        )
 
         return [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider, GitLabRepoProvider,
                 GistRepoProvider, Repo2DockerBuilder, HubLauncher]
@@ -168,8 +178,10 @@ class BinderLab(Application):
         self.init_logging()
         self.init_state_dir()
         self.init_engine()
+        self.init_index()
         self.init_providers()
         self.init_builder()
+        self.init_fingerprints()
         self.init_launcher()
         self.init_pipeline()
         self.init_tornado()
@@ -181,9 +193,36 @@ class BinderLab(Application):
     def init_state_dir(self):
         self.state_path = Path(self.state_dir)
         self.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for sub in ("build", "content", "git"):
+            (self.state_path / sub).mkdir(exist_ok=True)
 
     def init_engine(self):
         self.engine = DockerEngine(self.docker_url or None)
+
+    def init_index(self):
+        """Open the cache index and rebuild its image table from the engine's images."""
+        self.index = CacheIndex(self.state_path / "cache.sqlite")
+        images = []
+        for image in self.engine.client.images.list(filters={"label": LABEL_KEY}):
+            labels = image.labels or {}
+            for tag in image.tags:
+                name = tag.rsplit(":", 1)[0]
+                if name.startswith(self.image_prefix) and name.endswith(labels[LABEL_KEY]):
+                    images.append({"name": name, "key": labels[LABEL_KEY],
+                                   "kind": labels.get(LABEL_KIND, ""),
+                                   "repo": labels.get(LABEL_REPO),
+                                   "created": _created(image.attrs.get("Created", ""))})
+        self.index.rebuild(images)
+        self.log.info("Cache index: %d images", len(images))
+
+    def init_fingerprints(self):
+        args = self.builder.r2d_args() if hasattr(self.builder, "r2d_args") else []
+        self.fingerprints = FingerprintWorker(args)
+        digest = hashlib.sha256(json.dumps([repo2docker_version, __version__, args]).encode())
+        config_file = getattr(self.builder, "repo2docker_config", "")
+        if config_file:
+            digest.update(Path(config_file).read_bytes())
+        self.config_digest = digest.hexdigest()
 
     def init_providers(self):
         installed = EntryPointType(klass=RepoProvider, entry_point_group="binderlab.repo_providers")
@@ -197,7 +236,8 @@ class BinderLab(Application):
 
     def init_builder(self):
         self.builder = self.builder_class(
-            parent=self, log=self.log, engine=self.engine, work_dir=self.state_path / "build"
+            parent=self, log=self.log, engine=self.engine, work_dir=self.state_path / "build",
+            index=self.index,
         )
 
     def init_launcher(self):
@@ -207,9 +247,11 @@ class BinderLab(Application):
         self.mirrors = RepoMirrors(self.state_path / "git", self.git_timeout)
         self.pipeline = Pipeline(
             builder=self.builder, launcher=self.launcher, mirrors=self.mirrors,
+            fingerprints=self.fingerprints, index=self.index, config_digest=self.config_digest,
             image_prefix=self.image_prefix,
             blocked_networks=netguard.parse_networks(self.blocked_networks),
-            public_url=self.public_url,
+            public_url=self.public_url, work_dir=self.state_path / "build",
+            content_dir=self.state_path / "content",
         )
 
     def init_tornado(self):
@@ -255,3 +297,11 @@ class BinderLab(Application):
         if self.subapp:
             return self.subapp.start()
         asyncio.run(self.serve())
+
+
+def _created(stamp: str) -> float:
+    """Docker's RFC 3339 timestamp (nanoseconds, 'Z') as a POSIX time."""
+    try:
+        return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return 0.0

@@ -24,6 +24,7 @@ LABEL_KEY = "binderlab.key"
 LABEL_REPO = "binderlab.repo"
 LABEL_COMMIT = "binderlab.commit"
 LABEL_KIND = "binderlab.kind"
+LABEL_UID = "binderlab.uid"
 
 
 class Build:
@@ -61,7 +62,7 @@ class Build:
         seen = 0
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: len(self.events) > seen or self.outcome)
+                await self._changed.wait_for(lambda: len(self.events) > seen or self.outcome)  # noqa: B023
                 new = self.events[seen:]
                 done = self.outcome is not None
             seen += len(new)
@@ -91,10 +92,11 @@ class Builder(LoggingConfigurable):
         help="Log lines kept per build for late watchers; later lines are counted, not kept.",
     ).tag(config=True)
 
-    def __init__(self, *, engine: DockerEngine, work_dir: Path, **kwargs):
+    def __init__(self, *, engine: DockerEngine, work_dir: Path, index=None, **kwargs):
         super().__init__(**kwargs)
         self.engine = engine
         self.work_dir = work_dir
+        self.index = index
         self.running: dict[str, Build] = {}
 
     async def image_ready(self, name: str, key: str) -> bool:
@@ -122,6 +124,9 @@ class Builder(LoggingConfigurable):
                 error = "The build finished but its image is missing."
             if error is None:
                 outcome = "built"
+                if self.index is not None:
+                    self.index.add(build.image, labels[LABEL_KEY], labels.get(LABEL_KIND, ""),
+                                   labels.get(LABEL_REPO))
                 await build.finish("built", {
                     "phase": "built", "imageName": build.image,
                     "message": f"Built image {build.image}\n",
@@ -182,14 +187,18 @@ class Repo2DockerBuilder(Builder):
         20, help="How many of the last log lines a failed build's message repeats."
     ).tag(config=True)
 
-    def command(self, image: str, context: Path, labels: dict[str, str]) -> list[str]:
-        cmd = [*self.repo2docker_command, "--json-logs", "--no-run", "--image-name", image,
-               "--user-id", str(self.user_id), "--user-name", self.user_name]
+    def r2d_args(self) -> list[str]:
+        """The repo2docker options that shape an image; the fingerprint uses the same."""
+        args = ["--user-id", str(self.user_id), "--user-name", self.user_name]
         if self.repo2docker_config:
-            cmd += ["--config", self.repo2docker_config]
+            args += ["--config", self.repo2docker_config]
+        return [*args, *self.extra_args]
+
+    def command(self, image: str, context: Path, labels: dict[str, str]) -> list[str]:
+        cmd = [*self.repo2docker_command, "--json-logs", "--no-run", "--image-name", image]
         for key, value in labels.items():
             cmd += ["--label", f"{key}={value}"]
-        return [*cmd, *self.extra_args, str(context)]
+        return [*cmd, *self.r2d_args(), str(context)]
 
     async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> str | None:
         cmd = self.command(build.image, context, labels)

@@ -7,9 +7,9 @@ exports the files from there. Nothing from a repository is ever executed here.
 
 import asyncio
 import hashlib
+import io
 import os
 import tarfile
-import io
 from pathlib import Path
 
 from . import gitcmd

@@ -63,6 +63,7 @@ class UpApp(BinderLab):
             "BINDERLAB_SERVICE_TOKEN": self.launcher.api_token,
             "BINDERLAB_SERVICE_URL": self.public_url,
             "BINDERLAB_IMAGE_PREFIX": self.image_prefix,
+            "BINDERLAB_CONTENT_DIR": str(self.state_path / "content"),
             "CONFIGPROXY_AUTH_TOKEN": _secret(state / "proxy-token"),
         }
 

@@ -4,14 +4,20 @@ resolve -> fetch -> key -> (build | cache hit) -> launch -> ready. The HTTP hand
 CLI both drive this; neither knows how the steps work.
 """
 
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import metrics
-from .builder import LABEL_COMMIT, LABEL_KEY, LABEL_KIND, LABEL_REPO, Builder
+from .builder import LABEL_COMMIT, LABEL_KEY, LABEL_KIND, LABEL_REPO, LABEL_UID, Builder
+from .cacheindex import CacheIndex
 from .checkout import RepoMirrors
 from .errors import LaunchError
+from .fingerprint import Fingerprint, FingerprintWorker
 from .launcher import Launcher
 from .providers import RepoProvider, ResolvedRepo
 
@@ -24,56 +30,119 @@ class LaunchRequest:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class ImagePlan:
+    """What a commit needs: the image name, its cache key and how it was keyed."""
+
+    image: str
+    fingerprint: Fingerprint
+    tree: str
+    mirror: Path
+    labels: dict[str, str]
+
+    @property
+    def kind(self) -> str:
+        return self.fingerprint.kind
+
+
 class Pipeline:
     def __init__(self, *, builder: Builder, launcher: Launcher | None, mirrors: RepoMirrors,
-                 image_prefix: str, blocked_networks, public_url: str):
+                 fingerprints: FingerprintWorker, index: CacheIndex, config_digest: str,
+                 image_prefix: str, blocked_networks, public_url: str, work_dir: Path,
+                 content_dir: Path):
         self.builder = builder
         self.launcher = launcher
         self.mirrors = mirrors
+        self.fingerprints = fingerprints
+        self.index = index
+        self.config_digest = config_digest
         self.image_prefix = image_prefix
         self.blocked_networks = blocked_networks
         self.public_url = public_url
+        self.work_dir = work_dir
+        self.content_dir = content_dir
 
     async def resolve(self, request: LaunchRequest) -> ResolvedRepo:
         spec = request.provider.parse(request.raw_spec)
         return await request.provider.resolve(spec, self.blocked_networks)
 
-    async def fetch(self, resolved: ResolvedRepo):
+    async def fetch(self, resolved: ResolvedRepo) -> Path:
         return await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
                                         resolved.allowed_protocols)
 
-    async def image_for(self, resolved: ResolvedRepo) -> tuple[str, str, dict[str, str]]:
-        """Fetch the commit and name its image: (image name, cache key, labels)."""
+    async def plan(self, resolved: ResolvedRepo) -> ImagePlan:
+        """Fetch the commit and work out its image (fingerprints are cached per tree)."""
         mirror = await self.fetch(resolved)
-        key = await self.mirrors.tree_hash(mirror, resolved.commit)
-        image = f"{self.image_prefix}tree-{key}"
+        tree = await self.mirrors.tree_hash(mirror, resolved.commit)
+        known = self.index.fingerprint(tree, self.config_digest)
+        if known is not None:
+            fingerprint = Fingerprint(**known)
+        else:
+            with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+                checkout = Path(tmp) / "checkout"
+                await self.mirrors.export(mirror, resolved.commit, checkout)
+                try:
+                    fingerprint = await self.fingerprints.compute(checkout, tree)
+                except Exception as e:
+                    raise LaunchError(f"repo2docker cannot read this repository: {e}", 400) \
+                        from None
+            self.index.save_fingerprint(tree, self.config_digest, fingerprint.as_dict())
+        image = f"{self.image_prefix}{fingerprint.kind}-{fingerprint.key}"
         labels = {
-            LABEL_KEY: key,
-            LABEL_KIND: "tree",
+            LABEL_KEY: fingerprint.key,
+            LABEL_KIND: fingerprint.kind,
             LABEL_REPO: resolved.spec.repo_url,
             LABEL_COMMIT: resolved.commit,
+            LABEL_UID: str(getattr(self.builder, "user_id", 1000)),
         }
-        return image, key, labels
+        return ImagePlan(image, fingerprint, tree, mirror, labels)
 
     async def build_events(self, resolved: ResolvedRepo) -> AsyncIterator[dict]:
         """Yield fetching/building events; the last one is "built" or "failed"."""
         yield {"phase": "fetching", "message": f"Fetching {resolved.spec.repo_url} "
                f"at {resolved.commit[:12]}\n"}
-        image, key, labels = await self.image_for(resolved)
-        if await self.builder.image_ready(image, key):
+        plan = await self.plan(resolved)
+        fp = plan.fingerprint
+        if fp.kind == "env":
+            yield {"phase": "fetching", "message": "Environment defined by "
+                   f"{', '.join(fp.files) or 'defaults'} ({fp.buildpack}): key {fp.key[:12]}\n"}
+        else:
+            yield {"phase": "fetching",
+                   "message": f"Image keyed by the repository's content: {fp.reason}\n"}
+        if await self.builder.image_ready(plan.image, fp.key):
             metrics.CACHE.labels("hit").inc()
-            yield {"phase": "built", "imageName": image,
-                   "message": f"Found built image {image}\n"}
+            yield {"phase": "built", "imageName": plan.image, "kind": fp.kind,
+                   "message": f"Found built image {plan.image}\n"}
             return
         metrics.CACHE.labels("miss").inc()
-        mirror = await self.fetch(resolved)
 
-        async def source(dest):
-            await self.mirrors.export(mirror, resolved.commit, dest)
+        async def source(dest: Path):
+            """The build context: only the environment files for an env-keyed image."""
+            if fp.kind == "tree":
+                await self.mirrors.export(plan.mirror, resolved.commit, dest)
+                return
+            with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+                checkout = Path(tmp) / "checkout"
+                await self.mirrors.export(plan.mirror, resolved.commit, checkout)
+                for name in fp.files:
+                    (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(checkout / name, dest / name)
+                dest.mkdir(parents=True, exist_ok=True)
 
-        build = self.builder.build(image, labels, source)
+        build = self.builder.build(plan.image, plan.labels, source)
         async for event in build.follow():
-            yield event
+            yield {**event, "kind": fp.kind} if event["phase"] == "built" else event
+
+    async def content_archive(self, resolved: ResolvedRepo) -> None:
+        """Write the commit's files for the content overlay (``<content_dir>/<commit>.tar``)."""
+        target = self.content_dir / f"{resolved.commit}.tar"
+        if target.exists():
+            os.utime(target)
+            return
+        data = await self.mirrors.archive(await self.fetch(resolved), resolved.commit)
+        partial = target.with_suffix(f".{os.getpid()}.partial")
+        partial.write_bytes(data)
+        partial.replace(target)  # atomic: the spawner never reads half an archive
 
     async def events(self, request: LaunchRequest) -> AsyncIterator[dict]:
         """The whole launch as events; always ends with "ready" or "failed"."""
@@ -82,12 +151,13 @@ class Pipeline:
         try:
             yield {"phase": "fetching", "message": "Resolving the requested ref\n"}
             resolved = await self.resolve(request)
-            image = None
+            image = kind = None
             async for event in self.build_events(resolved):
                 if event["phase"] == "failed":
                     yield event
                     return
                 image = event.get("imageName", image)
+                kind = event.pop("kind", kind)
                 yield event
             if request.build_only:
                 outcome = "built"
@@ -103,6 +173,11 @@ class Pipeline:
                 "spec": resolved.spec.spec,
                 **request.extra,
             }
+            if kind == "env":
+                # the image holds the environment; the commit's files go in at launch
+                await self.content_archive(resolved)
+                user_options["content"] = resolved.commit
+            self.index.launched(image)
             async for event in self.launcher.launch(image, user_options):
                 if event["phase"] == "ready":
                     outcome = "ready"

@@ -5,14 +5,19 @@ Jupyter server with the launch token instead of hub authentication (temporary us
 log in to the hub; see PROTOCOL.md, "How the session checks that token").
 """
 
+import asyncio
+import io
+import os
 import re
+import tarfile
+from pathlib import Path
 
 import docker.errors
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Bool, List, Unicode
+from traitlets import Bool, List, Unicode, default
 
-from .builder import LABEL_KEY
+from .builder import LABEL_KEY, LABEL_KIND, LABEL_UID
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 
@@ -38,6 +43,15 @@ class BinderLabSpawner(DockerSpawner):
         origin to restrict it.""",
     ).tag(config=True)
 
+    content_dir = Unicode(
+        help="""Where the binder service leaves each commit's files (<commit>.tar) for the
+        content overlay of environment-keyed images. `binderlab up` sets it.""",
+    ).tag(config=True)
+
+    @default("content_dir")
+    def _default_content_dir(self):
+        return os.environ.get("BINDERLAB_CONTENT_DIR", "")
+
     server_command = List(
         Unicode(),
         default_value=["jupyter", "lab"],
@@ -59,6 +73,39 @@ class BinderLabSpawner(DockerSpawner):
         if not key or not repository.endswith(key):
             raise web.HTTPError(403, f"Image {image!r} was not built by binderlab.")
         return image
+
+    async def create_object(self):
+        """Create the container; for an environment-keyed image, copy the requested commit's
+        files into the repository directory (as the notebook user) before it starts."""
+        obj = await super().create_object()
+        info = await self.docker("inspect_image", self.image)
+        config = info.get("Config") or {}
+        labels = config.get("Labels") or {}
+        if labels.get(LABEL_KIND) == "env":
+            try:
+                await self.overlay_content(obj["Id"], config, labels)
+            except Exception:
+                await self.docker("remove_container", obj["Id"], force=True)
+                raise
+        return obj
+
+    async def overlay_content(self, container_id: str, config: dict, labels: dict) -> None:
+        commit = str(self.user_options.get("content", ""))
+        if not re.fullmatch(r"[0-9a-f]{40}", commit) or not self.content_dir:
+            raise web.HTTPError(400, "This image needs the repository content (a commit).")
+        archive = Path(self.content_dir) / f"{commit}.tar"
+        if not archive.is_file():
+            raise web.HTTPError(404, f"The content of commit {commit} is not available.")
+        env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+        repo_dir = env.get("REPO_DIR") or config.get("WorkingDir") or "/home/jovyan"
+        uid = int(labels.get(LABEL_UID, "1000"))
+        data = await asyncio.get_running_loop().run_in_executor(
+            None, owned_tar, archive, uid)
+        self.log.info("Copying %s (%d kB) into %s:%s", archive.name, len(data) // 1024,
+                      container_id[:12], repo_dir)
+        ok = await self.docker("put_archive", container_id, repo_dir, data)
+        if not ok:
+            raise web.HTTPError(500, "Could not copy the repository content into the session.")
 
     async def start(self):
         """Check binderlab's user_options (image, launch token), then start the container."""
@@ -93,3 +140,14 @@ class BinderLabSpawner(DockerSpawner):
             "--ServerApp.allow_credentials=False",
             "--ServerApp.trust_xheaders=True",
         ]
+
+
+def owned_tar(path: Path, uid: int) -> bytes:
+    """The tar at ``path`` with every entry owned by ``uid`` (git archive writes root)."""
+    out = io.BytesIO()
+    with tarfile.open(path) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src:
+            member.uid = member.gid = uid
+            member.uname = member.gname = ""
+            dst.addfile(member, src.extractfile(member) if member.isreg() else None)
+    return out.getvalue()

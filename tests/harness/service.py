@@ -44,6 +44,7 @@ c.BinderLab.event_stream_linger = 2
 {'c.BinderLab.blocked_networks = []' if allow_loopback else ''}
 c.GitRepoProvider.allowed_protocols = ["https", "http"]
 c.GitHubRepoProvider.host = {git_host!r}
+c.Repo2DockerBuilder.repo2docker_config = {str(HARNESS / 'repo2docker_config.py')!r}
 c.HubLauncher.hub_url = {self.hub_url!r}
 c.UpApp.hub_internal_url = "http://127.0.0.1:{free_port()}"
 c.UpApp.proxy_api_url = "http://127.0.0.1:{free_port()}"
