@@ -30,7 +30,7 @@ export function followLaunch({ buildUrl, phase, log, onReady }) {
       onReady(event);
     } else if (event.phase === "failed") {
       source.close();
-      phase.textContent = "failed: " + (event.message || "");
+      phase.textContent = "failed: " + (event.message || "").split("\n")[0];
     }
   };
   source.onerror = () => {

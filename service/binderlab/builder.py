@@ -218,8 +218,11 @@ class Repo2DockerBuilder(Builder):
         async def pump():
             async for raw in proc.stdout:
                 message = _log_message(raw)
-                tail.append(message)
-                del tail[: -self.failure_log_lines]
+                # repo2docker's last words repeat the whole build command with server paths:
+                # not for the client
+                if not message.startswith("Error during build: Command"):
+                    tail.append(message)
+                    del tail[: -self.failure_log_lines]
                 await build.emit({"phase": "building", "message": message})
             return await proc.wait()
 
