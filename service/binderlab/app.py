@@ -26,6 +26,7 @@ from .builder import LABEL_KEY, LABEL_KIND, LABEL_REPO, Builder, Repo2DockerBuil
 from .cacheindex import CacheIndex
 from .checkout import RepoMirrors
 from .engine import DockerEngine
+from .eviction import ImageEvictor
 from .fingerprint import FingerprintWorker
 from .launcher import HubLauncher, Launcher
 from .pipeline import Pipeline
@@ -163,6 +164,25 @@ class BinderLab(Application):
         2, help="/health reports unhealthy below this much free disk in state_dir (GB)."
     ).tag(config=True)
 
+    image_disk_budget_gb = Float(
+        0,
+        help="""Disk space (GB) binderlab's images may use; 0 (default) means no limit.
+
+        Over budget, the least recently launched images are removed, never one in use, a
+        pinned one (`binderlab build --pin`) or one that just finished building. Checked
+        after every build and every eviction_interval seconds.""",
+    ).tag(config=True)
+
+    eviction_interval = Float(
+        600, help="Seconds between disk-budget checks (default 600)."
+    ).tag(config=True)
+
+    github_webhook_secret = Unicode(
+        "",
+        help="""Secret of the GitHub push webhook at POST /hooks/github, which prebuilds
+        each pushed commit. Empty (default): the webhook is off (404).""",
+    ).tag(config=True)
+
     docker_url = Unicode(
         "", help="Docker engine URL. Empty (default): DOCKER_HOST or the local socket."
     ).tag(config=True)
@@ -184,9 +204,11 @@ class BinderLab(Application):
         self.init_fingerprints()
         self.init_launcher()
         self.init_pipeline()
+        self.init_eviction()
         self.init_tornado()
 
     def init_logging(self):
+        self._tasks: set[asyncio.Task] = set()
         self.log.propagate = False
         logging.getLogger("tornado.access").setLevel(max(self.log_level, logging.INFO))
 
@@ -254,6 +276,32 @@ class BinderLab(Application):
             content_dir=self.state_path / "content",
         )
 
+    def init_eviction(self):
+        self.evictor = ImageEvictor(self.engine, self.index, self.image_prefix,
+                                    self.image_disk_budget_gb * 1e9, self.log)
+        self.builder.after_build = lambda name: self.evictor.run(keep={name})
+
+    def background_task(self, coro) -> asyncio.Task:
+        """Run ``coro`` beyond the request that started it; its errors are logged."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t):
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception():
+                self.log.error("Background task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    async def evict_periodically(self):
+        while self.image_disk_budget_gb > 0:
+            try:
+                await self.evictor.run()
+            except Exception:
+                self.log.exception("Eviction failed")
+            await asyncio.sleep(self.eviction_interval)
+
     def init_tornado(self):
         base = self.base_url
         routes = [(base + pattern, handler) for pattern, handler in handlers.default_handlers]
@@ -276,6 +324,7 @@ class BinderLab(Application):
 
     def listen(self):
         self.http_server = self.tornado_app.listen(self.port, self.ip, xheaders=True)
+        self.background_task(self.evict_periodically())
         self.log.info("binder service at %s", self.public_url)
 
     async def serve_until_stopped(self):

@@ -98,6 +98,8 @@ class Builder(LoggingConfigurable):
         self.work_dir = work_dir
         self.index = index
         self.running: dict[str, Build] = {}
+        # called with the image name after each successful build (e.g. eviction)
+        self.after_build: Callable[[str], Awaitable[object]] | None = None
 
     async def image_ready(self, name: str, key: str) -> bool:
         labels = await self.engine.image_labels(name)
@@ -127,6 +129,8 @@ class Builder(LoggingConfigurable):
                 if self.index is not None:
                     self.index.add(build.image, labels[LABEL_KEY], labels.get(LABEL_KIND, ""),
                                    labels.get(LABEL_REPO))
+                if self.after_build is not None:
+                    asyncio.ensure_future(self.after_build(build.image))
                 await build.finish("built", {
                     "phase": "built", "imageName": build.image,
                     "message": f"Built image {build.image}\n",

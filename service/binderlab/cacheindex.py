@@ -21,6 +21,10 @@ CREATE TABLE IF NOT EXISTS images (
     created REAL NOT NULL,
     last_launch REAL
 );
+CREATE TABLE IF NOT EXISTS pins (
+    name TEXT PRIMARY KEY,
+    note TEXT
+);
 CREATE TABLE IF NOT EXISTS fingerprints (
     tree TEXT NOT NULL,
     config TEXT NOT NULL,
@@ -71,6 +75,16 @@ class CacheIndex:
         """Image names, least recently launched (or built, if never launched) first."""
         return list(self.db.execute(
             "SELECT name, COALESCE(last_launch, created) AS used FROM images ORDER BY used"))
+
+    def pin(self, name: str, note: str = "") -> None:
+        """Keep ``name`` whatever the disk budget (e.g. the environments/ catalog)."""
+        self.db.execute("INSERT OR REPLACE INTO pins VALUES (?, ?)", (name, note))
+
+    def unpin(self, name: str) -> None:
+        self.db.execute("DELETE FROM pins WHERE name = ?", (name,))
+
+    def pinned(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT name FROM pins")}
 
     def fingerprint(self, tree: str, config: str) -> dict | None:
         row = self.db.execute("SELECT result FROM fingerprints WHERE tree = ? AND config = ?",

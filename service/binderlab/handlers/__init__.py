@@ -1,5 +1,10 @@
 """HTTP handlers; each module ends with its ``default_handlers`` routes."""
 
-from . import build, pages, status
+from . import build, hooks, pages, status
 
-default_handlers = [*build.default_handlers, *pages.default_handlers, *status.default_handlers]
+default_handlers = [
+    *build.default_handlers,
+    *hooks.default_handlers,
+    *status.default_handlers,
+    *pages.default_handlers,
+]
