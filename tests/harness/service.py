@@ -33,6 +33,7 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.hub_url = f"http://127.0.0.1:{self.hub_port}"
         self.image_prefix = f"binderlabtest{uuid.uuid4().hex[:8]}/"
+        self.webhook_secret = uuid.uuid4().hex
         self.command = command
         self.config = self.workdir / "binderlab_config.py"
         self.config.write_text(f"""
@@ -41,6 +42,7 @@ c.BinderLab.state_dir = {str(self.workdir / 'state')!r}
 c.BinderLab.image_prefix = {self.image_prefix!r}
 c.BinderLab.allow_build_only = True
 c.BinderLab.event_stream_linger = 2
+c.BinderLab.github_webhook_secret = {self.webhook_secret!r}
 {'c.BinderLab.blocked_networks = []' if allow_loopback else ''}
 c.GitRepoProvider.allowed_protocols = ["https", "http"]
 c.GitHubRepoProvider.host = {git_host!r}
@@ -75,6 +77,13 @@ c.UpApp.proxy_api_url = "http://127.0.0.1:{free_port()}"
             except requests.RequestException:
                 time.sleep(0.3)
         raise RuntimeError(f"binderlab {self.command} did not answer:\n{self.log()}")
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Run `binderlab <args> --config <this service's config>`."""
+        env = {**os.environ, "DOCKER_CONFIG": str(DOCKER_CONFIG)}
+        return subprocess.run(
+            [sys.executable, "-m", "binderlab.cli", *args, "--config", str(self.config)],
+            cwd=self.workdir, env=env, capture_output=True, text=True, timeout=timeout)
 
     def log(self) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
