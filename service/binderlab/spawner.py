@@ -1,14 +1,12 @@
-"""The JupyterHub spawner for binderlab sessions (loaded by the hub, see jupyterhub_config.py).
+"""The Docker spawner for binderlab sessions (loaded by the hub, see jupyterhub_config.py).
 
-It runs only images that binderlab built, and in anonymous mode starts the image's own
-Jupyter server with the launch token instead of hub authentication (temporary users cannot
-log in to the hub; see PROTOCOL.md, "How the session checks that token").
+It runs only images that binderlab built (checked against their labels), and puts the
+requested commit's files into containers of environment-keyed images before they start.
 """
 
 import asyncio
 import io
 import os
-import re
 import tarfile
 from pathlib import Path
 
@@ -16,33 +14,14 @@ import docker.errors
 from dockerspawner import DockerSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient
-from traitlets import Bool, Float, List, Unicode, default
+from traitlets import Float, Unicode, default
 
 from .builder import LABEL_KEY, LABEL_KIND, LABEL_UID
+from .session import COMMIT_RE, BinderLabSessionMixin
 
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 
-
-class BinderLabSpawner(DockerSpawner):
-    image_prefix = Unicode(
-        "binderlab/",
-        help="Only images whose name starts with this prefix (and that carry binderlab's "
-        "labels) can be started. Must match c.BinderLab.image_prefix.",
-    ).tag(config=True)
-
-    anonymous = Bool(
-        True,
-        help="""Anonymous mode (default): run the image's Jupyter server with the launch token
-        from user_options instead of jupyterhub-singleuser and hub login.""",
-    ).tag(config=True)
-
-    allow_origin = Unicode(
-        "*",
-        help="""Origins allowed to call the session's Jupyter API from a browser (CORS).
-
-        '*' (default) lets course pages on any site run cells with thebe; set a single
-        origin to restrict it.""",
-    ).tag(config=True)
+class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
+    """DockerSpawner for binderlab sessions: binderlab's images only, content overlay."""
 
     content_dir = Unicode(
         help="""Where the binder service leaves each commit's files (<commit>.tar) for the
@@ -57,17 +36,9 @@ class BinderLabSpawner(DockerSpawner):
     def _default_content_dir(self):
         return os.environ.get("BINDERLAB_CONTENT_DIR", "")
 
-    server_command = List(
-        Unicode(),
-        default_value=["jupyter", "lab"],
-        help="Command starting the session's Jupyter server in anonymous mode; binderlab "
-        "adds --ip, --port, --ServerApp.base_url and the CORS options.",
-    ).tag(config=True)
-
     async def check_allowed(self, image):
-        """Refuse any image that binderlab did not build (the hub API is reachable by users)."""
-        if not isinstance(image, str) or not image.startswith(self.image_prefix):
-            raise web.HTTPError(403, f"Image {image!r} was not built by binderlab.")
+        """Refuse any image that binderlab did not build (the hub API is reachable by users):
+        the name has binderlab's prefix and ends with the key its label records."""
         try:
             info = await self.docker("inspect_image", image)
         except docker.errors.ImageNotFound:
@@ -96,7 +67,7 @@ class BinderLabSpawner(DockerSpawner):
 
     async def overlay_content(self, container_id: str, config: dict, labels: dict) -> None:
         commit = str(self.user_options.get("content", ""))
-        if not re.fullmatch(r"[0-9a-f]{40}", commit) or not self.content_dir:
+        if not COMMIT_RE.match(commit) or not self.content_dir:
             raise web.HTTPError(400, "This image needs the repository content (a commit).")
         archive = Path(self.content_dir) / f"{commit}.tar"
         if not archive.is_file():
@@ -114,10 +85,7 @@ class BinderLabSpawner(DockerSpawner):
 
     async def start(self):
         """Check binderlab's user_options (image, launch token), then start the container."""
-        if not self.user_options.get("image"):
-            raise web.HTTPError(400, "binderlab sessions need an image in user_options.")
-        if self.anonymous and not TOKEN_RE.match(str(self.user_options.get("token", ""))):
-            raise web.HTTPError(400, "A launch token is required (16-128 URL-safe characters).")
+        self.check_user_options()
         ip, port = await super().start()
         await self.wait_for_server(ip, port)
         return ip, port
@@ -147,30 +115,12 @@ class BinderLabSpawner(DockerSpawner):
             await asyncio.sleep(self.server_poll_interval)
 
     def get_env(self):
-        env = super().get_env()
-        if self.anonymous:
-            # The session's own server checks the launch token; the container gets no hub
-            # credentials at all (its code is whatever the repository holds).
-            env = {k: v for k, v in env.items()
-                   if not k.startswith(("JUPYTERHUB_", "JPY_"))}
-            env["JUPYTER_TOKEN"] = self.user_options["token"]
-        env["BINDER_REPO_URL"] = self.user_options.get("repo_url", "")
-        env["BINDER_REF"] = self.user_options.get("ref", "")
-        return env
+        return self.session_env(super().get_env())
 
     async def get_command(self):
         if not self.anonymous:
             return await super().get_command()
-        return [
-            *self.server_command,
-            "--ip=0.0.0.0",
-            f"--port={self.port}",
-            f"--ServerApp.base_url={self.server.base_url}",
-            "--ServerApp.default_url=/lab",
-            f"--ServerApp.allow_origin={self.allow_origin}",
-            "--ServerApp.allow_credentials=False",
-            "--ServerApp.trust_xheaders=True",
-        ]
+        return self.anonymous_command()
 
 
 def owned_tar(path: Path, uid: int) -> bytes:
