@@ -1,6 +1,7 @@
 """gitcmd: ref checks, picking a commit from `git ls-remote` output, and the git
 environment that keeps user values from being run (CVE-2021-39159). Real git, no network."""
 
+import asyncio
 import socket
 import subprocess
 
@@ -87,11 +88,6 @@ def test_check_ref_refuses(ref, message):
         pytest.param("main@{1}", id="at-brace"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_ref misses git check-ref-format rules: DEL (\\x7f), trailing '/' or '.', "
-    "'//', components starting with '.', '@' and '@{'",
-)
 def test_check_ref_refuses_refs_git_rejects(ref):
     with pytest.raises(LaunchError):
         gitcmd.check_ref(ref)
@@ -128,11 +124,6 @@ LS_REMOTE = "\n".join(
         pytest.param(
             "refs/tags/annotated",
             "7" * 40,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="pick_ref returns the tag object for a full annotated tag name: it "
-                "tries the exact name before its peeled '^{}' line",
-            ),
         ),
     ],
 )
@@ -178,11 +169,6 @@ def test_git_env_never_prompts_and_drops_inherited_git_variables(monkeypatch):
     assert env["BINDERLAB_UNRELATED"] == "kept"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="git_env passes 'file' and 'ext' on to GIT_ALLOW_PROTOCOL, though "
-    "allowed_protocols' help says they are never allowed",
-)
 def test_git_env_never_allows_file_or_ext():
     assert gitcmd.git_env(["https", "file", "ext"])["GIT_ALLOW_PROTOCOL"] == "https"
 
@@ -258,8 +244,8 @@ async def test_run_git_timeout_kills_git():
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/repo"
+        call = gitcmd.run_git("ls-remote", "--", url, env=gitcmd.git_env(["http"]), timeout=0.5)
+        # the outer limit keeps a hang from stalling the suite (it fails as TimeoutError)
         with pytest.raises(gitcmd.GitError) as info:
-            await gitcmd.run_git(
-                "ls-remote", "--", url, env=gitcmd.git_env(["http"]), timeout=0.5
-            )
+            await asyncio.wait_for(call, 2)
     assert "took longer than 0.5 s" in str(info.value)

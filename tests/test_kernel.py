@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 import requests
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from tests.harness.sse import follow
@@ -65,5 +65,5 @@ async def test_thebe_style_kernel_use(service, git_server):
     assert (await run_code(ws_url, "print(6 * 7)")).strip() == "42"
 
     # the same websocket without the token is refused
-    with pytest.raises(Exception):
+    with pytest.raises(HTTPClientError):
         await run_code(f"{ws_base}api/kernels/{kernel_id}/channels", "print(1)", timeout=10)

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from binderlab.builder import Repo2DockerBuilder
@@ -37,5 +38,5 @@ def test_environment_yml_repo_generates_its_environment(git_server, tmp_path, do
     assert env_copy < dockerfile.index("COPY --chown=1000:1000 src/ ${REPO_DIR}/")
     assert 'env update -p ${NB_PYTHON_PREFIX} --file "environment.yml"' in dockerfile
     assert "USER ${NB_USER}" in dockerfile
-    with pytest.raises(Exception):
+    with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get("binderlab-test/never-built")

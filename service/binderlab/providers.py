@@ -15,7 +15,12 @@ from traitlets.config import LoggingConfigurable
 from . import gitcmd, netguard
 from .errors import LaunchError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def valid_name(name: str) -> bool:
+    """An owner, repository or namespace segment: no path tricks ('.', '..'), no newline."""
+    return bool(NAME_RE.fullmatch(name)) and name not in (".", "..")
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,15 @@ class GitRepoProvider(RepoProvider):
         return ref
 
     def check_url(self, url: str) -> None:
+        if "::" in url.split("/", 1)[0]:  # git's transport syntax, e.g. ext::<command>
+            raise LaunchError(f"Not a repository URL: {url!r}. Use e.g. https://host/repo", 400)
+        # urlsplit drops tabs and newlines silently: refuse them before, so what is checked
+        # is exactly what git receives
+        if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+            raise LaunchError("Repository URLs must not contain spaces or control characters.",
+                              400)
         parts = urlsplit(url)
-        if "::" in url.split("/", 1)[0] or not parts.scheme:
+        if not parts.scheme:
             raise LaunchError(f"Not a repository URL: {url!r}. Use e.g. https://host/repo", 400)
         scheme = parts.scheme.lower()
         if scheme in ("file", "ext") or scheme not in self.allowed_protocols:
@@ -179,7 +191,8 @@ class GitHubRepoProvider(_HostedRepoProvider):
 
     def parse(self, raw_spec: str) -> RepoSpec:
         parts = raw_spec.split("/", 2)
-        if len(parts) < 2 or not all(NAME_RE.match(unquote(p)) for p in parts[:2]):
+        if len(parts) < 2 or not all(valid_name(unquote(p)) for p in parts[:2]) \
+                or not valid_name(unquote(parts[1]).removesuffix(".git")):
             raise LaunchError("Malformed GitHub spec: expected <owner>/<repo>/<ref>.", 400)
         owner, repo = unquote(parts[0]), unquote(parts[1]).removesuffix(".git")
         raw_ref = parts[2] if len(parts) == 3 and parts[2] else "HEAD"
@@ -203,7 +216,7 @@ class GitLabRepoProvider(_HostedRepoProvider):
     def parse(self, raw_spec: str) -> RepoSpec:
         escaped, sep, raw_ref = raw_spec.partition("/")
         project = unquote(escaped).strip("/").removesuffix(".git")
-        if not sep or not raw_ref or not all(NAME_RE.match(p) for p in project.split("/")):
+        if not sep or not raw_ref or not all(valid_name(p) for p in project.split("/")):
             raise LaunchError(
                 "Malformed GitLab spec: expected <url-escaped namespace/project>/<ref>, "
                 "e.g. group%2Fproject/main",
@@ -230,7 +243,7 @@ class GistRepoProvider(_HostedRepoProvider):
 
     def parse(self, raw_spec: str) -> RepoSpec:
         parts = raw_spec.split("/", 2)
-        if len(parts) < 2 or not NAME_RE.match(parts[0]) or not re.match(r"^[0-9a-f]+$", parts[1]):
+        if len(parts) < 2 or not valid_name(parts[0]) or not re.fullmatch(r"[0-9a-f]+", parts[1]):
             raise LaunchError("Malformed gist spec: expected <owner>/<gist id>[/<ref>].", 400)
         raw_ref = parts[2] if len(parts) == 3 and parts[2] else "HEAD"
         url = self.hosted_url(parts[1])

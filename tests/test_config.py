@@ -1,0 +1,62 @@
+"""Every option has help text, and the CLI explains itself."""
+
+import subprocess
+import sys
+
+import pytest
+
+from binderlab.app import BinderLab
+from binderlab.cli import BuildApp, EnvHashApp
+from binderlab.hub import UpApp
+from binderlab.kubespawner import BinderLabKubeSpawner
+from binderlab.session import BinderLabSessionMixin
+from binderlab.spawner import BinderLabSpawner
+
+OURS = "binderlab."
+
+
+def own_traits(cls):
+    """Configurable traits defined by binderlab's own classes (not inherited from others)."""
+    for klass in cls.mro():
+        if not klass.__module__.startswith(OURS):
+            continue
+        for name, trait in klass.class_own_traits(config=True).items():
+            yield klass.__name__, name, trait
+
+
+@pytest.mark.parametrize("cls", [
+    *BinderLab().classes, UpApp, BuildApp, EnvHashApp, BinderLabSpawner,
+    BinderLabKubeSpawner, BinderLabSessionMixin,
+], ids=lambda c: c.__name__)
+def test_every_option_has_help(cls):
+    missing = [f"{k}.{n}" for k, n, t in own_traits(cls) if len((t.help or "").strip()) < 10]
+    assert not missing, f"options without help text: {missing}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["up", "--help-all"], ["serve", "--help"],
+                                  ["build", "--help"], ["env-hash", "--help"]])
+def test_cli_help(args):
+    out = subprocess.run([sys.executable, "-m", "binderlab.cli", *args],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "binderlab" in out.stdout.lower()
+
+
+def test_help_all_lists_every_plugin_option():
+    out = subprocess.run([sys.executable, "-m", "binderlab.cli", "up", "--help-all"],
+                         capture_output=True, text=True, timeout=60).stdout
+    for option in ("--GitRepoProvider.allowed_protocols", "--GitHubRepoProvider.host",
+                   "--Repo2DockerBuilder.repo2docker_config", "--HubLauncher.hub_url",
+                   "--BinderLab.blocked_networks", "--UpApp.hub_internal_url",
+                   "--BinderLab.image_disk_budget_gb"):
+        assert option in out
+
+
+def test_missing_config_file_and_unknown_provider_are_clear(tmp_path):
+    config = tmp_path / "bad_config.py"
+    config.write_text("c.BinderLab.repo_providers = ['gh', 'svn']\n"
+                      f"c.BinderLab.state_dir = {str(tmp_path / 'state')!r}\n")
+    out = subprocess.run([sys.executable, "-m", "binderlab.cli", "serve", "--config",
+                          str(config)], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "Unknown repo provider 'svn'" in out.stderr
