@@ -68,7 +68,7 @@ def test_cli_build_then_launch_is_a_cache_hit(service, git_server):
     assert built.returncode == 0, built.stderr[-3000:]
     image = built.stdout.strip().splitlines()[-1]
     assert image.startswith(service.image_prefix + "env-")
-    assert "tabulate" in built.stderr  # the build log went to stderr
+    assert "src/requirements.txt" in built.stderr  # the build log went to stderr
     events = follow(f"{service.url}build/gh/{repo.gh_spec}/main")
     assert phases(events) == ["fetching", "built", "launching", "ready"]
     assert events[-1]["image"] == image

@@ -130,21 +130,36 @@ def _build_args(r2d) -> dict:
     return args
 
 
-def _inspect(checkout: Path, r2d) -> tuple[object, str, set[str]]:
-    """Pick and render the build pack in ``checkout``; return it, its Dockerfile, and the
-    checkout's files that detection and rendering opened."""
+@dataclass
+class _Inspection:
+    buildpack: object
+    dockerfile: str
+    opened: set[str]
+    preassemble_files: list[str]
+    assemble: list
+    post_build: list
+    start: str | None
+
+
+def _inspect(checkout: Path, r2d) -> _Inspection:
+    """Pick and render the build pack in ``checkout`` and ask it everything the
+    fingerprint needs, all inside the checkout (build packs read relative paths); record
+    the checkout's files that this opened."""
     global _reads
     _reads = set()
     try:
         with chdir(checkout):
             bp = _pick(r2d)
-            dockerfile = _render(bp, r2d)
-            bp.get_assemble_scripts(), bp.get_post_build_scripts(), bp.get_start_script()
+            found = _Inspection(
+                bp, _render(bp, r2d), set(), list(bp.get_preassemble_script_files()),
+                list(bp.get_assemble_scripts()), list(bp.get_post_build_scripts()),
+                bp.get_start_script())
         root = str(checkout.resolve()) + os.sep
-        opened = {p[len(root):] for p in _reads if p.startswith(root) and os.path.isfile(p)}
+        found.opened = {p[len(root):] for p in _reads
+                        if p.startswith(root) and os.path.isfile(p)}
     finally:
         _reads = None
-    return bp, dockerfile, opened
+    return found
 
 
 def compute(checkout: str, tree_hash: str, r2d_args: list[str], env_context: str | None) -> dict:
@@ -155,7 +170,8 @@ def compute(checkout: str, tree_hash: str, r2d_args: list[str], env_context: str
 
     checkout_path = Path(checkout)
     r2d = make_r2d([*r2d_args, "--no-build", checkout])
-    bp, dockerfile, opened = _inspect(checkout_path, r2d)
+    found = _inspect(checkout_path, r2d)
+    bp, dockerfile = found.buildpack, found.dockerfile
     name = type(bp).__name__
 
     def tree(reason: str) -> dict:
@@ -163,28 +179,33 @@ def compute(checkout: str, tree_hash: str, r2d_args: list[str], env_context: str
 
     if isinstance(bp, DockerBuildPack | LegacyBinderDockerBuildPack):
         return tree("the repository has a Dockerfile")
-    if bp.get_post_build_scripts():
+    if found.post_build:
         return tree("postBuild runs with the whole repository")
-    if bp.get_start_script():
+    if found.start:
         return tree("a start script runs with the whole repository")
-    if bp.get_assemble_scripts():
+    if found.assemble:
         return tree("the build installs from the repository's content "
                     "(setup.py, pyproject.toml, local requirements, ...)")
 
-    files = sorted(set(bp.get_preassemble_script_files()) | opened)
+    files = sorted(set(found.preassemble_files) | found.opened)
+    root = checkout_path.resolve()
+    # a symlink could point outside the checkout: its target must not reach a build context
+    if any((checkout_path / f).resolve() != root / f for f in files):
+        return tree("an environment file is a symbolic link")
     if any((checkout_path / f).stat().st_size > MAX_ENV_FILE_BYTES for f in files):
         return tree("an environment file is larger than 1 MiB")
     # the check: an env-only context must give repo2docker exactly the same Dockerfile
     context = Path(env_context) if env_context else Path(checkout + ".env-check")
     shutil.rmtree(context, ignore_errors=True)
+    context.mkdir(parents=True)
     for f in files:
         (context / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(checkout_path / f, context / f)
+        shutil.copy2(checkout_path / f, context / f, follow_symlinks=False)
     try:
-        bp2, dockerfile2, _ = _inspect(context, r2d)
+        again = _inspect(context, r2d)
     except Exception:
-        bp2, dockerfile2 = None, None
-    if type(bp2) is not type(bp) or dockerfile2 != dockerfile:
+        again = None
+    if again is None or type(again.buildpack) is not type(bp) or again.dockerfile != dockerfile:
         shutil.rmtree(context, ignore_errors=True)
         return tree("the environment depends on more than its environment files")
     if not env_context:

@@ -126,7 +126,7 @@ class Pipeline:
                 await self.mirrors.export(plan.mirror, resolved.commit, checkout)
                 for name in fp.files:
                     (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(checkout / name, dest / name)
+                    shutil.copy2(checkout / name, dest / name, follow_symlinks=False)
                 dest.mkdir(parents=True, exist_ok=True)
 
         build = self.builder.build(plan.image, plan.labels, source)

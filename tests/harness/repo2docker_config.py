@@ -21,7 +21,10 @@ class LocalPipBuildPack(BaseImage):
 
     def _local_references(self):
         with open(self._requirements()) as f:
-            return any(line.strip().startswith(("-e", ".", "/", "file:")) for line in f)
+            # local paths, editable installs and references to other files need the repo
+            return any(line.strip().startswith(("-e", "--editable", "-r", "--requirement",
+                                                 "-c", "--constraint", ".", "/", "file:"))
+                       for line in f)
 
     def get_preassemble_script_files(self):
         files = dict(super().get_preassemble_script_files())

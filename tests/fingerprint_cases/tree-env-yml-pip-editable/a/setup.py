@@ -1,0 +1,3 @@
+from setuptools import setup
+
+setup(name="demo", py_modules=["demo"])
