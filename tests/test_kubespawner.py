@@ -32,8 +32,8 @@ OPTIONS = {"image": "registry.example.org/binderlab/env-" + "b" * 40,
            "ref": COMMIT, "content": COMMIT}
 
 
-async def manifest(options):
-    config = Config()
+async def manifest(options, config=None):
+    config = config or Config()
     config.BinderLabKubeSpawner.image_prefix = "registry.example.org/binderlab/"
     spawner = BinderLabKubeSpawner(_mock=True, config=config)
     spawner.server = SimpleNamespace(base_url="/user/binder-test/")
@@ -88,3 +88,23 @@ async def test_tree_image_has_no_overlay():
 async def test_bad_user_options_are_refused(bad, message):
     with pytest.raises(Exception, match=message):
         await manifest({**OPTIONS, **bad})
+
+
+async def test_gpu_session_gets_the_nvidia_gpu_limit():
+    from binderlab.gpus import sign_gpus
+
+    options = {**OPTIONS, "gpus": ["0", "1"]}
+    options["gpu_signature"] = sign_gpus("service-token", "mock@name", ["0", "1"])
+    config = Config()
+    config.BinderLabKubeSpawner.gpu_signing_key = "service-token"
+    _, pod = await manifest(options, config)
+    limits = pod["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "2"
+    _, cpu_pod = await manifest(OPTIONS)
+    assert "nvidia.com/gpu" not in (cpu_pod["spec"]["containers"][0].get("resources") or {})\
+        .get("limits", {})
+
+
+async def test_unsigned_gpu_request_is_refused():
+    with pytest.raises(Exception, match="assigned by the binder service only"):
+        await manifest({**OPTIONS, "gpus": ["0"], "gpu_signature": "forged"})

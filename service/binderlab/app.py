@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import signal
-from datetime import datetime
 from pathlib import Path
 
 import tornado.web
@@ -28,10 +27,12 @@ from .checkout import RepoMirrors
 from .engine import DockerEngine
 from .eviction import ImageEvictor
 from .fingerprint import FingerprintWorker
+from .gpus import GPUAllocator, GPUInventory, NvidiaSmiGPUInventory, StaticGPUInventory
 from .launcher import HubLauncher, Launcher
 from .pipeline import Pipeline
 from .providers import RepoProvider
 from .resources import frontend_dir
+from .rfc3339 import timestamp
 
 
 class BinderLab(Application):
@@ -59,7 +60,8 @@ class BinderLab(Application):
         )
 
         return [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider, GitLabRepoProvider,
-                GistRepoProvider, Repo2DockerBuilder, HubLauncher]
+                GistRepoProvider, Repo2DockerBuilder, HubLauncher, GPUAllocator,
+                StaticGPUInventory, NvidiaSmiGPUInventory]
 
     config_file = Unicode(
         "binderlab_config.py",
@@ -177,6 +179,14 @@ class BinderLab(Application):
         600, help="Seconds between disk-budget checks (default 600)."
     ).tag(config=True)
 
+    gpu_inventory_class = EntryPointType(
+        default_value=NvidiaSmiGPUInventory,
+        klass=GPUInventory,
+        entry_point_group="binderlab.gpu_inventories",
+        help="""Where the list of GPUs comes from: 'nvidia-smi' (default; no GPUs when it is
+        missing), 'nvml' (nvidia-ml-py) or 'static' (c.StaticGPUInventory.devices).""",
+    ).tag(config=True)
+
     github_webhook_secret = Unicode(
         "",
         help="""Secret of the GitHub push webhook at POST /hooks/github, which prebuilds
@@ -203,6 +213,7 @@ class BinderLab(Application):
         self.init_builder()
         self.init_fingerprints()
         self.init_launcher()
+        self.init_gpus()
         self.init_pipeline()
         self.init_eviction()
         self.init_tornado()
@@ -233,7 +244,7 @@ class BinderLab(Application):
                     images.append({"name": name, "key": labels[LABEL_KEY],
                                    "kind": labels.get(LABEL_KIND, ""),
                                    "repo": labels.get(LABEL_REPO),
-                                   "created": _created(image.attrs.get("Created", ""))})
+                                   "created": timestamp(image.attrs.get("Created", "")) or 0.0})
         self.index.rebuild(images)
         self.log.info("Cache index: %d images", len(images))
 
@@ -265,6 +276,13 @@ class BinderLab(Application):
     def init_launcher(self):
         self.launcher = self.launcher_class(parent=self, log=self.log)
 
+    def init_gpus(self):
+        devices = self.gpu_inventory_class(parent=self, log=self.log).list_devices()
+        self.gpus = GPUAllocator(parent=self, log=self.log, devices=devices,
+                                 engine=self.engine) if devices else None
+        if devices:
+            self.log.info("GPUs: %s", ", ".join(f"{d.id} ({d.name})" for d in devices))
+
     def init_pipeline(self):
         self.mirrors = RepoMirrors(self.state_path / "git", self.git_timeout)
         self.pipeline = Pipeline(
@@ -273,7 +291,7 @@ class BinderLab(Application):
             image_prefix=self.image_prefix,
             blocked_networks=netguard.parse_networks(self.blocked_networks),
             public_url=self.public_url, work_dir=self.state_path / "build",
-            content_dir=self.state_path / "content",
+            content_dir=self.state_path / "content", gpus=self.gpus,
         )
 
     def init_eviction(self):
@@ -325,6 +343,8 @@ class BinderLab(Application):
     def listen(self):
         self.http_server = self.tornado_app.listen(self.port, self.ip, xheaders=True)
         self.background_task(self.evict_periodically())
+        if self.gpus is not None and self.launcher is not None:
+            self.background_task(self.gpus.run(self.launcher))
         self.log.info("binder service at %s", self.public_url)
 
     async def serve_until_stopped(self):
@@ -347,10 +367,3 @@ class BinderLab(Application):
             return self.subapp.start()
         asyncio.run(self.serve())
 
-
-def _created(stamp: str) -> float:
-    """Docker's RFC 3339 timestamp (nanoseconds, 'Z') as a POSIX time."""
-    try:
-        return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
-    except ValueError:
-        return 0.0

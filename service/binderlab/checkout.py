@@ -67,6 +67,23 @@ class RepoMirrors:
         except gitcmd.GitError:
             return False
 
+    async def read_file(self, path: Path, commit: str, name: str, limit: int) -> bytes | None:
+        """A file of ``commit`` (None if absent or over ``limit`` bytes)."""
+        try:
+            size = int(await self._git(path, "cat-file", "-s", f"{commit}:{name}"))
+        except (gitcmd.GitError, ValueError):
+            return None
+        if size > limit:
+            return None
+        return (await self._git(path, "cat-file", "blob", f"{commit}:{name}")).encode()
+
+    async def has_dir(self, path: Path, commit: str, name: str) -> bool:
+        try:
+            kind = await self._git(path, "cat-file", "-t", f"{commit}:{name.rstrip('/')}")
+        except gitcmd.GitError:
+            return False
+        return kind.strip() == "tree"
+
     async def tree_hash(self, path: Path, commit: str) -> str:
         return (await self._git(path, "rev-parse", f"{commit}^{{tree}}")).strip()
 

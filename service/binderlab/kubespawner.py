@@ -39,6 +39,12 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
     def configure_session(self) -> None:
         """Turn binderlab's user_options into the pod's image, command and overlay."""
         self.check_user_options()
+        gpus = self.session_gpus()
+        if gpus:
+            # the cluster schedules whole GPUs by count (node pools with the NVIDIA device
+            # plugin); node_selector / tolerations for GPU nodes come from KubeSpawner config
+            self.extra_resource_limits = {**self.extra_resource_limits,
+                                          "nvidia.com/gpu": str(len(gpus))}
         self.image = self.user_options["image"]
         if self.anonymous:
             self.cmd = self.anonymous_command()

@@ -15,6 +15,7 @@ from traitlets import Float, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .errors import LaunchError
+from .gpus import sign_gpus
 
 
 class HubAPIError(LaunchError):
@@ -119,6 +120,8 @@ class HubLauncher(Launcher):
         username = self.username_prefix + secrets.token_hex(8)
         token = secrets.token_urlsafe(24)
         options = {**user_options, "image": image, "token": token}
+        if options.get("gpus"):
+            options["gpu_signature"] = sign_gpus(self.api_token, username, options["gpus"])
         await self.api("POST", f"/users/{quote(username)}")
         try:
             yield {"phase": "launching", "message": f"Starting a session as {username}\n"}
@@ -130,7 +133,7 @@ class HubLauncher(Launcher):
             if not server.get("ready"):
                 raise LaunchError("The session stopped while it was starting.", 500)
         except BaseException:
-            await self._discard(username)
+            await self.stop(username)
             raise
         url = self.hub_url.rstrip("/") + server["url"]
         yield {"phase": "ready", "url": url, "token": token, "username": username}
@@ -195,8 +198,15 @@ class HubLauncher(Launcher):
         finally:
             fetch.cancel()
 
-    async def _discard(self, username: str) -> None:
-        """Remove a temporary user whose launch did not complete (stops its server too)."""
+    async def last_activity(self, username: str) -> str | None:
+        """JupyterHub's last activity time of ``username`` (ISO 8601), None if unknown."""
+        try:
+            return (await self.api("GET", f"/users/{quote(username)}")).get("last_activity")
+        except LaunchError:
+            return None
+
+    async def stop(self, username: str) -> None:
+        """Stop ``username``'s session and remove the temporary user."""
         try:
             await self.api("DELETE", f"/users/{quote(username)}/server")
         except LaunchError:

@@ -1,6 +1,6 @@
 """Prometheus metrics, served at /metrics."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 BUILDS = Counter("binderlab_builds_total", "Builds that ended, by outcome.", ["outcome"])
 BUILDER_RUNS = Counter("binderlab_builder_runs_total", "Times the builder (repo2docker) was run.")
@@ -14,3 +14,6 @@ LAUNCH_SECONDS = Histogram(
     "binderlab_launch_duration_seconds", "Time from launch request to ready, by outcome.",
     ["outcome"], buckets=(0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300),
 )
+GPUS_TOTAL = Gauge("binderlab_gpus_total", "GPU devices sessions can get.")
+GPUS_IN_USE = Gauge("binderlab_gpus_in_use", "GPU devices held by sessions or launches.")
+GPU_QUEUE = Gauge("binderlab_gpu_queue_length", "Launches waiting for a GPU.")

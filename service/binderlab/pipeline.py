@@ -11,6 +11,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
+
+from ruamel.yaml import YAML
 
 from . import metrics
 from .builder import LABEL_COMMIT, LABEL_KEY, LABEL_KIND, LABEL_REPO, LABEL_UID, Builder
@@ -18,6 +21,7 @@ from .cacheindex import CacheIndex
 from .checkout import RepoMirrors
 from .errors import LaunchError
 from .fingerprint import Fingerprint, FingerprintWorker
+from .gpus import GPUAllocator
 from .launcher import Launcher
 from .providers import RepoProvider, ResolvedRepo
 
@@ -28,6 +32,8 @@ class LaunchRequest:
     raw_spec: str
     build_only: bool = False
     extra: dict = field(default_factory=dict)
+    gpu: int | None = None  # GPUs asked for in the URL (?gpu=N); None: not asked
+    client: str = ""  # the client's address, for per-user limits of anonymous launches
 
 
 @dataclass
@@ -49,7 +55,7 @@ class Pipeline:
     def __init__(self, *, builder: Builder, launcher: Launcher | None, mirrors: RepoMirrors,
                  fingerprints: FingerprintWorker, index: CacheIndex, config_digest: str,
                  image_prefix: str, blocked_networks, public_url: str, work_dir: Path,
-                 content_dir: Path):
+                 content_dir: Path, gpus: GPUAllocator | None = None):
         self.builder = builder
         self.launcher = launcher
         self.mirrors = mirrors
@@ -61,6 +67,7 @@ class Pipeline:
         self.public_url = public_url
         self.work_dir = work_dir
         self.content_dir = content_dir
+        self.gpus = gpus
 
     async def resolve(self, request: LaunchRequest) -> ResolvedRepo:
         spec = request.provider.parse(request.raw_spec)
@@ -151,6 +158,7 @@ class Pipeline:
         try:
             yield {"phase": "fetching", "message": "Resolving the requested ref\n"}
             resolved = await self.resolve(request)
+            gpu_count = 0 if request.build_only else await self.gpu_request(request, resolved)
             image = kind = None
             async for event in self.build_events(resolved):
                 if event["phase"] == "failed":
@@ -178,18 +186,74 @@ class Pipeline:
                 await self.content_archive(resolved)
                 user_options["content"] = resolved.commit
             self.index.launched(image)
-            async for event in self.launcher.launch(image, user_options):
-                if event["phase"] == "ready":
-                    outcome = "ready"
-                    event.pop("username", None)
-                    yield self.ready_event(event, request, resolved, image)
-                    return
-                yield event
+            ticket = None
+            try:
+                if gpu_count:
+                    async for event in self.gpus.acquire(gpu_count):
+                        if event["phase"] != "gpus":
+                            yield event
+                            continue
+                        ticket = event["ticket"]
+                        user_options.update(gpus=event["gpus"], gpu_client=request.client,
+                                            gpu_repo=repo_key(resolved))
+                        yield {"phase": "launching",
+                               "message": f"GPU {', '.join(event['gpus'])} reserved\n"}
+                async for event in self.launcher.launch(image, user_options):
+                    if event["phase"] == "ready":
+                        outcome = "ready"
+                        event.pop("username", None)
+                        if ticket is not None:
+                            # the container's label holds the devices from now on
+                            await self.gpus.release(ticket)
+                            ticket = None
+                            event["gpus"] = user_options["gpus"]
+                        yield self.ready_event(event, request, resolved, image)
+                        return
+                    yield event
+            finally:
+                if ticket is not None:
+                    await self.gpus.release(ticket)
         except LaunchError as e:
             yield {"phase": "failed", "message": str(e) + "\n", "status_code": e.status_code}
         finally:
             metrics.LAUNCHES.labels(outcome).inc()
             metrics.LAUNCH_SECONDS.labels(outcome).observe(time.monotonic() - started)
+
+    async def gpu_request(self, request: LaunchRequest, resolved: ResolvedRepo) -> int:
+        """How many GPUs this launch gets (URL, operator policy, the repository's own
+        binderlab.yml); refuses at once what no wait would grant."""
+        if self.gpus is None:
+            if request.gpu:
+                raise LaunchError("This host has no GPUs; launch without ?gpu=.", 400)
+            return 0
+        key = repo_key(resolved)
+        from_repo = None
+        if self.gpus.repo_opt_in and request.gpu is None:
+            from_repo = await self.repo_gpu_request(resolved)
+        count = self.gpus.requested(key, request.gpu, from_repo)
+        if count:
+            self.gpus.check(count, key, request.client)
+        return count
+
+    async def repo_gpu_request(self, resolved: ResolvedRepo) -> int | None:
+        """`gpu: N` from binderlab.yml in .binder/, binder/ or the root (as repo2docker
+        chooses its folder)."""
+        mirror = await self.fetch(resolved)
+        for folder in (".binder/", "binder/", ""):
+            data = await self.mirrors.read_file(mirror, resolved.commit,
+                                                f"{folder}binderlab.yml", limit=65536)
+            if data is None:
+                if folder and await self.mirrors.has_dir(mirror, resolved.commit, folder):
+                    return None  # the binder folder hides the root, as for repo2docker
+                continue
+            try:
+                doc = YAML(typ="safe", pure=True).load(data) or {}
+                value = doc.get("gpu", 0) if isinstance(doc, dict) else 0
+                return int(value) if not isinstance(value, bool) else int(value)
+            except Exception:
+                raise LaunchError(f"{folder}binderlab.yml is not valid: expected e.g. "
+                                  "'gpu: 1'.", 400) from None
+        return None
 
     def ready_event(self, event: dict, request: LaunchRequest, resolved: ResolvedRepo,
                     image: str) -> dict:
@@ -206,3 +270,8 @@ class Pipeline:
             "message": f"server running at {event['url']}\n",
         }
 
+
+
+def repo_key(resolved: ResolvedRepo) -> str:
+    """'<provider>/<repo>' (no ref): what GPU policy patterns and limits match on."""
+    return f"{resolved.spec.provider}/{unquote(resolved.spec.repo_part)}"

@@ -6,13 +6,17 @@ token instead of hub authentication (temporary users cannot log in to the hub; s
 PROTOCOL.md, "How the session checks that token").
 """
 
+import os
 import re
 
 from tornado import web
-from traitlets import Bool, List, Unicode
+from traitlets import Bool, List, Unicode, default
 from traitlets.config import Configurable
 
+from .gpus import LABEL_GPU_CLIENT, LABEL_GPU_REPO, LABEL_GPUS, LABEL_USER, check_gpu_signature
+
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+GPU_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -43,6 +47,39 @@ class BinderLabSessionMixin(Configurable):
         help="Command starting the session's Jupyter server in anonymous mode; binderlab "
         "adds --ip, --port, --ServerApp.base_url and the CORS options.",
     ).tag(config=True)
+
+    gpu_signing_key = Unicode(
+        help="""Key that proves a GPU assignment came from the binder service (its hub API
+        token; `binderlab up` passes it as BINDERLAB_SERVICE_TOKEN). Users can reach the hub
+        API, so unsigned GPU requests are refused.""",
+    ).tag(config=True)
+
+    @default("gpu_signing_key")
+    def _default_gpu_signing_key(self):
+        return os.environ.get("BINDERLAB_SERVICE_TOKEN", "")
+
+    def session_gpus(self) -> list[str]:
+        """The GPU devices the binder service assigned to this session ([] for CPU)."""
+        gpus = self.user_options.get("gpus") or []
+        if not gpus:
+            return []
+        if not isinstance(gpus, list) or not all(isinstance(g, str) and GPU_ID_RE.match(g)
+                                                 for g in gpus):
+            raise web.HTTPError(400, "user_options.gpus must be a list of device IDs.")
+        if not check_gpu_signature(self.gpu_signing_key, self.user.name, gpus,
+                                   str(self.user_options.get("gpu_signature", ""))):
+            raise web.HTTPError(403, "GPUs are assigned by the binder service only.")
+        return gpus
+
+    def session_labels(self, gpus: list[str]) -> dict[str, str]:
+        labels = {LABEL_USER: self.user.name}
+        if gpus:
+            labels.update({
+                LABEL_GPUS: ",".join(gpus),
+                LABEL_GPU_REPO: str(self.user_options.get("gpu_repo", "")),
+                LABEL_GPU_CLIENT: str(self.user_options.get("gpu_client", "")),
+            })
+        return labels
 
     def check_user_options(self) -> None:
         """Refuse a start without a binderlab image or (anonymous mode) a launch token."""

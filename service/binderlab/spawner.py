@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import docker.errors
+import docker.types
 from dockerspawner import DockerSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient
@@ -86,6 +87,14 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
     async def start(self):
         """Check binderlab's user_options (image, launch token), then start the container."""
         self.check_user_options()
+        gpus = self.session_gpus()
+        self.extra_create_kwargs = {**self.extra_create_kwargs,
+                                    "labels": self.session_labels(gpus)}
+        if gpus:
+            # the NVIDIA Container Toolkit gives the container exactly these devices
+            self.extra_host_config = {**self.extra_host_config, "device_requests": [
+                docker.types.DeviceRequest(driver="nvidia", device_ids=gpus,
+                                           capabilities=[["gpu"]])]}
         ip, port = await super().start()
         await self.wait_for_server(ip, port)
         return ip, port

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from contextlib import aclosing
 
 from tornado import web
 from tornado.iostream import StreamClosedError
@@ -43,6 +44,9 @@ class BuildHandler(BaseHandler):
         except LaunchError as e:
             raise web.HTTPError(e.status_code, str(e)) from None
         build_only = self.get_argument("build_only", "false").lower() == "true"
+        gpu = self.get_argument("gpu", None)
+        if gpu is not None and not (gpu.isdigit() and len(gpu) < 3):
+            raise web.HTTPError(400, f"gpu={gpu!r}: give a number of GPUs, e.g. gpu=1.")
         if build_only and not self.binderlab.allow_build_only:
             raise web.HTTPError(403, "Build-only requests are not enabled on this host.")
 
@@ -50,7 +54,9 @@ class BuildHandler(BaseHandler):
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
-        request = LaunchRequest(provider, raw_spec, build_only=build_only)
+        request = LaunchRequest(provider, raw_spec, build_only=build_only,
+                                gpu=int(gpu) if gpu is not None else None,
+                                client=self.request.remote_ip or "")
         keepalive = asyncio.ensure_future(self.keepalive())
         events = asyncio.ensure_future(self.stream(request))
         try:
@@ -71,10 +77,13 @@ class BuildHandler(BaseHandler):
             keepalive.cancel()
 
     async def stream(self, request: LaunchRequest) -> None:
-        async for event in self.pipeline.events(request):
-            await self.send(event)
-            if self.closed.is_set():
-                return
+        # aclosing: when the client leaves early, the launch's clean-up runs now, not
+        # whenever the generator is garbage-collected
+        async with aclosing(self.pipeline.events(request)) as events:
+            async for event in events:
+                await self.send(event)
+                if self.closed.is_set():
+                    return
 
     def options(self, *args):
         self.set_cors_headers()

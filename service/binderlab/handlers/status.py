@@ -16,6 +16,9 @@ class HealthHandler(BaseHandler):
 
     async def get(self):
         checks = await asyncio.gather(self.check_docker(), self.check_hub(), self.check_disk())
+        gpus = self.binderlab.gpus
+        checks.append({"service": "GPUs", "ok": True,
+                       **(gpus.status() if gpus else {"total": 0, "in_use": 0, "queue": 0})})
         ok = all(c["ok"] for c in checks)
         self.set_status(200 if ok else 503)
         self.set_cors_headers()
