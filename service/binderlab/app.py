@@ -29,6 +29,7 @@ from .eviction import ImageEvictor
 from .fingerprint import FingerprintWorker
 from .gpus import GPUAllocator, GPUInventory, NvidiaSmiGPUInventory, StaticGPUInventory
 from .launcher import HubLauncher, Launcher
+from .limits import LaunchLimits
 from .pipeline import Pipeline
 from .providers import RepoProvider
 from .resources import frontend_dir
@@ -60,7 +61,7 @@ class BinderLab(Application):
         )
 
         return [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider, GitLabRepoProvider,
-                GistRepoProvider, Repo2DockerBuilder, HubLauncher, GPUAllocator,
+                GistRepoProvider, Repo2DockerBuilder, HubLauncher, LaunchLimits, GPUAllocator,
                 StaticGPUInventory, NvidiaSmiGPUInventory]
 
     config_file = Unicode(
@@ -214,6 +215,7 @@ class BinderLab(Application):
         self.init_fingerprints()
         self.init_launcher()
         self.init_gpus()
+        self.init_limits()
         self.init_pipeline()
         self.init_eviction()
         self.init_tornado()
@@ -283,6 +285,9 @@ class BinderLab(Application):
         if devices:
             self.log.info("GPUs: %s", ", ".join(f"{d.id} ({d.name})" for d in devices))
 
+    def init_limits(self):
+        self.limits = LaunchLimits(parent=self, log=self.log)
+
     def init_pipeline(self):
         self.mirrors = RepoMirrors(self.state_path / "git", self.git_timeout)
         self.pipeline = Pipeline(
@@ -291,7 +296,7 @@ class BinderLab(Application):
             image_prefix=self.image_prefix,
             blocked_networks=netguard.parse_networks(self.blocked_networks),
             public_url=self.public_url, work_dir=self.state_path / "build",
-            content_dir=self.state_path / "content", gpus=self.gpus,
+            content_dir=self.state_path / "content", gpus=self.gpus, limits=self.limits,
         )
 
     def init_eviction(self):

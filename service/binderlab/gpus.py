@@ -27,8 +27,8 @@ from .errors import LaunchError
 from .rfc3339 import timestamp
 
 LABEL_GPUS = "binderlab.gpus"
-LABEL_GPU_REPO = "binderlab.gpu-repo"
-LABEL_GPU_CLIENT = "binderlab.gpu-client"
+LABEL_REPO_KEY = "binderlab.repo-key"  # '<provider>/<repo>' of a session
+LABEL_CLIENT = "binderlab.client"  # the address that launched it
 LABEL_USER = "binderlab.user"
 LIVE_STATES = ("created", "running", "restarting", "paused")
 
@@ -224,11 +224,11 @@ class GPUAllocator(LoggingConfigurable):
                                           for p in self.allowed_repos):
             raise LaunchError(f"GPU sessions are not enabled for {repo_key} on this host. "
                               "Launch without ?gpu= for a CPU session.", 403)
-        by_client = sum(1 for h in self.held.values() if h.get(LABEL_GPU_CLIENT) == client)
+        by_client = sum(1 for h in self.held.values() if h.get(LABEL_CLIENT) == client)
         if self.max_gpus_per_user and by_client + count > self.max_gpus_per_user:
             raise LaunchError(f"You already hold {by_client} GPU(s); the limit per user is "
                               f"{self.max_gpus_per_user}. Stop a GPU session first.", 429)
-        by_repo = sum(1 for h in self.held.values() if h.get(LABEL_GPU_REPO) == repo_key)
+        by_repo = sum(1 for h in self.held.values() if h.get(LABEL_REPO_KEY) == repo_key)
         if self.max_gpus_per_repo and by_repo + count > self.max_gpus_per_repo:
             raise LaunchError(f"Sessions of {repo_key} hold {by_repo} GPU(s); the limit per "
                               f"repository is {self.max_gpus_per_repo}.", 429)

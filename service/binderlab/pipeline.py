@@ -21,8 +21,9 @@ from .cacheindex import CacheIndex
 from .checkout import RepoMirrors
 from .errors import LaunchError
 from .fingerprint import Fingerprint, FingerprintWorker
-from .gpus import GPUAllocator
+from .gpus import LABEL_REPO_KEY, LABEL_USER, GPUAllocator
 from .launcher import Launcher
+from .limits import LaunchLimits
 from .providers import RepoProvider, ResolvedRepo
 
 
@@ -34,6 +35,7 @@ class LaunchRequest:
     extra: dict = field(default_factory=dict)
     gpu: int | None = None  # GPUs asked for in the URL (?gpu=N); None: not asked
     client: str = ""  # the client's address, for per-user limits of anonymous launches
+    from_page: bool = False  # carries a valid loading-page ticket (see limits.py)
 
 
 @dataclass
@@ -55,7 +57,8 @@ class Pipeline:
     def __init__(self, *, builder: Builder, launcher: Launcher | None, mirrors: RepoMirrors,
                  fingerprints: FingerprintWorker, index: CacheIndex, config_digest: str,
                  image_prefix: str, blocked_networks, public_url: str, work_dir: Path,
-                 content_dir: Path, gpus: GPUAllocator | None = None):
+                 content_dir: Path, gpus: GPUAllocator | None = None,
+                 limits: LaunchLimits | None = None):
         self.builder = builder
         self.launcher = launcher
         self.mirrors = mirrors
@@ -68,10 +71,27 @@ class Pipeline:
         self.work_dir = work_dir
         self.content_dir = content_dir
         self.gpus = gpus
+        self.limits = limits
 
     async def resolve(self, request: LaunchRequest) -> ResolvedRepo:
+        """Parse the spec, apply the host's limits, and resolve the ref to a commit."""
         spec = request.provider.parse(request.raw_spec)
+        if self.limits is not None:
+            key = f"{spec.provider}/{unquote(spec.repo_part)}"
+            self.limits.check_spec(key)
+            self.limits.check_rate(request.client, key, request.from_page)
         return await request.provider.resolve(spec, self.blocked_networks)
+
+    async def check_quota(self, resolved: ResolvedRepo) -> None:
+        """Refuse a launch over the host's session quotas (counted from the engine)."""
+        if self.limits is None or not (self.limits.max_sessions
+                                       or self.limits.max_sessions_per_repo):
+            return
+        key = repo_key(resolved)
+        containers = await self.builder.engine.call(
+            self.builder.engine.client.containers.list, filters={"label": LABEL_USER})
+        for_repo = sum(1 for c in containers if (c.labels or {}).get(LABEL_REPO_KEY) == key)
+        self.limits.check_quota(len(containers), for_repo, key)
 
     async def fetch(self, resolved: ResolvedRepo) -> Path:
         return await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
@@ -174,11 +194,14 @@ class Pipeline:
                 return
             if self.launcher is None:
                 raise LaunchError("This host only builds images.", 400)
+            await self.check_quota(resolved)
             user_options = {
                 "repo_url": resolved.spec.repo_url,
                 "ref": resolved.commit,
                 "provider": resolved.spec.provider,
                 "spec": resolved.spec.spec,
+                "repo_key": repo_key(resolved),
+                "client": request.client,
                 **request.extra,
             }
             if kind == "env":
@@ -194,8 +217,7 @@ class Pipeline:
                             yield event
                             continue
                         ticket = event["ticket"]
-                        user_options.update(gpus=event["gpus"], gpu_client=request.client,
-                                            gpu_repo=repo_key(resolved))
+                        user_options["gpus"] = event["gpus"]
                         yield {"phase": "launching",
                                "message": f"GPU {', '.join(event['gpus'])} reserved\n"}
                 async for event in self.launcher.launch(image, user_options):

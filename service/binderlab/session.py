@@ -13,7 +13,7 @@ from tornado import web
 from traitlets import Bool, List, Unicode, default
 from traitlets.config import Configurable
 
-from .gpus import LABEL_GPU_CLIENT, LABEL_GPU_REPO, LABEL_GPUS, LABEL_USER, check_gpu_signature
+from .gpus import LABEL_CLIENT, LABEL_GPUS, LABEL_REPO_KEY, LABEL_USER, check_gpu_signature
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 GPU_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -72,13 +72,13 @@ class BinderLabSessionMixin(Configurable):
         return gpus
 
     def session_labels(self, gpus: list[str]) -> dict[str, str]:
-        labels = {LABEL_USER: self.user.name}
+        labels = {
+            LABEL_USER: self.user.name,
+            LABEL_REPO_KEY: str(self.user_options.get("repo_key", "")),
+            LABEL_CLIENT: str(self.user_options.get("client", "")),
+        }
         if gpus:
-            labels.update({
-                LABEL_GPUS: ",".join(gpus),
-                LABEL_GPU_REPO: str(self.user_options.get("gpu_repo", "")),
-                LABEL_GPU_CLIENT: str(self.user_options.get("gpu_client", "")),
-            })
+            labels[LABEL_GPUS] = ",".join(gpus)
         return labels
 
     def check_user_options(self) -> None:

@@ -54,9 +54,12 @@ class BuildHandler(BaseHandler):
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
+        ticket = self.get_argument("launch_ticket", "")
+        from_page = bool(ticket) and self.binderlab.limits.redeem_ticket(
+            ticket, f"{provider.prefix}/{raw_spec}")
         request = LaunchRequest(provider, raw_spec, build_only=build_only,
                                 gpu=int(gpu) if gpu is not None else None,
-                                client=self.request.remote_ip or "")
+                                client=self.request.remote_ip or "", from_page=from_page)
         keepalive = asyncio.ensure_future(self.keepalive())
         events = asyncio.ensure_future(self.stream(request))
         try:
