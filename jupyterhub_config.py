@@ -54,5 +54,16 @@ c.DockerSpawner.network_name = env("BINDERLAB_SESSION_NETWORK", "bridge")
 c.DockerSpawner.name_template = "binderlab-{username}"
 c.DockerSpawner.prefix = "binderlab"
 c.DockerSpawner.mem_limit = env("BINDERLAB_SESSION_MEM_LIMIT", "2G")
+c.DockerSpawner.cpu_limit = float(env("BINDERLAB_SESSION_CPU_LIMIT", "1"))
+# Sessions run whatever code a repository holds: a non-root user (repo2docker's), no Linux
+# capabilities (Jupyter needs none: it listens on 8888 as that user), no privilege gain
+# through setuid binaries, a bound on processes (fork bombs), no host mounts, no Docker
+# socket (DockerSpawner mounts nothing unless volumes are configured).
+c.DockerSpawner.extra_host_config = {
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+    "pids_limit": int(env("BINDERLAB_SESSION_PIDS_LIMIT", "1024")),
+}
+c.DockerSpawner.volumes = {}
 c.Spawner.start_timeout = int(env("BINDERLAB_START_TIMEOUT", "120"))
 c.Spawner.http_timeout = int(env("BINDERLAB_HTTP_TIMEOUT", "60"))

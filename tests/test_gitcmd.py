@@ -249,3 +249,24 @@ async def test_run_git_timeout_kills_git():
         with pytest.raises(gitcmd.GitError) as info:
             await asyncio.wait_for(call, 2)
     assert "took longer than 0.5 s" in str(info.value)
+
+
+async def test_pinned_address_is_used_instead_of_a_new_lookup(tmp_path):
+    """DNS rebinding: git must connect to the address that was checked. A name that does
+    not resolve at all still reaches the local server when its address is pinned."""
+    from tests.harness.gitserver import GitServer
+
+    server = GitServer(tmp_path)
+    try:
+        repo = server.create("dockerfile")
+        port = int(server.url.rsplit(":", 1)[1])
+        url = repo.url.replace("127.0.0.1", "pinned.invalid")
+        env = gitcmd.git_env(["http"])
+        with pytest.raises(gitcmd.GitError):
+            await gitcmd.run_git("ls-remote", "--", url, env=env, timeout=20)
+        out = await gitcmd.run_git("ls-remote", "--", url, env=env, timeout=20,
+                                   config=gitcmd.pin_config("pinned.invalid", port,
+                                                            "127.0.0.1"))
+        assert "refs/heads/main" in out
+    finally:
+        server.close()

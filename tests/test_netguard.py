@@ -114,7 +114,8 @@ async def test_check_host_checks_every_address(monkeypatch):
 
 async def test_check_host_allows_public_addresses(monkeypatch):
     seen = _fake_dns(monkeypatch, ["140.82.112.3", "2606:4700:4700::1111"])
-    assert await netguard.check_host("github.com", None, DEFAULT) is None
+    # the checked address comes back, for git to connect to it and nothing else
+    assert await netguard.check_host("github.com", 443, DEFAULT) == "140.82.112.3"
     assert seen == [("github.com", 443)]
 
 
@@ -132,3 +133,13 @@ async def test_check_host_unresolvable_is_400(monkeypatch):
     assert info.value.status_code == 400
     assert "no-such-host.invalid" in str(info.value)
     assert "Name or service not known" in str(info.value)
+
+
+def test_pinned_address_is_what_git_connects_to():
+    from binderlab import gitcmd
+
+    assert gitcmd.pin_config("github.com", 443, "140.82.112.3") == (
+        "http.curloptResolve=github.com:443:140.82.112.3",)
+    assert gitcmd.pin_config("h.example", 443, "2606:4700::1") == (
+        "http.curloptResolve=h.example:443:[2606:4700::1]",)
+    assert gitcmd.pin_config("h.example", 443, None) == ()

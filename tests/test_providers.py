@@ -502,7 +502,7 @@ async def test_blocked_networks_refuse_local_server(server, git_calls, ref):
 async def test_resolve_timeout_is_passed_to_git(server, monkeypatch):
     seen = {}
 
-    async def fake_run_git(*args, env, timeout, cwd=None):
+    async def fake_run_git(*args, env, timeout, cwd=None, config=()):
         seen["timeout"] = timeout
         return f"{SHA}\trefs/heads/main\n"
 

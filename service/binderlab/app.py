@@ -29,6 +29,7 @@ from .eviction import ImageEvictor
 from .fingerprint import FingerprintWorker
 from .gpus import GPUAllocator, GPUInventory, NvidiaSmiGPUInventory, StaticGPUInventory
 from .launcher import HubLauncher, Launcher
+from .launchlog import LaunchLog
 from .limits import LaunchLimits
 from .pipeline import Pipeline
 from .providers import RepoProvider
@@ -297,6 +298,7 @@ class BinderLab(Application):
             blocked_networks=netguard.parse_networks(self.blocked_networks),
             public_url=self.public_url, work_dir=self.state_path / "build",
             content_dir=self.state_path / "content", gpus=self.gpus, limits=self.limits,
+            launch_log=LaunchLog(self.state_path / "launches.jsonl"),
         )
 
     def init_eviction(self):

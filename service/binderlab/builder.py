@@ -87,6 +87,12 @@ class Builder(LoggingConfigurable):
       message a user can act on).
     """
 
+    max_concurrent_builds = Integer(
+        2,
+        help="""Builds that run at once (default 2); more wait for a slot, their watchers
+        told so. Builds are CPU- and disk-heavy: size this to the machine.""",
+    ).tag(config=True)
+
     max_log_events = Integer(
         20000,
         help="Log lines kept per build for late watchers; later lines are counted, not kept.",
@@ -98,6 +104,7 @@ class Builder(LoggingConfigurable):
         self.work_dir = work_dir
         self.index = index
         self.running: dict[str, Build] = {}
+        self._slots: asyncio.Semaphore | None = None
         # called with the image name after each successful build (e.g. eviction)
         self.after_build: Callable[[str], Awaitable[object]] | None = None
 
@@ -119,9 +126,15 @@ class Builder(LoggingConfigurable):
         context = self.work_dir / f"{build.image.replace('/', '_').replace(':', '_')}"
         outcome = "failed"
         try:
-            shutil.rmtree(context, ignore_errors=True)
-            await source(context)
-            error = await self.run_build(build, context, labels)
+            if self._slots is None:
+                self._slots = asyncio.Semaphore(max(self.max_concurrent_builds, 1))
+            if self._slots.locked():
+                await build.emit({"phase": "waiting", "message": "Waiting for a build slot "
+                                  f"({self.max_concurrent_builds} builds running)\n"})
+            async with self._slots:
+                shutil.rmtree(context, ignore_errors=True)
+                await source(context)
+                error = await self.run_build(build, context, labels)
             if error is None and not await self.image_ready(build.image, labels[LABEL_KEY]):
                 error = "The build finished but its image is missing."
             if error is None:

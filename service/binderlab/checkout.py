@@ -27,12 +27,15 @@ class RepoMirrors:
     def _path(self, clone_url: str) -> Path:
         return self.root / (hashlib.sha256(clone_url.encode()).hexdigest()[:24] + ".git")
 
-    async def _git(self, path: Path, *args: str, env: dict | None = None) -> str:
+    async def _git(self, path: Path, *args: str, env: dict | None = None,
+                   config: tuple[str, ...] = ()) -> str:
         return await gitcmd.run_git(
-            f"--git-dir={path}", *args, env=env or self.env, timeout=self.timeout
+            f"--git-dir={path}", *args, env=env or self.env, timeout=self.timeout,
+            config=config,
         )
 
-    async def fetch(self, clone_url: str, commit: str, allowed_protocols: list[str]) -> Path:
+    async def fetch(self, clone_url: str, commit: str, allowed_protocols: list[str],
+                    config: tuple[str, ...] = ()) -> Path:
         """Make sure ``commit`` is in the mirror of ``clone_url``; return the mirror's path.
 
         Only ``allowed_protocols`` may be used to reach ``clone_url`` (GIT_ALLOW_PROTOCOL).
@@ -49,13 +52,13 @@ class RepoMirrors:
                 return path
             try:
                 await self._git(path, "fetch", "-q", "--no-tags", "--depth=1", "--",
-                                clone_url, commit, env=env)
+                                clone_url, commit, env=env, config=config)
             except gitcmd.GitError as e:
                 if "shallow" not in str(e):
                     raise LaunchError(f"Could not fetch commit {commit}: {e}", 404) from None
                 # dumb HTTP servers cannot do shallow fetches
                 await self._git(path, "fetch", "-q", "--no-tags", "--", clone_url, commit,
-                                env=env)
+                                env=env, config=config)
             if not await self.has_commit(path, commit):
                 raise LaunchError(f"Commit {commit} is not in {clone_url}.", 404)
         return path

@@ -81,6 +81,7 @@ def canonical_environment_yml(text: str) -> str:
     doc = YAML(typ="safe", pure=True).load(text)
     if not isinstance(doc, dict):
         raise ValueError("environment.yml is not a mapping")
+    _check_size(doc)
 
     def spec(item):
         if isinstance(item, str):
@@ -93,6 +94,28 @@ def canonical_environment_yml(text: str) -> str:
     deps = doc.get("dependencies") or []
     doc["dependencies"] = sorted((spec(d) for d in deps), key=lambda d: json.dumps(d))
     return json.dumps(doc, sort_keys=True, default=str)
+
+
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 50
+
+
+def _check_size(doc) -> None:
+    """Refuse documents whose expansion is huge: YAML aliases can make a small file stand
+    for billions of nodes ("billion laughs"), and deep nesting exhausts the stack. Such a
+    file is keyed by its text instead (the caller falls back)."""
+    count = 0
+    stack = [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES or depth > MAX_YAML_DEPTH:
+            raise ValueError("environment.yml expands to too many or too deep nodes")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+            stack.extend((k, depth + 1) for k in node)
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
 
 
 # ---- the computation (runs in the worker process) ------------------------------------------

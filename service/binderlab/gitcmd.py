@@ -36,8 +36,12 @@ def git_env(allowed_protocols: list[str]) -> dict[str, str]:
     return env
 
 
-async def run_git(*args: str, env: dict[str, str], timeout: float, cwd: str | None = None) -> str:
-    """Run ``git args...``; return stdout, raise GitError with stderr on failure."""
+async def run_git(*args: str, env: dict[str, str], timeout: float, cwd: str | None = None,
+                  config: tuple[str, ...] = ()) -> str:
+    """Run ``git args...``; return stdout, raise GitError with stderr on failure.
+
+    ``config``: extra ``name=value`` settings (-c), e.g. a pinned address.
+    """
     proc = await asyncio.create_subprocess_exec(
         "git",
         # Redirects are not followed: a public host could send us to a private one (SSRF).
@@ -45,6 +49,7 @@ async def run_git(*args: str, env: dict[str, str], timeout: float, cwd: str | No
         "http.followRedirects=false",
         "-c",
         "protocol.file.allow=never",
+        *(arg for setting in config for arg in ("-c", setting)),
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -119,3 +124,12 @@ def pick_ref(ls_remote_output: str, ref: str) -> str | None:
             if candidate in refs:
                 return refs[candidate]
     return None
+
+
+def pin_config(host: str, port: int, address: str | None) -> tuple[str, ...]:
+    """git settings that make it connect to ``address`` for ``host:port`` (no new lookup)."""
+    if not address:
+        return ()
+    if ":" in address:
+        address = f"[{address}]"
+    return (f"http.curloptResolve={host}:{port}:{address}",)

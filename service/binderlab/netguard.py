@@ -36,17 +36,20 @@ def blocked_address(address: str, networks) -> bool:
     return any(ip in net for net in networks if net.version == ip.version)
 
 
-async def check_host(host: str, port: int | None, networks) -> None:
-    """Raise LaunchError if ``host`` resolves to any address in ``networks``.
+async def check_host(host: str, port: int, networks) -> str | None:
+    """Raise LaunchError if ``host`` resolves to any address in ``networks``; return the
+    address that was checked, for the caller to pin (None when nothing is blocked).
 
     Every resolved address is checked, not only the first: a name with one public and one
-    loopback address is refused.
+    loopback address is refused. Pinning the checked address for the connection (git's
+    http.curloptResolve) closes the window in which DNS could answer differently
+    (DNS rebinding).
     """
     if not networks:
-        return
+        return None
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
         raise LaunchError(f"Cannot resolve host {host!r}: {e.strerror}", 400) from None
     for info in infos:
@@ -58,3 +61,4 @@ async def check_host(host: str, port: int | None, networks) -> None:
                 "c.BinderLab.blocked_networks.",
                 403,
             )
+    return infos[0][4][0] if infos else None

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -23,6 +23,7 @@ from .errors import LaunchError
 from .fingerprint import Fingerprint, FingerprintWorker
 from .gpus import LABEL_REPO_KEY, LABEL_USER, GPUAllocator
 from .launcher import Launcher
+from .launchlog import LaunchLog
 from .limits import LaunchLimits
 from .providers import RepoProvider, ResolvedRepo
 
@@ -36,6 +37,21 @@ class LaunchRequest:
     gpu: int | None = None  # GPUs asked for in the URL (?gpu=N); None: not asked
     client: str = ""  # the client's address, for per-user limits of anonymous launches
     from_page: bool = False  # carries a valid loading-page ticket (see limits.py)
+
+
+@dataclass
+class LaunchRecord:
+    """What the launch log keeps of one launch (see launchlog.py for the schema)."""
+
+    provider: str
+    spec: str
+    repo: str = ""
+    ref: str = ""
+    status: str = "failed"
+    status_code: int = 200
+    build: bool = False
+    image_kind: str = ""
+    gpus: int = 0
 
 
 @dataclass
@@ -58,7 +74,7 @@ class Pipeline:
                  fingerprints: FingerprintWorker, index: CacheIndex, config_digest: str,
                  image_prefix: str, blocked_networks, public_url: str, work_dir: Path,
                  content_dir: Path, gpus: GPUAllocator | None = None,
-                 limits: LaunchLimits | None = None):
+                 limits: LaunchLimits | None = None, launch_log: LaunchLog | None = None):
         self.builder = builder
         self.launcher = launcher
         self.mirrors = mirrors
@@ -72,6 +88,7 @@ class Pipeline:
         self.content_dir = content_dir
         self.gpus = gpus
         self.limits = limits
+        self.launch_log = launch_log
 
     async def resolve(self, request: LaunchRequest) -> ResolvedRepo:
         """Parse the spec, apply the host's limits, and resolve the ref to a commit."""
@@ -95,7 +112,7 @@ class Pipeline:
 
     async def fetch(self, resolved: ResolvedRepo) -> Path:
         return await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
-                                        resolved.allowed_protocols)
+                                        resolved.allowed_protocols, resolved.git_config)
 
     async def plan(self, resolved: ResolvedRepo) -> ImagePlan:
         """Fetch the commit and work out its image (fingerprints are cached per tree)."""
@@ -174,72 +191,91 @@ class Pipeline:
     async def events(self, request: LaunchRequest) -> AsyncIterator[dict]:
         """The whole launch as events; always ends with "ready" or "failed"."""
         started = time.monotonic()
-        outcome = "failed"
+        record = LaunchRecord(request.provider.prefix, request.raw_spec)
         try:
-            yield {"phase": "fetching", "message": "Resolving the requested ref\n"}
-            resolved = await self.resolve(request)
-            gpu_count = 0 if request.build_only else await self.gpu_request(request, resolved)
-            image = kind = None
-            async for event in self.build_events(resolved):
-                if event["phase"] == "failed":
-                    yield event
-                    return
-                image = event.get("imageName", image)
-                kind = event.pop("kind", kind)
+            async for event in self._events(request, record):
                 yield event
-            if request.build_only:
-                outcome = "built"
-                yield {"phase": "ready", "imageName": image,
-                       "message": f"Image {image} is ready (build only)\n"}
-                return
-            if self.launcher is None:
-                raise LaunchError("This host only builds images.", 400)
-            await self.check_quota(resolved)
-            user_options = {
-                "repo_url": resolved.spec.repo_url,
-                "ref": resolved.commit,
-                "provider": resolved.spec.provider,
-                "spec": resolved.spec.spec,
-                "repo_key": repo_key(resolved),
-                "client": request.client,
-                **request.extra,
-            }
-            if kind == "env":
-                # the image holds the environment; the commit's files go in at launch
-                await self.content_archive(resolved)
-                user_options["content"] = resolved.commit
-            self.index.launched(image)
-            ticket = None
-            try:
-                if gpu_count:
-                    async for event in self.gpus.acquire(gpu_count):
-                        if event["phase"] != "gpus":
-                            yield event
-                            continue
-                        ticket = event["ticket"]
-                        user_options["gpus"] = event["gpus"]
-                        yield {"phase": "launching",
-                               "message": f"GPU {', '.join(event['gpus'])} reserved\n"}
-                async for event in self.launcher.launch(image, user_options):
-                    if event["phase"] == "ready":
-                        outcome = "ready"
-                        event.pop("username", None)
-                        if ticket is not None:
-                            # the container's label holds the devices from now on
-                            await self.gpus.release(ticket)
-                            ticket = None
-                            event["gpus"] = user_options["gpus"]
-                        yield self.ready_event(event, request, resolved, image)
-                        return
-                    yield event
-            finally:
-                if ticket is not None:
-                    await self.gpus.release(ticket)
         except LaunchError as e:
+            record.status_code = e.status_code
             yield {"phase": "failed", "message": str(e) + "\n", "status_code": e.status_code}
         finally:
-            metrics.LAUNCHES.labels(outcome).inc()
-            metrics.LAUNCH_SECONDS.labels(outcome).observe(time.monotonic() - started)
+            duration = time.monotonic() - started
+            metrics.LAUNCHES.labels(record.status).inc()
+            metrics.LAUNCH_SECONDS.labels(record.status).observe(duration)
+            if self.launch_log is not None:
+                self.launch_log.record(**asdict(record), duration=round(duration, 3))
+
+    async def _events(self, request: LaunchRequest, record: "LaunchRecord"):
+        yield {"phase": "fetching", "message": "Resolving the requested ref\n"}
+        resolved = await self.resolve(request)
+        record.repo, record.ref = resolved.spec.repo_url, resolved.commit
+        gpu_count = 0 if request.build_only else await self.gpu_request(request, resolved)
+        image = kind = None
+        async for event in self.build_events(resolved):
+            if event["phase"] == "failed":
+                record.status_code = event.get("status_code", 500)
+                yield event
+                return
+            record.build |= event["phase"] == "building"
+            image = event.get("imageName", image)
+            kind = event.pop("kind", kind)
+            yield event
+        record.image_kind = kind or ""
+        if request.build_only:
+            record.status = "built"
+            yield {"phase": "ready", "imageName": image,
+                   "message": f"Image {image} is ready (build only)\n"}
+            return
+        if self.launcher is None:
+            raise LaunchError("This host only builds images.", 400)
+        await self.check_quota(resolved)
+        user_options = {
+            "repo_url": resolved.spec.repo_url,
+            "ref": resolved.commit,
+            "provider": resolved.spec.provider,
+            "spec": resolved.spec.spec,
+            "repo_key": repo_key(resolved),
+            "client": request.client,
+            **request.extra,
+        }
+        if kind == "env":
+            # the image holds the environment; the commit's files go in at launch
+            await self.content_archive(resolved)
+            user_options["content"] = resolved.commit
+        self.index.launched(image)
+        async for event in self.start_session(image, user_options, gpu_count):
+            if event["phase"] == "ready":
+                record.status, record.gpus = "ready", len(event.get("gpus", []))
+                yield self.ready_event(event, request, resolved, image)
+                return
+            yield event
+
+    async def start_session(self, image: str, user_options: dict,
+                            gpu_count: int) -> AsyncIterator[dict]:
+        """Wait for GPUs if the launch needs them, then start the session."""
+        ticket = None
+        try:
+            if gpu_count:
+                async for event in self.gpus.acquire(gpu_count):
+                    if event["phase"] != "gpus":
+                        yield event
+                        continue
+                    ticket = event["ticket"]
+                    user_options["gpus"] = event["gpus"]
+                    yield {"phase": "launching",
+                           "message": f"GPU {', '.join(event['gpus'])} reserved\n"}
+            async for event in self.launcher.launch(image, user_options):
+                if event["phase"] == "ready":
+                    event.pop("username", None)
+                    if ticket is not None:
+                        # the container's label holds the devices from now on
+                        await self.gpus.release(ticket)
+                        ticket = None
+                        event["gpus"] = user_options["gpus"]
+                yield event
+        finally:
+            if ticket is not None:
+                await self.gpus.release(ticket)
 
     async def gpu_request(self, request: LaunchRequest, resolved: ResolvedRepo) -> int:
         """How many GPUs this launch gets (URL, operator policy, the repository's own

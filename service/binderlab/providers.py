@@ -47,6 +47,7 @@ class ResolvedRepo:
     spec: RepoSpec
     commit: str
     allowed_protocols: tuple[str, ...] = ("https",)
+    git_config: tuple[str, ...] = ()  # e.g. the address checked against blocked networks
 
     @property
     def persistent_spec(self) -> str:
@@ -146,15 +147,17 @@ class GitRepoProvider(RepoProvider):
 
     async def resolve(self, spec: RepoSpec, blocked_networks) -> ResolvedRepo:
         parts = urlsplit(spec.clone_url)
-        await netguard.check_host(parts.hostname, parts.port, blocked_networks)
+        port = parts.port or (80 if parts.scheme == "http" else 443)
+        address = await netguard.check_host(parts.hostname, port, blocked_networks)
+        pinned = gitcmd.pin_config(parts.hostname, port, address)
         if gitcmd.SHA_RE.match(spec.ref):
-            return ResolvedRepo(spec, spec.ref, tuple(self.allowed_protocols))
+            return ResolvedRepo(spec, spec.ref, tuple(self.allowed_protocols), pinned)
         env = gitcmd.git_env(self.allowed_protocols)
         try:
             out = await gitcmd.run_git(
                 "ls-remote", "--", spec.clone_url, spec.ref,
                 *([] if spec.ref == "HEAD" else [f"{spec.ref}^{{}}"]),
-                env=env, timeout=self.resolve_timeout,
+                env=env, timeout=self.resolve_timeout, config=pinned,
             )
         except gitcmd.GitError as e:
             raise LaunchError(f"Could not reach repository {spec.repo_url}: {e}", 404) from None
@@ -165,7 +168,7 @@ class GitRepoProvider(RepoProvider):
                 "of that name.",
                 404,
             )
-        return ResolvedRepo(spec, commit, tuple(self.allowed_protocols))
+        return ResolvedRepo(spec, commit, tuple(self.allowed_protocols), pinned)
 
 
 class _HostedRepoProvider(GitRepoProvider):
