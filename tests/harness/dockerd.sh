@@ -14,7 +14,8 @@ if ! command -v dockerd >/dev/null; then
   echo "dockerd is not installed: apt-get install -y docker.io" >&2
   exit 1
 fi
-PATH="$here/nvidia-stub:$PATH" nohup dockerd >/var/log/binderlab-dockerd.log 2>&1 &
+# --live-restore: sessions keep running while the engine restarts (tests restart it)
+PATH="$here/nvidia-stub:$PATH" nohup dockerd --live-restore >/var/log/binderlab-dockerd.log 2>&1 &
 for _ in $(seq 1 60); do
   docker info >/dev/null 2>&1 && exit 0
   sleep 0.5
