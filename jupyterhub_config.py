@@ -48,7 +48,9 @@ c.JupyterHub.concurrent_spawn_limit = int(env("BINDERLAB_CONCURRENT_SPAWN_LIMIT"
 c.JupyterHub.spawner_class = "binderlab.spawner.BinderLabSpawner"
 c.BinderLabSpawner.image_prefix = env("BINDERLAB_IMAGE_PREFIX", "binderlab/")
 c.DockerSpawner.remove = True
-c.DockerSpawner.pull_policy = "never"  # images are built here, never pulled
+# images are built here; with a registry (c.Repo2DockerBuilder.push) they are pulled from it
+# when missing, only after their name passed the image_prefix check
+c.DockerSpawner.pull_policy = "ifnotpresent"
 c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.network_name = env("BINDERLAB_SESSION_NETWORK", "bridge")
 c.DockerSpawner.name_template = "binderlab-{username}"

@@ -14,11 +14,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from traitlets import Float, Integer, List, Unicode
+from traitlets import Bool, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from . import metrics
 from .engine import DockerEngine
+from .registry import Registry
 
 LABEL_KEY = "binderlab.key"
 LABEL_REPO = "binderlab.repo"
@@ -167,6 +168,8 @@ class Builder(LoggingConfigurable):
 class Repo2DockerBuilder(Builder):
     """Build with jupyter-repo2docker on the local Docker engine."""
 
+    _registry = None
+
     repo2docker_command = List(
         Unicode(),
         default_value=[sys.executable, "-m", "repo2docker"],
@@ -195,6 +198,19 @@ class Repo2DockerBuilder(Builder):
         "(default 3600). 0 means no limit.",
     ).tag(config=True)
 
+    push = Bool(
+        False,
+        help="""Push each image to its registry (the image prefix names it, e.g.
+        'registry.example.org/binderlab/'); a build counts as complete when the registry has
+        its manifest, and sessions pull it. For several hosts sharing one registry.""",
+    ).tag(config=True)
+
+    insecure_registries = List(
+        Unicode(),
+        help="Registry hosts (host:port) reached over plain HTTP, e.g. a registry on "
+        "127.0.0.1. The Docker engine treats 127.0.0.0/8 as insecure already.",
+    ).tag(config=True)
+
     user_id = Integer(1000, help="UID of the notebook user in built images.").tag(config=True)
     user_name = Unicode("jovyan", help="Name of the notebook user in built images.").tag(
         config=True
@@ -203,6 +219,15 @@ class Repo2DockerBuilder(Builder):
     failure_log_lines = Integer(
         20, help="How many of the last log lines a failed build's message repeats."
     ).tag(config=True)
+
+    async def image_ready(self, name: str, key: str) -> bool:
+        if not self.push:
+            return await super().image_ready(name, key)
+        if not name.endswith(key):
+            return False
+        if self._registry is None:
+            self._registry = Registry(self.insecure_registries)
+        return await self._registry.image_exists(name)
 
     def r2d_args(self) -> list[str]:
         """The repo2docker options that shape an image; the fingerprint uses the same."""
@@ -213,6 +238,8 @@ class Repo2DockerBuilder(Builder):
 
     def command(self, image: str, context: Path, labels: dict[str, str]) -> list[str]:
         cmd = [*self.repo2docker_command, "--json-logs", "--no-run", "--image-name", image]
+        if self.push:
+            cmd.append("--push")
         for key, value in labels.items():
             cmd += ["--label", f"{key}={value}"]
         return [*cmd, *self.r2d_args(), str(context)]

@@ -174,6 +174,10 @@ class GitRepoProvider(RepoProvider):
 class _HostedRepoProvider(GitRepoProvider):
     host = Unicode(help="Base URL of the git host.").tag(config=True)
 
+    def info(self) -> dict:
+        """Display info plus the host, so the web form can recognise this host's URLs."""
+        return {**super().info(), "host": self.host.rstrip("/")}
+
     def hosted_url(self, path: str) -> str:
         url = f"{self.host.rstrip('/')}/{path}"
         self.check_url(url)

@@ -18,6 +18,7 @@ from tornado.httpclient import AsyncHTTPClient
 from traitlets import Float, Unicode, default
 
 from .builder import LABEL_KEY, LABEL_KIND, LABEL_UID
+from .registry import split_image
 from .session import COMMIT_RE, BinderLabSessionMixin
 
 
@@ -43,7 +44,17 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         try:
             info = await self.docker("inspect_image", image)
         except docker.errors.ImageNotFound:
-            raise web.HTTPError(404, f"Image {image} does not exist.") from None
+            # images in binderlab's registry namespace are pulled (multi-host setups); a
+            # prefix without a registry host (e.g. 'binderlab/') means local images only
+            try:
+                split_image(image)
+            except ValueError:
+                raise web.HTTPError(404, f"Image {image} does not exist.") from None
+            try:
+                await self.pull_image(image)
+                info = await self.docker("inspect_image", image)
+            except docker.errors.APIError:
+                raise web.HTTPError(404, f"Image {image} does not exist.") from None
         labels = (info.get("Config") or {}).get("Labels") or {}
         key = labels.get(LABEL_KEY, "")
         repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image

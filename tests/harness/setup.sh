@@ -15,6 +15,7 @@ command -v dockerd >/dev/null || missing+=(docker.io)
 [ -x /usr/bin/docker ] || missing+=(docker.io)  # the buildx test plugin calls this client
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v docker-registry >/dev/null || missing+=(docker-registry)  # registry tests
 if [ ${#missing[@]} -gt 0 ]; then
   step "apt-get install ${missing[*]}"
   apt-get update -q
