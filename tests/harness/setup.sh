@@ -20,6 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   step "apt-get install ${missing[*]}"
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # the tests run their own registry on 127.0.0.1; Debian's unit would listen on :5000
+  if [ -d /run/systemd/system ] && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+    systemctl disable --now docker-registry
+  fi
 fi
 
 step "Docker engine (test)"
