@@ -105,6 +105,10 @@ class LaunchLimits(LoggingConfigurable):
     # ---- rate ---------------------------------------------------------------------------
 
     def check_rate(self, client: str, repo_key: str, from_page: bool) -> None:
+        """Count a launch from ``client``; refuse it over the allowance. Launches the host
+        starts itself (webhook prebuilds, the CLI) have no client and are not counted."""
+        if not client:
+            return
         if any(fnmatch.fnmatchcase(repo_key, p) for p in self.course_repos):
             kind, limit = "course", self.per_client_course
         elif from_page:

@@ -43,6 +43,9 @@ c.BinderLab.image_prefix = {self.image_prefix!r}
 c.BinderLab.allow_build_only = True
 c.BinderLab.event_stream_linger = 2
 c.BinderLab.github_webhook_secret = {self.webhook_secret!r}
+# every test launches from 127.0.0.1: per-address rate limits are tested on their own
+c.LaunchLimits.per_client = 0
+c.LaunchLimits.per_client_with_page = 0
 {'c.BinderLab.blocked_networks = []' if allow_loopback else ''}
 c.GitRepoProvider.allowed_protocols = ["https", "http"]
 c.GitHubRepoProvider.host = {git_host!r}
