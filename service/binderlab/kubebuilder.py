@@ -1,5 +1,7 @@
 """Builds on Kubernetes: repo2docker in a build pod, pushing to a registry (the cluster tier).
 
+Needs the `kubernetes` extra (kubernetes_asyncio, through jupyterhub-kubespawner).
+
 ``KubernetesBuilder`` keeps the ``Builder`` contract of the one-box builder:
 
 - the build context is the one the pipeline prepared (environment files only for an
@@ -31,11 +33,16 @@ import tarfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode
 
+import aiohttp
 import tornado.web
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
 from repo2docker import __version__ as repo2docker_version
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 from traitlets import Dict, Enum, Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
@@ -63,6 +70,10 @@ MANIFEST_TYPES = ", ".join([
 
 class RegistryError(Exception):
     """The registry could not answer whether an image exists."""
+
+
+class BuildPodError(Exception):
+    """A build pod failed in a way the user is told about as is."""
 
 
 def parse_image(name: str) -> tuple[str, str, str]:
@@ -220,9 +231,10 @@ class ContextServer:
         app = tornado.web.Application(
             [(r"/context/([A-Za-z0-9_-]+)\.tar\.gz", _ContextHandler,
               {"contexts": self.contexts})], log_function=lambda handler: None)
-        self.server = app.listen(self.port, self.ip)
-        if self.port == 0:  # tests: the OS picked the port
-            self.port = next(iter(self.server._sockets.values())).getsockname()[1]
+        sockets = bind_sockets(self.port, self.ip)
+        self.port = sockets[0].getsockname()[1]  # the one the OS picked for port 0
+        self.server = HTTPServer(app)
+        self.server.add_sockets(sockets)
 
     async def add(self, context: Path, archive: Path) -> str:
         """Pack ``context`` into ``archive`` and return the token it is served under."""
@@ -444,7 +456,7 @@ class KubernetesBuilder(Builder):
     @default("context_url")
     def _default_context_url(self):
         ip = os.environ.get("POD_IP") or socket.gethostbyname(socket.gethostname())
-        return f"http://{ip}:{self.context_port}"
+        return f"http://{ip}:{self.contexts.port}"  # the bound port, once started
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -589,8 +601,6 @@ class KubernetesBuilder(Builder):
     async def api(self):
         """The CoreV1Api (in-cluster config, else the kubeconfig), created on first use."""
         if self.core is None:
-            from kubernetes_asyncio import client, config
-
             try:
                 config.load_incluster_config()
             except config.ConfigException:
@@ -624,6 +634,8 @@ class KubernetesBuilder(Builder):
             deadline = self.start_timeout + (self.build_timeout or 1e9) + 60
             try:
                 error = await asyncio.wait_for(self._watch(core, build, name), deadline)
+            except BuildPodError as e:
+                error = str(e)
             except TimeoutError:
                 error = f"The build pod {name} did not finish in time and was stopped.\n"
             finished = True
@@ -635,8 +647,6 @@ class KubernetesBuilder(Builder):
 
     async def _create_or_follow(self, core, pod: dict) -> bool:
         """Create the pod; True if this call created it, False if one already runs."""
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         name = pod["metadata"]["name"]
         for _ in range(5):
             try:
@@ -664,8 +674,6 @@ class KubernetesBuilder(Builder):
         raise RuntimeError(f"Could not create build pod {name}: it keeps reappearing.")
 
     async def _delete(self, core, name: str) -> None:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         try:
             await core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
         except ApiException as e:
@@ -673,8 +681,6 @@ class KubernetesBuilder(Builder):
                 self.log.warning("Could not delete build pod %s: %s", name, e.reason)
 
     async def _gone(self, core, name: str, timeout: float = 60) -> None:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -687,8 +693,6 @@ class KubernetesBuilder(Builder):
 
     async def _read(self, core, name: str):
         """The pod, or None when it no longer exists."""
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         try:
             return await core.read_namespaced_pod(name, self.namespace)
         except ApiException as e:
@@ -724,7 +728,7 @@ class KubernetesBuilder(Builder):
         while True:
             pod = await self._read(core, name)
             if pod is None:
-                raise RuntimeError(f"Build pod {name} disappeared before it started.")
+                raise BuildPodError(f"The build pod {name} was deleted before it started.\n")
             if pod.status.phase in ("Succeeded", "Failed") or \
                     _container_state(pod, "build") is not None:
                 return pod
@@ -733,15 +737,12 @@ class KubernetesBuilder(Builder):
                 last = reason
                 await build.emit({"phase": "building", "message": f"Build pod: {reason}\n"})
             if time.monotonic() - started > self.start_timeout:
-                await self._delete(core, name)
-                raise TimeoutError(f"The build pod did not start in {self.start_timeout:g} s "
-                                   f"({reason}).")
+                raise BuildPodError(f"The build pod did not start in {self.start_timeout:g} s "
+                                    f"({reason}).\n")
             await asyncio.sleep(self.poll_interval)
 
     async def _log_lines(self, core, name: str) -> AsyncIterator[str]:
         """The build container's log, line by line, from its start, following it."""
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         try:
             response = await core.read_namespaced_pod_log(
                 name, self.namespace, container="build", follow=True, _preload_content=False)
@@ -758,7 +759,7 @@ class KubernetesBuilder(Builder):
                     yield _log_message(line)
             if buffer:
                 yield _log_message(buffer)
-        except (OSError, asyncio.IncompleteReadError) as e:
+        except (OSError, asyncio.IncompleteReadError, aiohttp.ClientError) as e:
             self.log.info("Log stream of %s broke (%s); reconnecting", name, e)
         finally:
             response.release()
