@@ -25,19 +25,14 @@ import tarfile
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets.config import Config
 
 from binderlab.builder import LABEL_KEY, LABEL_KIND, LABEL_REPO
-from binderlab.kubebuilder import (
-    FETCH_CONTEXT,
-    KubernetesBuilder,
-    RegistryClient,
-    RegistryError,
-    parse_image,
-)
+from binderlab.kubebuilder import FETCH_CONTEXT, KubernetesBuilder
 from tests.test_deploy_k8s_validate import validate
 
 HARNESS = Path(__file__).parent / "harness"
@@ -173,15 +168,6 @@ def test_pod_names(tmp_path):
     import re
 
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", odd)
-
-
-def test_parse_image():
-    assert parse_image("registry.example.org/binderlab/env-x") == (
-        "registry.example.org", "binderlab/env-x", "latest")
-    assert parse_image("127.0.0.1:5000/a/b:v1") == ("127.0.0.1:5000", "a/b", "v1")
-    assert parse_image("localhost/a") == ("localhost", "a", "latest")
-    assert parse_image("user/repo:tag") == ("docker.io", "user/repo", "tag")
-    assert parse_image("ubuntu") == ("docker.io", "library/ubuntu", "latest")
 
 
 # ---- the context reaches the pod (the init container's program, run here) -----------------
@@ -376,7 +362,7 @@ async def ready(name):
 def cluster_builder(tmp_path, api, **options) -> KubernetesBuilder:
     builder = make_builder(tmp_path, **options)
     builder.core = api
-    builder.registry.manifest_exists = ready  # the registry itself is tested for real below
+    builder.registry = SimpleNamespace(image_exists=ready)  # tested for real below
     return builder
 
 
@@ -578,7 +564,7 @@ async def test_a_built_pod_whose_image_is_not_in_the_registry_fails(tmp_path):
     async def missing(name):
         return False
 
-    builder.registry.manifest_exists = missing
+    builder.registry = SimpleNamespace(image_exists=missing)
     name = builder.pod_name(IMAGE)
     build = builder.build(IMAGE, LABELS, source)
     await until(lambda: name in api.pods)
@@ -694,33 +680,50 @@ def pushed(registry, tiny_image):
     return name
 
 
-@pytest.mark.docker
-async def test_image_ready_asks_the_registry(registry, pushed, tmp_path):
-    builder = make_builder(tmp_path, registry_url=registry.url,
-                           registry_auth_file=str(registry.auth_file))
-    assert await builder.image_ready(pushed, "any") is True
-    assert await builder.image_ready(pushed + ":latest", "any") is True
-    assert await builder.image_ready(pushed + ":missing-tag", "any") is False
-    assert await builder.image_ready(f"{registry.host}/binderlab/never-pushed", "x") is False
+def registry_builder(tmp_path, monkeypatch, docker_config: Path, host: str):
+    """The service's view of the registry: credentials in $DOCKER_CONFIG (where the
+    Deployment mounts the registry Secret), plain HTTP for this host."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    return make_builder(tmp_path, insecure_registries=[host])
 
 
 @pytest.mark.docker
-async def test_registry_credentials_are_required_and_checked(registry, pushed, tmp_path):
-    anonymous = RegistryClient(url=registry.url)
-    with pytest.raises(RegistryError, match="needs credentials"):
-        await anonymous.manifest_exists(pushed)
-    wrong = tmp_path / "config.json"
-    wrong.write_text(json.dumps({"auths": {registry.host: {
+async def test_image_ready_asks_the_registry(registry, pushed, tmp_path, monkeypatch):
+    builder = registry_builder(tmp_path, monkeypatch, registry.docker_config, registry.host)
+    tag = pushed.rsplit("/", 1)[1]
+    assert await builder.image_ready(pushed, tag) is True
+    assert await builder.image_ready(pushed + ":latest", "latest") is True
+    assert await builder.image_ready(pushed + ":missing-tag", "missing-tag") is False
+    assert await builder.image_ready(f"{registry.host}/binderlab/never-pushed", "pushed") \
+        is False
+    # the key must be the one the name carries (the Builder contract)
+    assert await builder.image_ready(pushed, "another-key") is False
+
+
+@pytest.mark.docker
+async def test_registry_credentials_are_required_and_checked(registry, pushed, tmp_path,
+                                                              monkeypatch):
+    tag = pushed.rsplit("/", 1)[1]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    anonymous = registry_builder(tmp_path, monkeypatch, empty, registry.host)
+    with pytest.raises(RuntimeError, match="answered 401"):
+        await anonymous.image_ready(pushed, tag)
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "config.json").write_text(json.dumps({"auths": {registry.host: {
         "auth": base64.b64encode(b"binderlab:wrong").decode()}}}))
-    with pytest.raises(RegistryError, match="refused binderlab's credentials"):
-        await RegistryClient(url=registry.url, auth_file=str(wrong)).manifest_exists(pushed)
+    builder = registry_builder(tmp_path, monkeypatch, wrong, registry.host)
+    with pytest.raises(RuntimeError, match="answered 401"):
+        await builder.image_ready(pushed, tag)
 
 
 @pytest.mark.docker
-async def test_unreachable_registry_is_an_error_not_a_miss(tmp_path):
-    client = RegistryClient(url=f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(RegistryError, match="not reachable"):
-        await client.manifest_exists("127.0.0.1:1/binderlab/x")
+async def test_unreachable_registry_is_an_error_not_a_miss(tmp_path, monkeypatch):
+    host = f"127.0.0.1:{free_port()}"
+    builder = registry_builder(tmp_path, monkeypatch, tmp_path, host)
+    with pytest.raises(RuntimeError, match="not reachable"):
+        await builder.image_ready(f"{host}/binderlab/env-x", "env-x")
 
 
 # ---- the build pod's own commands, run here against the local engine and registry ---------
@@ -728,7 +731,7 @@ async def test_unreachable_registry_is_an_error_not_a_miss(tmp_path):
 @pytest.mark.docker
 @pytest.mark.slow
 async def test_the_build_pod_commands_build_and_push_to_the_registry(
-        registry, tiny_image, tmp_path):
+        registry, tiny_image, tmp_path, monkeypatch):
     """Run the init container and the build container of a generated build pod as local
     processes (what a kubelet would run, minus the isolation): the context comes from the
     builder's context server, repo2docker builds with the command line the manifest holds and
@@ -740,8 +743,8 @@ async def test_the_build_pod_commands_build_and_push_to_the_registry(
     docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     builder = make_builder(
         tmp_path, daemon="docker", daemon_url=docker_host, registry_secret="registry",
-        build_command=[sys.executable, "-m", "repo2docker"], registry_url=registry.url,
-        registry_auth_file=str(registry.auth_file))
+        build_command=[sys.executable, "-m", "repo2docker"],
+        insecure_registries=[registry.host])
     context = tmp_path / "context-on-service"
     context.mkdir()
     (context / "Dockerfile").write_text(f"FROM {tiny_image}\nCOPY notes.txt /notes.txt\n")
@@ -792,6 +795,7 @@ async def test_the_build_pod_commands_build_and_push_to_the_registry(
     finally:
         builder.contexts.stop()
     subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+    monkeypatch.setenv("DOCKER_CONFIG", str(registry.docker_config))
     assert await builder.image_ready(image, key) is True
     # what a node would pull
     pull = registry.docker("pull", image)
@@ -895,30 +899,32 @@ async def token_registry(registry, pushed, tmp_path):
             assert proc.poll() is None, (tmp_path / "registry.log").read_text()
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
-    yield f"http://127.0.0.1:{port}", tokens
+    yield f"127.0.0.1:{port}", tokens
     proc.terminate()
     proc.wait(10)
     tokens.server.stop()
 
 
 @pytest.mark.docker
-async def test_bearer_token_auth_is_followed(registry, pushed, token_registry, tmp_path):
-    url, tokens = token_registry
-    client = RegistryClient(url=url, auth_file=str(registry.auth_file))
-    # the image names the registry host the credentials are stored under
-    assert await client.manifest_exists(pushed) is True
-    assert await client.manifest_exists(pushed + ":missing-tag") is False
+async def test_bearer_token_auth_is_followed(registry, pushed, token_registry, tmp_path,
+                                             monkeypatch):
+    host, tokens = token_registry
+    builder = registry_builder(tmp_path, monkeypatch, tmp_path, host)
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {host: {
+        "auth": base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()}}}))
     repository = pushed.split("/", 1)[1]
+    image = f"{host}/{repository}"
+    tag = repository.rsplit("/", 1)[1]
+    assert await builder.image_ready(image, tag) is True
+    assert await builder.image_ready(image + ":missing-tag", "missing-tag") is False
     assert tokens.requests[0]["scope"] == f"repository:{repository}:pull"
     assert tokens.requests[0]["service"] == "binderlab-test-registry"
     assert tokens.requests[0]["auth"].startswith("Basic ")
-    # the token is reused while it is valid
-    assert len(tokens.requests) == 1
-    wrong = tmp_path / "wrong.json"
-    wrong.write_text(json.dumps({"auths": {registry.host: {
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {host: {
         "auth": base64.b64encode(b"binderlab:wrong").decode()}}}))
-    with pytest.raises(RegistryError, match="token service .* answered 401"):
-        await RegistryClient(url=url, auth_file=str(wrong)).manifest_exists(pushed)
+    with pytest.raises(RuntimeError, match="answered 401"):
+        await builder.image_ready(image, tag)
+    assert tokens.requests[-1]["auth"] != tokens.requests[0]["auth"]
 
 
 # ---- configuration ------------------------------------------------------------------------

@@ -16,13 +16,13 @@ Needs the `kubernetes` extra (kubernetes_asyncio, through jupyterhub-kubespawner
 - one pod per image, named after the image: concurrent requests in one process share one
   ``Build`` (the base class), and a replica that finds the pod already created by another
   replica follows it instead of creating a second;
-- ``image_ready`` asks the registry (HTTP API v2, manifest HEAD) instead of a local engine:
-  a registry holds a manifest only after every layer of a push arrived, so a failed or
-  interrupted build leaves nothing it accepts.
+- ``image_ready`` asks the registry (``registry.Registry``: HTTP API v2, manifest HEAD, the
+  registry credentials in $DOCKER_CONFIG) instead of a local engine: a registry holds a
+  manifest only after every layer of a push arrived, so a failed or interrupted build
+  leaves nothing it accepts.
 """
 
 import asyncio
-import base64
 import hashlib
 import json
 import os
@@ -33,21 +33,19 @@ import tarfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlencode
 
 import aiohttp
 import tornado.web
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from repo2docker import __version__ as repo2docker_version
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from traitlets import Dict, Enum, Float, Integer, List, Unicode, default
-from traitlets.config import LoggingConfigurable
 
 from . import metrics
 from .builder import LABEL_KEY, Build, Builder
+from .registry import Registry
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
@@ -60,141 +58,8 @@ with urllib.request.urlopen(sys.argv[1], timeout=300) as response:
         archive.extractall(sys.argv[2], filter="tar")
 """
 
-MANIFEST_TYPES = ", ".join([
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-])
-
-
-class RegistryError(Exception):
-    """The registry could not answer whether an image exists."""
-
-
 class BuildPodError(Exception):
     """A build pod failed in a way the user is told about as is."""
-
-
-def parse_image(name: str) -> tuple[str, str, str]:
-    """Split an image name into (registry host, repository, tag), as docker does.
-
-    The first component is a registry host when it has a '.' or ':' or is 'localhost';
-    otherwise the image is on Docker Hub (``library/`` for one-component names).
-    """
-    name = name.split("@", 1)[0]
-    tag = "latest"
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        name, tag = name.rsplit(":", 1)
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first, rest, tag
-    repository = name if "/" in name else f"library/{name}"
-    return "docker.io", repository, tag
-
-
-class RegistryClient(LoggingConfigurable):
-    """Ask a registry (Docker Registry HTTP API v2) whether a manifest exists.
-
-    Credentials come from a docker ``config.json`` (the ``.dockerconfigjson`` of a
-    kubernetes.io/dockerconfigjson Secret, the same one nodes pull with and build pods push
-    with). Both of the registry's auth schemes are followed: Basic, and Bearer tokens from
-    the realm named in ``WWW-Authenticate`` (Docker Hub, GHCR, Harbor, Quay, ...).
-    """
-
-    def __init__(self, *, url: str = "", auth_file: str = "", timeout: float = 20, **kwargs):
-        super().__init__(**kwargs)
-        self.url = url
-        self.auth_file = auth_file
-        self.timeout = timeout
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
-
-    def base_url(self, host: str) -> str:
-        if self.url:
-            return self.url.rstrip("/")
-        return "https://registry-1.docker.io" if host == "docker.io" else f"https://{host}"
-
-    def credentials(self, host: str) -> tuple[str, str] | None:
-        """(username, password) for ``host`` from the docker config file, if it has any."""
-        if not self.auth_file:
-            return None
-        auths = json.loads(Path(self.auth_file).read_text()).get("auths", {})
-        names = [host, f"https://{host}", f"http://{host}"]
-        if host == "docker.io":
-            names += ["https://index.docker.io/v1/", "index.docker.io"]
-        for key in names:
-            entry = auths.get(key)
-            if not entry:
-                continue
-            if entry.get("auth"):
-                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-                return user, password
-            if "username" in entry:
-                return entry["username"], entry.get("password", "")
-        return None
-
-    async def manifest_exists(self, image: str) -> bool:
-        host, repository, tag = parse_image(image)
-        url = f"{self.base_url(host)}/v2/{repository}/manifests/{tag}"
-        creds = self.credentials(host)
-        headers = {"Accept": MANIFEST_TYPES}
-        cached = self._tokens.get((host, repository))
-        if cached and cached[1] > time.monotonic():
-            headers["Authorization"] = f"Bearer {cached[0]}"
-        response = await self._fetch(url, headers)
-        if response.code == 401:
-            challenge = response.headers.get("WWW-Authenticate", "")
-            headers["Authorization"] = await self._authorization(challenge, creds, host,
-                                                                 repository)
-            response = await self._fetch(url, headers)
-        if response.code == 200:
-            return True
-        if response.code == 404:
-            return False
-        if response.code in (401, 403):
-            raise RegistryError(
-                f"The registry {host} refused binderlab's credentials for {repository} "
-                f"({response.code}); check the registry Secret (c.KubernetesBuilder."
-                "registry_auth_file).")
-        raise RegistryError(f"The registry {host} answered {response.code} for {image}.")
-
-    async def _fetch(self, url: str, headers: dict, method: str = "HEAD"):
-        request = HTTPRequest(url, method=method, headers=headers,
-                              request_timeout=self.timeout, follow_redirects=True)
-        try:
-            return await AsyncHTTPClient().fetch(request, raise_error=False)
-        except OSError as e:
-            raise RegistryError(f"The registry at {url} is not reachable: {e}") from None
-
-    async def _authorization(self, challenge: str, creds, host: str, repository: str) -> str:
-        scheme, _, params = challenge.partition(" ")
-        if scheme.lower() == "basic":
-            if creds is None:
-                raise RegistryError(f"The registry {host} needs credentials and binderlab "
-                                    "has none for it (c.KubernetesBuilder.registry_auth_file).")
-            return "Basic " + base64.b64encode(":".join(creds).encode()).decode()
-        if scheme.lower() != "bearer":
-            raise RegistryError(f"The registry {host} asks for unsupported auth {scheme!r}.")
-        fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
-        if "realm" not in fields:
-            raise RegistryError(f"The registry {host} sent a Bearer challenge without realm.")
-        query = {k: fields[k] for k in ("service", "scope") if k in fields}
-        query.setdefault("scope", f"repository:{repository}:pull")
-        headers = {}
-        if creds is not None:
-            headers["Authorization"] = "Basic " + base64.b64encode(
-                ":".join(creds).encode()).decode()
-        response = await self._fetch(f"{fields['realm']}?{urlencode(query)}", headers, "GET")
-        if response.code != 200:
-            raise RegistryError(f"The token service of {host} answered {response.code}.")
-        body = json.loads(response.body)
-        token = body.get("token") or body.get("access_token")
-        if not token:
-            raise RegistryError(f"The token service of {host} sent no token.")
-        expires = time.monotonic() + max(30, int(body.get("expires_in", 60)) - 10)
-        self._tokens[(host, repository)] = (token, expires)
-        return f"Bearer {token}"
 
 
 class _ContextHandler(tornado.web.RequestHandler):
@@ -424,17 +289,13 @@ class KubernetesBuilder(Builder):
         their DOCKER_CONFIG). Empty (default): push without credentials.""",
     ).tag(config=True)
 
-    registry_auth_file = Unicode(
-        "",
-        help="""The same credentials for the service itself: a docker config.json (the
-        Secret's .dockerconfigjson mounted as a file), used to ask the registry whether an
-        image exists. Empty (default): ask anonymously.""",
-    ).tag(config=True)
+    insecure_registries = List(
+        Unicode(),
+        help="""Registry hosts (host:port) the service asks over plain HTTP instead of HTTPS,
+        e.g. an in-cluster registry without TLS. Default: none.
 
-    registry_url = Unicode(
-        "",
-        help="""Base URL of the registry's HTTP API, e.g. http://registry.internal:5000.
-        Empty (default): https://<registry host of the image name>.""",
+        The service's own credentials for the registry come from $DOCKER_CONFIG/config.json
+        (mount the registry_secret there), as for the one-box builder's push.""",
     ).tag(config=True)
 
     # ---- how build pods get their context -----------------------------------------------
@@ -462,8 +323,7 @@ class KubernetesBuilder(Builder):
         super().__init__(**kwargs)
         self.core = None  # a kubernetes_asyncio CoreV1Api, created on first use
         self.contexts = ContextServer(self.context_ip, self.context_port)
-        self.registry = RegistryClient(url=self.registry_url,
-                                       auth_file=self.registry_auth_file, parent=self)
+        self.registry: Registry | None = None  # created in the event loop, on first use
 
     # ---- what the fingerprint shares with the builder --------------------------------
 
@@ -611,7 +471,11 @@ class KubernetesBuilder(Builder):
     # ---- Builder --------------------------------------------------------------------------
 
     async def image_ready(self, name: str, key: str) -> bool:
-        return await self.registry.manifest_exists(name)
+        if not name.endswith(key):
+            return False
+        if self.registry is None:
+            self.registry = Registry(self.insecure_registries)
+        return await self.registry.image_exists(name)
 
     async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> str | None:
         core = await self.api()
