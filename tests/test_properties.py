@@ -105,8 +105,6 @@ UNICODE_CONTROLS = ["https%3A%2F%2Fexample.org%2Fre%C2%85po/main",  # U+0085 NEX
                     "https%3A%2F%2Fexample.org%2Fre%E2%80%8Bpo/main"]  # U+200B ZERO WIDTH
 
 
-@pytest.mark.xfail(strict=True, reason="GitRepoProvider.parse: ValueError on bracketed "
-                   "hosts, unreadable ports accepted, Unicode controls accepted (see below)")
 @pytest.mark.parametrize("protocols", [("https",), ("https", "http")])
 @SETTINGS
 @given(raw=ANY_TEXT)
@@ -155,8 +153,6 @@ def test_git_urls_built_from_parts(scheme, sep, userinfo, host, path, ref):
         assert urlsplit(url).scheme == "https"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="urlsplit's ValueError on a bracketed host escapes parse() (a 500)")
 @pytest.mark.parametrize("raw", BRACKET_HOSTS)
 def test_bracketed_host_is_a_400(raw):
     with pytest.raises(LaunchError) as info:
@@ -164,8 +160,6 @@ def test_bracketed_host_is_a_400(raw):
     assert info.value.status_code == 400
 
 
-@pytest.mark.xfail(strict=True, reason="parse() accepts a port urlsplit cannot read; resolve()"
-                   " then raises ValueError outside LaunchError")
 @pytest.mark.parametrize("raw", BAD_PORTS)
 def test_unreadable_port_is_a_400(raw):
     with pytest.raises(LaunchError) as info:
@@ -173,8 +167,6 @@ def test_unreadable_port_is_a_400(raw):
     assert info.value.status_code == 400
 
 
-@pytest.mark.xfail(strict=True, reason="check_url refuses only ASCII controls and space; "
-                   "Unicode line breaks, spaces, bidi and zero-width characters pass")
 @pytest.mark.parametrize("raw", UNICODE_CONTROLS)
 def test_unicode_control_characters_in_urls_are_a_400(raw):
     with pytest.raises(LaunchError) as info:

@@ -136,6 +136,13 @@ class BinderLab(Application):
         help="How sessions are started: an entry point name or a Launcher class.",
     ).tag(config=True)
 
+    trusted_proxies = List(
+        Unicode(),
+        help="""Reverse proxies (CIDR, e.g. ["127.0.0.1/32"]) whose X-Forwarded-For /
+        X-Real-Ip headers name the client. Default: none, the connection's address is the
+        client (rate limits and GPU limits count per client address).""",
+    ).tag(config=True)
+
     cors_allow_origin = Unicode(
         "*",
         help="""Access-Control-Allow-Origin for the API (event stream, health, versions).
@@ -288,6 +295,7 @@ class BinderLab(Application):
 
     def init_limits(self):
         self.limits = LaunchLimits(parent=self, log=self.log)
+        self.trusted_proxy_networks = netguard.parse_networks(self.trusted_proxies)
 
     def init_pipeline(self):
         self.mirrors = RepoMirrors(self.state_path / "git", self.git_timeout)
@@ -299,6 +307,7 @@ class BinderLab(Application):
             public_url=self.public_url, work_dir=self.state_path / "build",
             content_dir=self.state_path / "content", gpus=self.gpus, limits=self.limits,
             launch_log=LaunchLog(self.state_path / "launches.jsonl"),
+            providers=list(self.providers.values()),
         )
 
     def init_eviction(self):
@@ -348,7 +357,9 @@ class BinderLab(Application):
     # ---- running ----------------------------------------------------------------------
 
     def listen(self):
-        self.http_server = self.tornado_app.listen(self.port, self.ip, xheaders=True)
+        # no xheaders: forwarding headers are believed only from trusted_proxies
+        # (BaseHandler.client_address), or any client could pick its own address
+        self.http_server = self.tornado_app.listen(self.port, self.ip)
         self.background_task(self.evict_periodically())
         if self.gpus is not None and self.launcher is not None:
             self.background_task(self.gpus.run(self.launcher))

@@ -9,7 +9,6 @@ until their container exists.
 """
 
 import asyncio
-import fnmatch
 import hashlib
 import hmac
 import itertools
@@ -24,6 +23,7 @@ from traitlets.config import LoggingConfigurable
 
 from . import metrics
 from .errors import LaunchError
+from .limits import matches
 from .rfc3339 import timestamp
 
 LABEL_GPUS = "binderlab.gpus"
@@ -204,7 +204,7 @@ class GPUAllocator(LoggingConfigurable):
         if query is not None:
             return query
         for pattern, count in self.spec_gpus.items():
-            if fnmatch.fnmatchcase(repo_key, pattern):
+            if matches(repo_key, [pattern]):
                 return count
         if self.repo_opt_in and repo_file:
             return repo_file
@@ -220,8 +220,7 @@ class GPUAllocator(LoggingConfigurable):
             raise LaunchError(f"A session may have at most "
                               f"{min(self.max_gpus_per_session, len(self.devices))} GPU(s) "
                               f"here; {count} were requested.", 400)
-        if self.allowed_repos and not any(fnmatch.fnmatchcase(repo_key, p)
-                                          for p in self.allowed_repos):
+        if self.allowed_repos and not matches(repo_key, self.allowed_repos):
             raise LaunchError(f"GPU sessions are not enabled for {repo_key} on this host. "
                               "Launch without ?gpu= for a CPU session.", 403)
         by_client = sum(1 for h in self.held.values() if h.get(LABEL_CLIENT) == client)

@@ -68,10 +68,11 @@ class LaunchLimits(LoggingConfigurable):
     # ---- spec patterns ------------------------------------------------------------------
 
     def check_spec(self, repo_key: str) -> None:
-        if any(fnmatch.fnmatchcase(repo_key, p) for p in self.banned_specs):
+        """Patterns match case-insensitively: hosting services treat owner and repository
+        names so, and a ban must not be escaped by writing Owner/Repo."""
+        if matches(repo_key, self.banned_specs):
             raise LaunchError(f"{repo_key} cannot be launched on this host.", 403)
-        if self.allowed_specs and not any(fnmatch.fnmatchcase(repo_key, p)
-                                          for p in self.allowed_specs):
+        if self.allowed_specs and not matches(repo_key, self.allowed_specs):
             raise LaunchError(f"{repo_key} is not among the repositories this host "
                               "launches.", 403)
 
@@ -89,6 +90,8 @@ class LaunchLimits(LoggingConfigurable):
         """True once for a valid ticket issued for ``spec_path`` within ticket_max_age."""
         try:
             issued, nonce, signature = ticket.split(".")
+            if len(issued) > 12:  # a POSIX time in seconds; a huge number overflows
+                return False
             age = time.time() - int(issued)
         except ValueError:
             return False
@@ -109,7 +112,7 @@ class LaunchLimits(LoggingConfigurable):
         starts itself (webhook prebuilds, the CLI) have no client and are not counted."""
         if not client:
             return
-        if any(fnmatch.fnmatchcase(repo_key, p) for p in self.course_repos):
+        if matches(repo_key, self.course_repos):
             kind, limit = "course", self.per_client_course
         elif from_page:
             kind, limit = "page", self.per_client_with_page
@@ -142,3 +145,9 @@ class LaunchLimits(LoggingConfigurable):
         if self.max_sessions_per_repo and running_for_repo >= self.max_sessions_per_repo:
             raise LaunchError(f"{repo_key} has {running_for_repo} sessions running, the most "
                               "this host allows for one repository. Try again later.", 429)
+
+
+def matches(repo_key: str, patterns: list[str]) -> bool:
+    """``repo_key`` ('<provider>/<repo>') matches one of ``patterns``, ignoring case."""
+    key = repo_key.casefold()
+    return any(fnmatch.fnmatchcase(key, p.casefold()) for p in patterns)

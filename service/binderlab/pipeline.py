@@ -4,14 +4,16 @@ resolve -> fetch -> key -> (build | cache hit) -> launch -> ready. The HTTP hand
 CLI both drive this; neither knows how the steps work.
 """
 
+import asyncio
 import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 
 from ruamel.yaml import YAML
 
@@ -25,7 +27,7 @@ from .gpus import LABEL_REPO_KEY, LABEL_USER, GPUAllocator
 from .launcher import Launcher
 from .launchlog import LaunchLog
 from .limits import LaunchLimits
-from .providers import RepoProvider, ResolvedRepo
+from .providers import RepoProvider, ResolvedRepo, repo_key
 
 
 @dataclass
@@ -74,7 +76,8 @@ class Pipeline:
                  fingerprints: FingerprintWorker, index: CacheIndex, config_digest: str,
                  image_prefix: str, blocked_networks, public_url: str, work_dir: Path,
                  content_dir: Path, gpus: GPUAllocator | None = None,
-                 limits: LaunchLimits | None = None, launch_log: LaunchLog | None = None):
+                 limits: LaunchLimits | None = None, launch_log: LaunchLog | None = None,
+                 providers: list[RepoProvider] = ()):
         self.builder = builder
         self.launcher = launcher
         self.mirrors = mirrors
@@ -89,26 +92,47 @@ class Pipeline:
         self.gpus = gpus
         self.limits = limits
         self.launch_log = launch_log
+        self.providers = list(providers)
+        self._quota_lock = asyncio.Lock()
+        self._starting: Counter[str] = Counter()
 
     async def resolve(self, request: LaunchRequest) -> ResolvedRepo:
         """Parse the spec, apply the host's limits, and resolve the ref to a commit."""
         spec = request.provider.parse(request.raw_spec)
         if self.limits is not None:
-            key = f"{spec.provider}/{unquote(spec.repo_part)}"
+            key = repo_key(spec, self.providers)
             self.limits.check_spec(key)
             self.limits.check_rate(request.client, key, request.from_page)
         return await request.provider.resolve(spec, self.blocked_networks)
 
-    async def check_quota(self, resolved: ResolvedRepo) -> None:
-        """Refuse a launch over the host's session quotas (counted from the engine)."""
+    def repo_key(self, resolved: ResolvedRepo) -> str:
+        return repo_key(resolved.spec, self.providers)
+
+    @asynccontextmanager
+    async def session_slot(self, resolved: ResolvedRepo):
+        """Hold a place under the session quotas while a session starts.
+
+        Running sessions are this host's containers (image prefix) on the engine; launches
+        still starting count too, so concurrent launches cannot all see room for one.
+        """
         if self.limits is None or not (self.limits.max_sessions
                                        or self.limits.max_sessions_per_repo):
+            yield
             return
-        key = repo_key(resolved)
-        containers = await self.builder.engine.call(
-            self.builder.engine.client.containers.list, filters={"label": LABEL_USER})
-        for_repo = sum(1 for c in containers if (c.labels or {}).get(LABEL_REPO_KEY) == key)
-        self.limits.check_quota(len(containers), for_repo, key)
+        key = self.repo_key(resolved)
+        async with self._quota_lock:
+            containers = await self.builder.engine.call(
+                self.builder.engine.client.containers.list, filters={"label": LABEL_USER})
+            ours = [c for c in containers
+                    if (c.attrs["Config"]["Image"] or "").startswith(self.image_prefix)]
+            for_repo = sum(1 for c in ours if (c.labels or {}).get(LABEL_REPO_KEY) == key)
+            self.limits.check_quota(len(ours) + sum(self._starting.values()),
+                                    for_repo + self._starting[key], key)
+            self._starting[key] += 1
+        try:
+            yield
+        finally:
+            self._starting[key] -= 1
 
     async def fetch(self, resolved: ResolvedRepo) -> Path:
         return await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
@@ -228,13 +252,12 @@ class Pipeline:
             return
         if self.launcher is None:
             raise LaunchError("This host only builds images.", 400)
-        await self.check_quota(resolved)
         user_options = {
             "repo_url": resolved.spec.repo_url,
             "ref": resolved.commit,
             "provider": resolved.spec.provider,
             "spec": resolved.spec.spec,
-            "repo_key": repo_key(resolved),
+            "repo_key": self.repo_key(resolved),
             "client": request.client,
             **request.extra,
         }
@@ -243,12 +266,13 @@ class Pipeline:
             await self.content_archive(resolved)
             user_options["content"] = resolved.commit
         self.index.launched(image)
-        async for event in self.start_session(image, user_options, gpu_count):
-            if event["phase"] == "ready":
-                record.status, record.gpus = "ready", len(event.get("gpus", []))
-                yield self.ready_event(event, request, resolved, image)
-                return
-            yield event
+        async with self.session_slot(resolved):
+            async for event in self.start_session(image, user_options, gpu_count):
+                if event["phase"] == "ready":
+                    record.status, record.gpus = "ready", len(event.get("gpus", []))
+                    yield self.ready_event(event, request, resolved, image)
+                    return
+                yield event
 
     async def start_session(self, image: str, user_options: dict,
                             gpu_count: int) -> AsyncIterator[dict]:
@@ -284,7 +308,7 @@ class Pipeline:
             if request.gpu:
                 raise LaunchError("This host has no GPUs; launch without ?gpu=.", 400)
             return 0
-        key = repo_key(resolved)
+        key = self.repo_key(resolved)
         from_repo = None
         if self.gpus.repo_opt_in and request.gpu is None:
             from_repo = await self.repo_gpu_request(resolved)
@@ -329,7 +353,3 @@ class Pipeline:
         }
 
 
-
-def repo_key(resolved: ResolvedRepo) -> str:
-    """'<provider>/<repo>' (no ref): what GPU policy patterns and limits match on."""
-    return f"{resolved.spec.provider}/{unquote(resolved.spec.repo_part)}"

@@ -6,6 +6,7 @@ GitHub Enterprise, a self-hosted GitLab or a test server on 127.0.0.1 can stand 
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -124,11 +125,16 @@ class GitRepoProvider(RepoProvider):
         if "::" in url.split("/", 1)[0]:  # git's transport syntax, e.g. ext::<command>
             raise LaunchError(f"Not a repository URL: {url!r}. Use e.g. https://host/repo", 400)
         # urlsplit drops tabs and newlines silently: refuse them before, so what is checked
-        # is exactly what git receives
-        if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        # is exactly what git receives; Unicode spaces, line breaks, bidi and zero-width
+        # characters too (they make a URL read differently from what it is)
+        if any(ord(c) <= 32 or unicodedata.category(c)[0] in "CZ" for c in url):
             raise LaunchError("Repository URLs must not contain spaces or control characters.",
                               400)
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises ValueError for a port it cannot read)
+        except ValueError as e:
+            raise LaunchError(f"Not a repository URL: {url!r} ({e}).", 400) from None
         if not parts.scheme:
             raise LaunchError(f"Not a repository URL: {url!r}. Use e.g. https://host/repo", 400)
         scheme = parts.scheme.lower()
@@ -261,3 +267,25 @@ class GistRepoProvider(_HostedRepoProvider):
 
     def ref_url(self, spec: RepoSpec, commit: str) -> str:
         return f"{spec.repo_url}/{commit}"
+
+
+def repo_key(spec: RepoSpec, providers: list[RepoProvider]) -> str:
+    """'<provider>/<repo>' (no ref): what policy patterns (bans, allow lists, course repos,
+    GPU policy) and per-repository limits match on.
+
+    A plain git URL on the host of the gh or gl provider maps to that provider's key, so
+    `git/https%3A%2F%2Fgithub.com%2Fo%2Fr` counts as `gh/o/r` and cannot escape a ban.
+    """
+    if spec.provider == "git":
+        url = _schemeless(spec.clone_url)
+        for provider in providers:
+            if isinstance(provider, GitHubRepoProvider | GitLabRepoProvider):
+                base = _schemeless(provider.host).rstrip("/") + "/"
+                if url.lower().startswith(base.lower()):
+                    path = url[len(base):].strip("/").removesuffix(".git")
+                    return f"{provider.prefix}/{path}"
+    return f"{spec.provider}/{unquote(spec.repo_part)}"
+
+
+def _schemeless(url: str) -> str:
+    return url.split("://", 1)[-1]

@@ -1,5 +1,6 @@
 """Shared handler base: typed access to what the app put in the Tornado settings."""
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from tornado import web
@@ -22,6 +23,21 @@ class BaseHandler(web.RequestHandler):
     @property
     def providers(self) -> dict[str, "RepoProvider"]:
         return self.binderlab.providers
+
+    @property
+    def client_address(self) -> str:
+        """The client's address: the peer's, or what a trusted reverse proxy forwards."""
+        peer = self.request.remote_ip or ""
+        networks = self.binderlab.trusted_proxy_networks
+        if not networks or not _in(peer, networks):
+            return peer
+        forwarded = [a.strip() for a in self.request.headers.get("X-Forwarded-For", "")
+                     .split(",") if a.strip()]
+        # the right-most address a trusted proxy did not add is the client's
+        for address in reversed(forwarded):
+            if not _in(address, networks):
+                return address
+        return self.request.headers.get("X-Real-Ip", peer).strip() or peer
 
     def set_default_headers(self):
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -56,3 +72,11 @@ class BaseHandler(web.RequestHandler):
         if not self.request.path.startswith(prefix) or not raw_spec:
             raise web.HTTPError(400, "The repository spec is missing.")
         return provider, raw_spec
+
+
+def _in(address: str, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks if net.version == ip.version)

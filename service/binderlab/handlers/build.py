@@ -59,7 +59,7 @@ class BuildHandler(BaseHandler):
             ticket, f"{provider.prefix}/{raw_spec}")
         request = LaunchRequest(provider, raw_spec, build_only=build_only,
                                 gpu=int(gpu) if gpu is not None else None,
-                                client=self.request.remote_ip or "", from_page=from_page)
+                                client=self.client_address, from_page=from_page)
         keepalive = asyncio.ensure_future(self.keepalive())
         events = asyncio.ensure_future(self.stream(request))
         try:
