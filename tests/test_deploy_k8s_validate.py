@@ -100,38 +100,60 @@ def _labels_match(selector: dict | None, labels: dict) -> bool:
     return True
 
 
-def egress_allowed(policies: list[dict], pod_labels: dict, ip: str, port: int,
-                   protocol: str = "TCP") -> bool:
-    """Would NetworkPolicies ``policies`` let a pod with ``pod_labels`` reach ip:port?
+def _port_matches(rule: dict, port: int, protocol: str) -> bool:
+    ports = rule.get("ports")
+    return not ports or any(p.get("protocol", "TCP") == protocol and
+                            p.get("port") in (None, port) for p in ports)
 
-    Kubernetes semantics: a pod selected by no Egress policy may go anywhere; otherwise the
-    union of the selecting policies' rules applies. Peers given by pod or namespace selector
-    are in-cluster pods, not external addresses, so only ipBlock peers can match here.
-    """
-    address = ipaddress.ip_address(ip)
+
+def _peer_matches(peer: dict, ip: str | None, labels: dict | None) -> bool:
+    """Does one from/to peer cover the address ``ip`` or a pod of this namespace with
+    ``labels``? (Pod and namespace selectors only ever match pods, ipBlocks addresses.)"""
+    block = peer.get("ipBlock")
+    if block is not None:
+        if ip is None:
+            return False
+        address = ipaddress.ip_address(ip)
+        return address in ipaddress.ip_network(block["cidr"]) and not any(
+            address in ipaddress.ip_network(e) for e in block.get("except", []))
+    if labels is None or "namespaceSelector" in peer:
+        return False
+    return _labels_match(peer.get("podSelector"), labels)
+
+
+def _allowed(policies, direction, pod_labels, port, protocol, ip, peer_labels) -> bool:
+    kind = direction.capitalize()
     selecting = [p for p in policies
-                 if "Egress" in (p["spec"].get("policyTypes") or [])
+                 if kind in (p["spec"].get("policyTypes") or [])
                  and _labels_match(p["spec"].get("podSelector", {}), pod_labels)]
-    if not selecting:
+    if not selecting:  # no policy of this direction selects the pod: all allowed
         return True
+    peers_key = "to" if direction == "egress" else "from"
     for policy in selecting:
-        for rule in policy["spec"].get("egress") or []:
-            ports = rule.get("ports")
-            if ports and not any(p.get("protocol", "TCP") == protocol and
-                                 (p.get("port") is None or p.get("port") == port)
-                                 for p in ports):
+        for rule in policy["spec"].get(direction) or []:
+            if not _port_matches(rule, port, protocol):
                 continue
-            peers = rule.get("to")
-            if not peers:  # no "to": every destination
+            peers = rule.get(peers_key)
+            if not peers or any(_peer_matches(peer, ip, peer_labels) for peer in peers):
                 return True
-            for peer in peers:
-                block = peer.get("ipBlock")
-                if block is None:
-                    continue
-                if address in ipaddress.ip_network(block["cidr"]) and not any(
-                        address in ipaddress.ip_network(e) for e in block.get("except", [])):
-                    return True
     return False
+
+
+def egress_allowed(policies: list[dict], pod_labels: dict, ip: str | None = None, port=443,
+                   protocol: str = "TCP", peer_labels: dict | None = None) -> bool:
+    """Would NetworkPolicies ``policies`` let a pod with ``pod_labels`` reach ``ip`` (an
+    address) or a pod of its namespace with ``peer_labels``, on ``port``?
+
+    Kubernetes semantics: a pod selected by no Egress policy may go anywhere; otherwise
+    the union of the rules of the policies selecting it applies.
+    """
+    return _allowed(policies, "egress", pod_labels, port, protocol, ip, peer_labels)
+
+
+def ingress_allowed(policies: list[dict], pod_labels: dict, peer_labels: dict, port: int,
+                    protocol: str = "TCP") -> bool:
+    """Would a pod with ``peer_labels`` (same namespace) be let in to ``pod_labels``:port?"""
+    return _allowed(policies, "ingress", pod_labels, port, protocol, None, peer_labels)
 
 
 # ---- the validator itself must catch what it claims to catch ------------------------------
@@ -180,3 +202,11 @@ def test_egress_evaluation():
     assert not egress_allowed([policy], {"app": "x"}, "10.1.2.3", 443)
     assert egress_allowed([policy], {"app": "x"}, "10.1.2.3", 53, "UDP")
     assert egress_allowed([policy], {"app": "other"}, "169.254.169.254", 80)  # not selected
+    pods = {"spec": {"podSelector": {"matchLabels": {"app": "db"}},
+                     "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "x"}}}],
+                                  "ports": [{"port": 5432}]}]}}
+    assert ingress_allowed([pods], {"app": "db"}, {"app": "x"}, 5432)
+    assert not ingress_allowed([pods], {"app": "db"}, {"app": "x"}, 22)
+    assert not ingress_allowed([pods], {"app": "db"}, {"app": "y"}, 5432)
+    assert not egress_allowed([policy], {"app": "x"}, peer_labels={"app": "db"}, port=5432)
