@@ -16,6 +16,12 @@ command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v docker-registry >/dev/null || missing+=(docker-registry)  # registry tests
+command -v htpasswd >/dev/null || missing+=(apache2-utils)  # registry auth (kubebuilder tests)
+# deploy/docker tests: systemd's unit checker, nginx -t and logrotate, test certificates
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ -x /usr/sbin/logrotate ] || missing+=(logrotate)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   step "apt-get install ${missing[*]}"
   apt-get update -q
@@ -23,6 +29,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   # the tests run their own registry on 127.0.0.1; Debian's unit would listen on :5000
   if [ -d /run/systemd/system ] && systemctl is-enabled docker-registry >/dev/null 2>&1; then
     systemctl disable --now docker-registry
+  fi
+  # likewise nginx, when this run installed it: the deploy tests run their own on
+  # 127.0.0.1; Debian's would take :80 (an nginx that was here before is left alone)
+  if [[ " ${missing[*]} " == *" nginx "* ]] && [ -d /run/systemd/system ] && \
+     systemctl is-enabled nginx >/dev/null 2>&1; then
+    systemctl disable --now nginx
   fi
 fi
 
