@@ -240,9 +240,6 @@ def test_huge_repository_with_a_small_git_timeout_fails_clearly(make_service, hu
                 and "fetch" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
 
 
-@pytest.mark.xfail(strict=True, reason="no size cap on repositories, and RepoMirrors.archive "
-                   "holds a commit's whole tar in the service's memory (twice while it is "
-                   "read): a 200 MB file costs the service hundreds of MB")
 def test_huge_repository_does_not_grow_the_service(make_service, huge_repo):
     svc = make_service("serve")
     before = memory_kb(svc.proc.pid)
@@ -321,13 +318,7 @@ def test_unreadable_git_url_is_a_400(hostile_service, route, url):
         assert b"Not a repository URL" in body or b"message" in body, body[:300]
 
 
-SYMLINK_REASON = ("RepoMirrors.export extracts with tarfile's 'data' filter, which raises "
-                  "AbsoluteLinkError/LinkOutsideDestinationError (not LaunchError) for a "
-                  "symlink to an absolute or outside path; Pipeline.events catches only "
-                  "LaunchError, so the stream ends after 'fetching' with no `failed` event")
 
-
-@pytest.mark.xfail(strict=True, reason=SYMLINK_REASON)
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../../../etc/passwd"])
 def test_repository_with_a_symlink_out_of_it_gets_an_answer(hostile_service, git_server,
                                                             target):

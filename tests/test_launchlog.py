@@ -99,9 +99,6 @@ def test_ready_failed_and_build_only_launches_are_logged(up, git_server):
     assert [e["timestamp"] for e in entries] == sorted(e["timestamp"] for e in entries)
 
 
-@pytest.mark.xfail(strict=True, reason="Pipeline sets record.build for every watcher that sees "
-                   "a `building` event, and a late watcher is replayed the whole build log: a "
-                   "launch that joined a build is logged as having built")
 def test_only_the_launch_that_built_is_logged_as_building(make_service, git_server):
     svc = make_service("serve")
     repo = git_server.create("dockerfile")
@@ -115,9 +112,6 @@ def test_only_the_launch_that_built_is_logged_as_building(make_service, git_serv
     assert sorted(e["build"] for e in entries) == [False, False, True], entries
 
 
-@pytest.mark.xfail(strict=True, reason="Pipeline.events catches LaunchError only: a launch "
-                   "that ends in another exception (here tarfile's AbsoluteLinkError on a "
-                   "symlink to /etc/passwd) is logged as failed with status_code 200")
 def test_a_launch_that_crashed_is_logged_with_an_error_code(make_service, git_server):
     svc = make_service("serve")
     repo = git_server.create("dockerfile")

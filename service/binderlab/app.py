@@ -167,6 +167,12 @@ class BinderLab(Application):
         which would launch again.""",
     ).tag(config=True)
 
+    max_repo_size_mb = Float(
+        2000,
+        help="""Largest repository checkout (MB, the commit's files) this host builds or
+        launches (default 2000); 0: no limit. Larger ones get a clear 413.""",
+    ).tag(config=True)
+
     git_timeout = Float(
         300, help="Seconds fetching one commit may take (default 300)."
     ).tag(config=True)
@@ -308,6 +314,7 @@ class BinderLab(Application):
             content_dir=self.state_path / "content", gpus=self.gpus, limits=self.limits,
             launch_log=LaunchLog(self.state_path / "launches.jsonl"),
             providers=list(self.providers.values()),
+            max_repo_bytes=int(self.max_repo_size_mb * 1e6),
         )
 
     def init_eviction(self):

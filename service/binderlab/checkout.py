@@ -7,13 +7,14 @@ exports the files from there. Nothing from a repository is ever executed here.
 
 import asyncio
 import hashlib
-import io
 import os
 import tarfile
 from pathlib import Path
 
 from . import gitcmd
 from .errors import LaunchError
+
+BROKEN_LINK_TARGET = "/nonexistent/binderlab-link-outside-the-repository"
 
 
 class RepoMirrors:
@@ -90,25 +91,74 @@ class RepoMirrors:
     async def tree_hash(self, path: Path, commit: str) -> str:
         return (await self._git(path, "rev-parse", f"{commit}^{{tree}}")).strip()
 
-    async def archive(self, path: Path, commit: str) -> bytes:
-        """The files of ``commit`` as an uncompressed tar (``git archive``)."""
-        proc = await asyncio.create_subprocess_exec(
-            "git", f"--git-dir={path}", "archive", "--format=tar", commit,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=self.env,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+    async def archive(self, path: Path, commit: str, target: Path) -> None:
+        """Write the files of ``commit`` as an uncompressed tar (``git archive``) to
+        ``target``, streamed: a large repository never sits in the service's memory."""
+        partial = target.with_name(target.name + f".{os.getpid()}.partial")
+        with open(partial, "wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                "git", f"--git-dir={path}", "archive", "--format=tar", commit,
+                stdout=out, stderr=asyncio.subprocess.PIPE, env=self.env,
+                start_new_session=True,
+            )
+            try:
+                _, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+            except TimeoutError:
+                await gitcmd.kill_group(proc)
+                partial.unlink(missing_ok=True)
+                raise LaunchError(f"Reading the repository's files took longer than "
+                                  f"{self.timeout:g} s.", 504) from None
+            except asyncio.CancelledError:
+                await gitcmd.kill_group(proc)
+                partial.unlink(missing_ok=True)
+                raise
         if proc.returncode:
+            partial.unlink(missing_ok=True)
             raise LaunchError(f"git archive failed: {err.decode(errors='replace')}", 500)
-        return out
+        partial.replace(target)  # atomic: readers never see half an archive
 
-    async def export(self, path: Path, commit: str, dest: Path) -> None:
-        """Write the files of ``commit`` into ``dest`` (a new directory)."""
-        data = await self.archive(path, commit)
+    async def export(self, path: Path, commit: str, dest: Path,
+                     outside_links: str = "keep") -> None:
+        """Write the files of ``commit`` into ``dest`` (a new directory).
+
+        Symbolic links that point outside the repository (common: a data folder on the
+        author's machine) are kept as links, as repo2docker's build context keeps them
+        (never followed). ``outside_links="break"`` re-points them at a path that does not
+        exist, for checkouts this service itself reads (the fingerprint), so nothing
+        outside the checkout can ever be read through them.
+        """
         dest.mkdir(parents=True, exist_ok=True)
+        tar_path = dest.parent / f".{dest.name}.tar"
+        await self.archive(path, commit, tar_path)
 
         def extract():
-            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                tar.extractall(dest, filter="data")
+            try:
+                with tarfile.open(tar_path) as tar:
+                    # "tar" filter: no absolute or escaping member paths, no writes through
+                    # links; links themselves may point anywhere
+                    tar.extractall(dest, filter="tar")
+            finally:
+                tar_path.unlink(missing_ok=True)
+            if outside_links == "break":
+                root = dest.resolve()
+                for link in [p for p in dest.rglob("*") if p.is_symlink()]:
+                    target = (link.parent / os.readlink(link)).resolve()
+                    if target != root and root not in target.parents:
+                        link.unlink()
+                        link.symlink_to(BROKEN_LINK_TARGET)
 
-        await asyncio.get_running_loop().run_in_executor(None, extract)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, extract)
+        except tarfile.TarError as e:
+            raise LaunchError(f"The repository's files cannot be unpacked: {e}", 400) \
+                from None
         os.chmod(dest, 0o755)
+
+    async def checkout_size(self, path: Path, commit: str) -> int:
+        """Bytes the files of ``commit`` take once checked out (from git's tree listing)."""
+        out = await self._git(path, "ls-tree", "-r", "-l", "--full-tree", commit)
+        total = 0
+        for line in out.splitlines():
+            size = line.split(None, 4)[3] if len(line.split(None, 4)) > 3 else "-"
+            total += int(size) if size.isdigit() else 0
+        return total

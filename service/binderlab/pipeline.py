@@ -5,6 +5,7 @@ CLI both drive this; neither knows how the steps work.
 """
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
@@ -77,7 +78,7 @@ class Pipeline:
                  image_prefix: str, blocked_networks, public_url: str, work_dir: Path,
                  content_dir: Path, gpus: GPUAllocator | None = None,
                  limits: LaunchLimits | None = None, launch_log: LaunchLog | None = None,
-                 providers: list[RepoProvider] = ()):
+                 providers: list[RepoProvider] = (), max_repo_bytes: int = 0):
         self.builder = builder
         self.launcher = launcher
         self.mirrors = mirrors
@@ -93,6 +94,7 @@ class Pipeline:
         self.limits = limits
         self.launch_log = launch_log
         self.providers = list(providers)
+        self.max_repo_bytes = max_repo_bytes
         self._quota_lock = asyncio.Lock()
         self._starting: Counter[str] = Counter()
 
@@ -141,6 +143,10 @@ class Pipeline:
     async def plan(self, resolved: ResolvedRepo) -> ImagePlan:
         """Fetch the commit and work out its image (fingerprints are cached per tree)."""
         mirror = await self.fetch(resolved)
+        size = await self.mirrors.checkout_size(mirror, resolved.commit)
+        if self.max_repo_bytes and size > self.max_repo_bytes:
+            raise LaunchError(f"This repository's files take {size / 1e6:.0f} MB, more than "
+                              f"the {self.max_repo_bytes / 1e6:.0f} MB this host accepts.", 413)
         tree = await self.mirrors.tree_hash(mirror, resolved.commit)
         known = self.index.fingerprint(tree, self.config_digest)
         if known is not None:
@@ -148,7 +154,8 @@ class Pipeline:
         else:
             with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
                 checkout = Path(tmp) / "checkout"
-                await self.mirrors.export(mirror, resolved.commit, checkout)
+                await self.mirrors.export(mirror, resolved.commit, checkout,
+                                          outside_links="break")
                 try:
                     fingerprint = await self.fingerprints.compute(checkout, tree)
                 except Exception as e:
@@ -197,9 +204,12 @@ class Pipeline:
                     shutil.copy2(checkout / name, dest / name, follow_symlinks=False)
                 dest.mkdir(parents=True, exist_ok=True)
 
+        started = plan.image not in self.builder.running  # or joined another launch's build
         build = self.builder.build(plan.image, plan.labels, source)
         async for event in build.follow():
-            yield {**event, "kind": fp.kind} if event["phase"] == "built" else event
+            if event["phase"] == "built":
+                event = {**event, "kind": fp.kind, "started_build": started}
+            yield event
 
     async def content_archive(self, resolved: ResolvedRepo) -> None:
         """Write the commit's files for the content overlay (``<content_dir>/<commit>.tar``)."""
@@ -207,10 +217,7 @@ class Pipeline:
         if target.exists():
             os.utime(target)
             return
-        data = await self.mirrors.archive(await self.fetch(resolved), resolved.commit)
-        partial = target.with_suffix(f".{os.getpid()}.partial")
-        partial.write_bytes(data)
-        partial.replace(target)  # atomic: the spawner never reads half an archive
+        await self.mirrors.archive(await self.fetch(resolved), resolved.commit, target)
 
     async def events(self, request: LaunchRequest) -> AsyncIterator[dict]:
         """The whole launch as events; always ends with "ready" or "failed"."""
@@ -222,6 +229,14 @@ class Pipeline:
         except LaunchError as e:
             record.status_code = e.status_code
             yield {"phase": "failed", "message": str(e) + "\n", "status_code": e.status_code}
+        except Exception:
+            # a defect, not the user's doing: say so, keep the details in the service log
+            logging.getLogger("binderlab").exception("Launch of %s/%s crashed",
+                                                     request.provider.prefix, request.raw_spec)
+            record.status_code = 500
+            yield {"phase": "failed", "status_code": 500,
+                   "message": "Internal error in the binder service; the operator's log has "
+                   "the details.\n"}
         finally:
             duration = time.monotonic() - started
             metrics.LAUNCHES.labels(record.status).inc()
@@ -240,7 +255,7 @@ class Pipeline:
                 record.status_code = event.get("status_code", 500)
                 yield event
                 return
-            record.build |= event["phase"] == "building"
+            record.build |= event.pop("started_build", False)
             image = event.get("imageName", image)
             kind = event.pop("kind", kind)
             yield event

@@ -5,9 +5,9 @@ requested commit's files into containers of environment-keyed images before they
 """
 
 import asyncio
-import io
 import os
 import tarfile
+import tempfile
 from pathlib import Path
 
 import docker.errors
@@ -89,9 +89,10 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         uid = int(labels.get(LABEL_UID, "1000"))
         data = await asyncio.get_running_loop().run_in_executor(
             None, owned_tar, archive, uid)
-        self.log.info("Copying %s (%d kB) into %s:%s", archive.name, len(data) // 1024,
-                      container_id[:12], repo_dir)
-        ok = await self.docker("put_archive", container_id, repo_dir, data)
+        with data:
+            self.log.info("Copying %s (%d kB) into %s:%s", archive.name,
+                          archive.stat().st_size // 1024, container_id[:12], repo_dir)
+            ok = await self.docker("put_archive", container_id, repo_dir, data)
         if not ok:
             raise web.HTTPError(500, "Could not copy the repository content into the session.")
 
@@ -143,12 +144,14 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         return self.anonymous_command()
 
 
-def owned_tar(path: Path, uid: int) -> bytes:
-    """The tar at ``path`` with every entry owned by ``uid`` (git archive writes root)."""
-    out = io.BytesIO()
+def owned_tar(path: Path, uid: int):
+    """The tar at ``path`` with every entry owned by ``uid`` (git archive writes root), as
+    a file positioned at its start (spilled to disk when large, never all in memory)."""
+    out = tempfile.SpooledTemporaryFile(max_size=16 << 20)
     with tarfile.open(path) as src, tarfile.open(fileobj=out, mode="w") as dst:
         for member in src:
             member.uid = member.gid = uid
             member.uname = member.gname = ""
             dst.addfile(member, src.extractfile(member) if member.isreg() else None)
-    return out.getvalue()
+    out.seek(0)
+    return out
