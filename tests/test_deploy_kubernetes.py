@@ -500,3 +500,84 @@ def test_private_ranges_in_policies_are_real_private_ranges(objects):
                     net = ipaddress.ip_network(cidr)
                     assert net.is_private or net.subnet_of(ipaddress.ip_network(
                         "100.64.0.0/10")), cidr
+
+
+# ---- the service with the ConfigMap's configuration, up to the cluster's door ---------------
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_service_runs_the_cluster_path_up_to_the_api_server(objects, git_server, tmp_path,
+                                                           docker_client):
+    """`binderlab serve` with the ConfigMap's binderlab_config.py (ports, state, engine and
+    registry moved to this machine) resolves, fingerprints with the KubernetesBuilder's
+    repo2docker options, asks the real registry (docker-registry, credentials from
+    DOCKER_CONFIG as the Deployment mounts them), prepares the context and tries to create
+    the build pod: with no cluster (a kubeconfig naming 127.0.0.1:9) the launch fails with
+    that reason, which is what a user would see."""
+    import subprocess
+    import time
+
+    import requests
+
+    from tests.harness.sse import follow
+    from tests.test_kubebuilder import Registry, free_port
+
+    (tmp_path / "registry").mkdir()
+    registry = Registry(tmp_path / "registry")
+    try:
+        port = free_port()
+        config = tmp_path / "binderlab_config.py"
+        code = objects[("ConfigMap", "binderlab-config")]["data"]["binderlab_config.py"]
+        config.write_text(code + f"""
+# ---- test overrides: this machine instead of the cluster ----
+c.BinderLab.ip = "127.0.0.1"
+c.BinderLab.port = {port}
+c.BinderLab.state_dir = {str(tmp_path / 'state')!r}
+c.BinderLab.docker_url = ""
+c.BinderLab.image_prefix = "{registry.host}/binderlab-envs-test/"
+c.BinderLab.allow_build_only = True
+c.BinderLab.blocked_networks = []
+c.GitRepoProvider.allowed_protocols = ["https", "http"]
+c.GitHubRepoProvider.host = {git_server.url!r}
+c.LaunchLimits.per_client = 0
+c.LaunchLimits.per_client_with_page = 0
+c.HubLauncher.hub_api_url = "http://127.0.0.1:{free_port()}/hub/api"
+c.KubernetesBuilder.context_ip = "127.0.0.1"
+c.KubernetesBuilder.context_port = 0
+c.KubernetesBuilder.insecure_registries = ["{registry.host}"]
+""")
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(KUBECONFIG)
+        env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+        env.update(JUPYTERHUB_API_TOKEN=HUB_TOKEN, POD_NAMESPACE="binderlab",
+                   POD_IP="127.0.0.1", KUBECONFIG=str(kubeconfig),
+                   DOCKER_CONFIG=str(registry.docker_config))
+        log = open(tmp_path / "serve.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "binderlab.cli", "serve", "--config",
+                                 str(config)], cwd=tmp_path, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+                assert time.monotonic() < deadline
+                try:
+                    requests.get(f"http://127.0.0.1:{port}/versions", timeout=2)
+                    break
+                except requests.RequestException:
+                    time.sleep(0.3)
+            repo = git_server.create("dockerfile")
+            events = follow(f"http://127.0.0.1:{port}/build/gh/{repo.gh_spec}/main",
+                            timeout=120, params={"build_only": "true"})
+            messages = "".join(e.get("message", "") for e in events)
+            assert events[-1]["phase"] == "failed", events
+            assert "keyed by" in messages or "Environment defined by" in messages
+            final = events[-1]["message"]
+            assert final.startswith("The Kubernetes API server is not reachable"), final
+            assert "127.0.0.1:9" in final
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            log.close()
+    finally:
+        registry.close()

@@ -574,6 +574,20 @@ async def test_a_built_pod_whose_image_is_not_in_the_registry_fails(tmp_path):
                           "message": "The build finished but its image is missing."}
 
 
+async def test_a_forbidden_namespace_is_explained(tmp_path):
+    api = FakeCoreV1Api()
+
+    async def forbidden(namespace, body):
+        raise ApiException(status=403, reason="Forbidden")
+
+    api.create_namespaced_pod = forbidden
+    builder = cluster_builder(tmp_path, api)
+    events = await events_of(builder.build(IMAGE, LABELS, source))
+    assert events[-1]["phase"] == "failed"
+    assert events[-1]["message"].startswith(
+        "binderlab may not create build pods in namespace binderlab (403 Forbidden)")
+
+
 async def test_cancelling_the_creator_deletes_its_pod(tmp_path):
     api = FakeCoreV1Api()
     builder = cluster_builder(tmp_path, api)

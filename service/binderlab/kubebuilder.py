@@ -487,7 +487,15 @@ class KubernetesBuilder(Builder):
                                 f"{self.context_url.rstrip('/')}/context/{token}.tar.gz")
         created = finished = False
         try:
-            created = await self._create_or_follow(core, pod)
+            try:
+                created = await self._create_or_follow(core, pod)
+            except (aiohttp.ClientError, OSError) as e:
+                return f"The Kubernetes API server is not reachable: {e}\n"
+            except ApiException as e:
+                if e.status in (401, 403):
+                    return (f"binderlab may not create build pods in namespace "
+                            f"{self.namespace} ({e.status} {e.reason}); see its Role.\n")
+                raise
             if created:
                 metrics.BUILDER_RUNS.inc()
                 self.log.info("Building %s in pod %s/%s", build.image, self.namespace, name)
