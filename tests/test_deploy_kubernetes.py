@@ -16,6 +16,7 @@
 
 import ipaddress
 import os
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -581,3 +582,56 @@ c.KubernetesBuilder.insecure_registries = ["{registry.host}"]
             log.close()
     finally:
         registry.close()
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_image_dockerfile_builds_and_holds_what_hub_service_and_builds_run(docker_client,
+                                                                           tmp_path):
+    """image/Dockerfile, built from the repository root as documented, with its two base
+    images swapped through its build arguments for ones made here (no registry to pull
+    k8s-hub or docker:cli from): the local test base image (Debian, Python, git) for
+    k8s-hub, and an image holding this machine's docker client and the harness's buildx
+    stand-in at the paths Docker's image uses."""
+    import subprocess
+
+    from tests.harness.service import BASE_IMAGE
+
+    cli_root = tmp_path / "docker-cli"
+    (cli_root / "usr/local/bin").mkdir(parents=True)
+    (cli_root / "usr/local/libexec/docker/cli-plugins").mkdir(parents=True)
+    shutil.copy("/usr/bin/docker", cli_root / "usr/local/bin/docker")
+    shutil.copy(TOP / "tests/harness/docker-config/cli-plugins/docker-buildx",
+                cli_root / "usr/local/libexec/docker/cli-plugins/docker-buildx")
+    tag = f"binderlab-deploy-test/image:{os.getpid()}"
+    cli_tag = f"binderlab-deploy-test/docker-cli:{os.getpid()}"
+    tar = subprocess.run(["tar", "-C", str(cli_root), "-c", "."], capture_output=True,
+                         check=True).stdout
+    subprocess.run(["docker", "import", "-", cli_tag], input=tar, check=True,
+                   capture_output=True)
+    try:
+        build = subprocess.run(
+            ["/usr/bin/docker", "build", "-f", str(K8S / "image" / "Dockerfile"),
+             "--build-arg", f"K8S_HUB_IMAGE={BASE_IMAGE}",
+             "--build-arg", f"DOCKER_CLI_IMAGE={cli_tag}", "-t", tag, str(TOP)],
+            env={**os.environ, "DOCKER_BUILDKIT": "1"}, capture_output=True, text=True,
+            timeout=900)
+        assert build.returncode == 0, build.stderr[-4000:]
+        script = ("id -u; binderlab --version; repo2docker --version; docker buildx version;"
+                  " git --version; python3 -c 'import binderlab.kubespawner,"
+                  " binderlab.kubebuilder; print(\"imports ok\")'")
+        run = subprocess.run(["docker", "run", "--rm", tag, "sh", "-c", script],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        lines = run.stdout.splitlines()
+        from repo2docker import __version__ as repo2docker_version
+
+        from binderlab._version import __version__
+
+        assert lines[0] == "1000"  # not root
+        assert lines[1] == __version__
+        assert lines[2] == repo2docker_version  # the fingerprint's repo2docker, in builds
+        assert "buildx" in lines[3] and lines[4].startswith("git version")
+        assert lines[5] == "imports ok"
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag, cli_tag], capture_output=True)
