@@ -557,6 +557,25 @@ async def test_a_failed_context_fetch_is_reported(tmp_path):
     assert api.deleted == [name]
 
 
+async def test_a_stopped_sidecar_daemon_does_not_fail_a_good_build(tmp_path):
+    """In 'dind-sidecar' mode the kubelet stops the daemon once the build exits: its exit
+    code is not the build's."""
+    api = FakeCoreV1Api()
+    builder = cluster_builder(tmp_path, api, daemon="dind-sidecar")
+    name = builder.pod_name(IMAGE)
+    build = builder.build(IMAGE, LABELS, source)
+    await until(lambda: name in api.pods)
+    pod = api.pods[name]
+    pod.update(status={**RUNNING, "initContainerStatuses": [container_status(
+        "dind", {"running": {"startedAt": "2026-01-01T00:00:00Z"}}, True)]},
+        chunk=lines("built\n"))
+    await until(lambda: pod.streams == 1)
+    pod.update(status={**terminated(0), "initContainerStatuses": [container_status(
+        "dind", {"terminated": {"exitCode": 143, "reason": "Error"}})]}, done=True)
+    events = await events_of(build)
+    assert events[-1]["phase"] == "built", events[-1]
+
+
 async def test_a_built_pod_whose_image_is_not_in_the_registry_fails(tmp_path):
     api = FakeCoreV1Api()
     builder = cluster_builder(tmp_path, api)

@@ -585,7 +585,8 @@ class KubernetesBuilder(Builder):
                     continue
                 emitted = seen
                 tail.append(message)
-                del tail[: -self.failure_log_lines]
+                if len(tail) > self.failure_log_lines:
+                    del tail[0]
                 await build.emit({"phase": "building", "message": message})
             pod = await self._read(core, name)
             if pod is None or _terminated(pod, "build") is not None:
@@ -644,19 +645,20 @@ class KubernetesBuilder(Builder):
         if pod.status.reason == "DeadlineExceeded":
             return (f"The build took longer than {self.build_timeout:g} s and was stopped.\n"
                     + "".join(tail))
-        for status in pod.status.init_container_statuses or []:
-            terminated = status.state.terminated if status.state else None
-            if terminated is not None and terminated.exit_code:
-                return (f"The build pod's {status.name} step failed "
-                        f"({terminated.reason or 'exit code ' + str(terminated.exit_code)}).\n")
         terminated = _terminated(pod, "build")
-        if terminated is None:
-            return f"Build pod {name} ended without running the build ({pod.status.phase}).\n"
-        if terminated.exit_code != 0:
+        if terminated is not None:
+            # (a sidecar daemon stopped after the build exits non-zero: only the build counts)
+            if terminated.exit_code == 0:
+                return None
             return (f"repo2docker failed (exit code {terminated.exit_code}"
                     f"{', ' + terminated.reason if terminated.reason else ''}). "
                     "Last lines of its log:\n" + "".join(tail))
-        return None
+        for status in pod.status.init_container_statuses or []:
+            stopped = status.state.terminated if status.state else None
+            if stopped is not None and stopped.exit_code:
+                return (f"The build pod's {status.name} step failed "
+                        f"({stopped.reason or 'exit code ' + str(stopped.exit_code)}).\n")
+        return f"Build pod {name} ended without running the build ({pod.status.phase}).\n"
 
 
 def _container_state(pod, name: str):
