@@ -1006,3 +1006,28 @@ async def test_api_client_comes_from_the_kubeconfig_outside_a_cluster(tmp_path, 
     assert core.api_client.configuration.host == "https://127.0.0.1:9"
     assert await builder.api() is core
     await core.api_client.close()
+
+
+def test_defaults_from_the_pod_environment(tmp_path, monkeypatch):
+    """Namespace and context URL come from the downward API variables the Deployment sets."""
+    monkeypatch.setenv("POD_NAMESPACE", "binder-ns")
+    monkeypatch.setenv("POD_IP", "10.1.2.3")
+    config = Config()
+    config.KubernetesBuilder.context_port = 9999
+    config.KubernetesBuilder.daemon = "dind-sidecar"
+    config.KubernetesBuilder.dind_image = "registry.example.org/mirror/docker:27-dind"
+    builder = KubernetesBuilder(engine=None, work_dir=tmp_path, config=config)
+    assert builder.namespace == "binder-ns"
+    assert builder.context_url == "http://10.1.2.3:9999"
+    pod = builder.pod_manifest(IMAGE, LABELS, "http://x/context/t.tar.gz")
+    assert containers(pod)["dind"]["image"] == "registry.example.org/mirror/docker:27-dind"
+    monkeypatch.delenv("POD_NAMESPACE")
+    import binderlab.kubebuilder as kubebuilder
+
+    account = tmp_path / "namespace"
+    account.write_text("from-the-service-account\n")
+    monkeypatch.setattr(kubebuilder, "SERVICE_ACCOUNT_NAMESPACE", str(account))
+    assert KubernetesBuilder(engine=None, work_dir=tmp_path).namespace == \
+        "from-the-service-account"
+    monkeypatch.setattr(kubebuilder, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "none"))
+    assert KubernetesBuilder(engine=None, work_dir=tmp_path).namespace == "default"
