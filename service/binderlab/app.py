@@ -61,9 +61,14 @@ class BinderLab(Application):
             GitRepoProvider,
         )
 
-        return [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider, GitLabRepoProvider,
-                GistRepoProvider, Repo2DockerBuilder, HubLauncher, LaunchLimits, GPUAllocator,
-                StaticGPUInventory, NvidiaSmiGPUInventory]
+        classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
+                   GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
+                   LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory]
+        try:  # the cluster builder needs the kubernetes extra
+            from .kubebuilder import KubernetesBuilder
+        except ImportError:
+            return classes
+        return [*classes, KubernetesBuilder]
 
     config_file = Unicode(
         "binderlab_config.py",
