@@ -35,6 +35,7 @@ from .pipeline import Pipeline
 from .providers import RepoProvider
 from .resources import frontend_dir
 from .rfc3339 import timestamp
+from .sessions import DockerSessionTracker, SessionTracker
 
 
 class BinderLab(Application):
@@ -214,7 +215,18 @@ class BinderLab(Application):
     ).tag(config=True)
 
     docker_url = Unicode(
-        "", help="Docker engine URL. Empty (default): DOCKER_HOST or the local socket."
+        "",
+        help="""Docker engine URL. Empty (default): DOCKER_HOST or the local socket. 'none':
+        no engine (the cluster tier: KubernetesBuilder and KubernetesSessionTracker); image
+        eviction and the local image index are then off.""",
+    ).tag(config=True)
+
+    session_tracker_class = EntryPointType(
+        default_value=DockerSessionTracker,
+        klass=SessionTracker,
+        entry_point_group="binderlab.session_trackers",
+        help="""Where running sessions are read from (GPU holdings, session quotas): 'docker'
+        (default: the engine's containers) or 'kubernetes' (the cluster's session pods).""",
     ).tag(config=True)
 
     # ---- start-up steps -------------------------------------------------------------
@@ -251,13 +263,18 @@ class BinderLab(Application):
             (self.state_path / sub).mkdir(exist_ok=True)
 
     def init_engine(self):
-        self.engine = DockerEngine(self.docker_url or None)
+        self.engine = None if self.docker_url == "none" else DockerEngine(self.docker_url or None)
+        self.sessions = self.session_tracker_class(parent=self, log=self.log,
+                                                   **({"engine": self.engine}
+                                                      if self.engine else {}))
 
     def init_index(self):
         """Open the cache index and rebuild its image table from the engine's images."""
         self.index = CacheIndex(self.state_path / "cache.sqlite")
         images = []
-        for image in self.engine.client.images.list(filters={"label": LABEL_KEY}):
+        local = self.engine.client.images.list(filters={"label": LABEL_KEY}) \
+            if self.engine else []
+        for image in local:
             labels = image.labels or {}
             for tag in image.tags:
                 name = tag.rsplit(":", 1)[0]
@@ -300,7 +317,7 @@ class BinderLab(Application):
     def init_gpus(self):
         devices = self.gpu_inventory_class(parent=self, log=self.log).list_devices()
         self.gpus = GPUAllocator(parent=self, log=self.log, devices=devices,
-                                 engine=self.engine) if devices else None
+                                 tracker=self.sessions) if devices else None
         if devices:
             self.log.info("GPUs: %s", ", ".join(f"{d.id} ({d.name})" for d in devices))
 
@@ -319,10 +336,12 @@ class BinderLab(Application):
             content_dir=self.state_path / "content", gpus=self.gpus, limits=self.limits,
             launch_log=LaunchLog(self.state_path / "launches.jsonl"),
             providers=list(self.providers.values()),
-            max_repo_bytes=int(self.max_repo_size_mb * 1e6),
+            max_repo_bytes=int(self.max_repo_size_mb * 1e6), sessions=self.sessions,
         )
 
     def init_eviction(self):
+        if self.engine is None:
+            return
         self.evictor = ImageEvictor(self.engine, self.index, self.image_prefix,
                                     self.image_disk_budget_gb * 1e9, self.log)
         self.builder.after_build = lambda name: self.evictor.run(keep={name})
@@ -341,7 +360,7 @@ class BinderLab(Application):
         return task
 
     async def evict_periodically(self):
-        while self.image_disk_budget_gb > 0:
+        while self.image_disk_budget_gb > 0 and self.engine is not None:
             try:
                 await self.evictor.run()
             except Exception:

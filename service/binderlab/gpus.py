@@ -185,10 +185,10 @@ class GPUAllocator(LoggingConfigurable):
         1200, help="Seconds a GPU session may be idle before it is stopped (default 20 "
         "min; GPUs are scarce); 0: no limit.").tag(config=True)
 
-    def __init__(self, *, devices: list[GPUDevice], engine, **kwargs):
+    def __init__(self, *, devices: list[GPUDevice], tracker, **kwargs):
         super().__init__(**kwargs)
         self.devices = devices
-        self.engine = engine
+        self.tracker = tracker  # sessions.SessionTracker
         self.held: dict[str, dict] = {}  # device -> labels of the container holding it
         self.reserved: dict[int, list[str]] = {}  # ticket -> devices of in-flight launches
         self.queue: list[int] = []
@@ -236,17 +236,13 @@ class GPUAllocator(LoggingConfigurable):
 
     async def reconcile(self) -> None:
         """Read which devices the session containers hold; wake the queue if some freed."""
-        containers = await self.engine.call(
-            self.engine.client.containers.list, all=True, filters={"label": LABEL_GPUS})
         held, sessions = {}, []
-        for c in containers:
-            if c.status not in LIVE_STATES:
+        for session in await self.tracker.sessions():
+            if not session.labels.get(LABEL_GPUS):
                 continue
-            labels = c.labels or {}
-            sessions.append({"id": c.id, "labels": labels,
-                             "started": c.attrs.get("State", {}).get("StartedAt", "")})
-            for device in filter(None, labels.get(LABEL_GPUS, "").split(",")):
-                held[device] = labels
+            sessions.append(session)
+            for device in filter(None, session.labels[LABEL_GPUS].split(",")):
+                held[device] = session.labels
         async with self._changed:
             self.held, self.sessions = held, sessions
             self._changed.notify_all()
@@ -333,11 +329,10 @@ class GPUAllocator(LoggingConfigurable):
     async def enforce_limits(self, launcher) -> None:
         now = time.time()
         for session in list(self.sessions):
-            user = session["labels"].get(LABEL_USER)
+            user = session.labels.get(LABEL_USER)
             if not user or user in self._stopping:
                 continue
-            started = timestamp(session["started"])
-            started = started if started and started > 0 else None  # never started: 0001-
+            started = session.started
             if self.gpu_max_age and started and now - started > self.gpu_max_age:
                 self.log.info("Stopping the GPU session of %s: running for more than %.0f s",
                               user, self.gpu_max_age)

@@ -40,6 +40,9 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
         """Turn binderlab's user_options into the pod's image, command and overlay."""
         self.check_user_options()
         gpus = self.session_gpus()
+        # what the binder service's KubernetesSessionTracker reads (GPU holdings, quotas);
+        # annotations, since label values cannot hold repository names
+        self.extra_annotations = {**self.extra_annotations, **self.session_labels(gpus)}
         if gpus:
             # the cluster schedules whole GPUs by count (node pools with the NVIDIA device
             # plugin); node_selector / tolerations for GPU nodes come from KubeSpawner config

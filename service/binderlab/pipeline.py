@@ -24,11 +24,12 @@ from .cacheindex import CacheIndex
 from .checkout import RepoMirrors
 from .errors import LaunchError
 from .fingerprint import Fingerprint, FingerprintWorker
-from .gpus import LABEL_REPO_KEY, LABEL_USER, GPUAllocator
+from .gpus import LABEL_REPO_KEY, GPUAllocator
 from .launcher import Launcher
 from .launchlog import LaunchLog
 from .limits import LaunchLimits
 from .providers import RepoProvider, ResolvedRepo, repo_key
+from .sessions import SessionTracker
 
 
 @dataclass
@@ -78,7 +79,8 @@ class Pipeline:
                  image_prefix: str, blocked_networks, public_url: str, work_dir: Path,
                  content_dir: Path, gpus: GPUAllocator | None = None,
                  limits: LaunchLimits | None = None, launch_log: LaunchLog | None = None,
-                 providers: list[RepoProvider] = (), max_repo_bytes: int = 0):
+                 providers: list[RepoProvider] = (), max_repo_bytes: int = 0,
+                 sessions: SessionTracker | None = None):
         self.builder = builder
         self.launcher = launcher
         self.mirrors = mirrors
@@ -95,6 +97,7 @@ class Pipeline:
         self.launch_log = launch_log
         self.providers = list(providers)
         self.max_repo_bytes = max_repo_bytes
+        self.sessions = sessions
         self._quota_lock = asyncio.Lock()
         self._starting: Counter[str] = Counter()
 
@@ -114,8 +117,9 @@ class Pipeline:
     async def session_slot(self, resolved: ResolvedRepo):
         """Hold a place under the session quotas while a session starts.
 
-        Running sessions are this host's containers (image prefix) on the engine; launches
-        still starting count too, so concurrent launches cannot all see room for one.
+        Running sessions are this host's (image prefix), as the session tracker finds them;
+        launches still starting count too, so concurrent launches cannot all see room for
+        one.
         """
         if self.limits is None or not (self.limits.max_sessions
                                        or self.limits.max_sessions_per_repo):
@@ -123,11 +127,9 @@ class Pipeline:
             return
         key = self.repo_key(resolved)
         async with self._quota_lock:
-            containers = await self.builder.engine.call(
-                self.builder.engine.client.containers.list, filters={"label": LABEL_USER})
-            ours = [c for c in containers
-                    if (c.attrs["Config"]["Image"] or "").startswith(self.image_prefix)]
-            for_repo = sum(1 for c in ours if (c.labels or {}).get(LABEL_REPO_KEY) == key)
+            ours = [s for s in await self.sessions.sessions()
+                    if s.image.startswith(self.image_prefix)]
+            for_repo = sum(1 for s in ours if s.labels.get(LABEL_REPO_KEY) == key)
             self.limits.check_quota(len(ours) + sum(self._starting.values()),
                                     for_repo + self._starting[key], key)
             self._starting[key] += 1

@@ -25,6 +25,8 @@ class HealthHandler(BaseHandler):
         self.finish({"ok": ok, "checks": checks})
 
     async def check_docker(self) -> dict:
+        if self.binderlab.engine is None:
+            return {"service": "Docker", "ok": True, "note": "not used (docker_url = 'none')"}
         try:
             await asyncio.wait_for(self.binderlab.engine.ping(), 10)
             return {"service": "Docker", "ok": True}
