@@ -3,6 +3,7 @@
 #   - apt: the Docker engine (docker.io), git, Node.js + npm, python3-venv (when missing)
 #   - a running Docker engine (systemd when present, else dockerd in the background)
 #   - configurable-http-proxy (npm, global)
+#   - thebe's browser bundle (npm pack) in frontend/static/vendor/thebe/
 #   - binderlab in <repo>/.venv
 # Then: .venv/bin/binderlab up
 #
@@ -38,6 +39,13 @@ fi
 if ! command -v configurable-http-proxy >/dev/null; then
   step "configurable-http-proxy (npm)"
   npm install -g --no-fund --no-audit configurable-http-proxy@5
+fi
+
+# thebe's browser bundle, served at <host>/static/vendor/thebe/ for course pages (fetched
+# before the install, so a wheel built from the checkout carries it too)
+if ! bash "$top/frontend/fetch-thebe.sh" --check 2>/dev/null; then
+  bash "$top/frontend/fetch-thebe.sh"
+  rm -f "$top/.venv/.binderlab-installed"  # a non-editable install must pick it up
 fi
 
 step "binderlab in $top/.venv"

@@ -11,8 +11,7 @@ from .base import BaseHandler
 
 def script_json(value) -> str:
     """JSON to embed in a <script> element: nothing in it can end the element."""
-    return (json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
-            .replace("&", "\\u0026"))
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 class LoadingPageHandler(BaseHandler):
@@ -39,10 +38,12 @@ class LoadingPageHandler(BaseHandler):
             base_url=self.binderlab.base_url,
             repo_url=spec.repo_url,
             ref=spec.ref,
-            settings_json=script_json({
-                "buildUrl": f"{self.binderlab.base_url}build/{provider.prefix}/{raw_spec}",
-                "buildParams": params,
-            }),
+            settings_json=script_json(
+                {
+                    "buildUrl": f"{self.binderlab.base_url}build/{provider.prefix}/{raw_spec}",
+                    "buildParams": params,
+                }
+            ),
         )
 
 
@@ -56,13 +57,15 @@ class IndexHandler(BaseHandler):
         self.render(
             "index.html",
             base_url=self.binderlab.base_url,
-            settings_json=script_json({
-                "baseUrl": self.binderlab.base_url,
-                "publicUrl": self.binderlab.public_url,
-                "providers": [p.info() for p in self.providers.values()],
-                "gpuMax": gpu_max,
-                "thebeInstalled": thebe.is_file(),
-            }),
+            settings_json=script_json(
+                {
+                    "baseUrl": self.binderlab.base_url,
+                    "publicUrl": self.binderlab.public_url,
+                    "providers": [p.info() for p in self.providers.values()],
+                    "gpuMax": gpu_max,
+                    "thebeInstalled": thebe.is_file(),
+                }
+            ),
         )
 
 
