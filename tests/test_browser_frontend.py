@@ -491,3 +491,23 @@ def test_course_page_runs_a_cell_with_thebe_from_another_origin(
         for r in session
     ), session
     assert any(p.endswith("/channels") for p in result["websockets"]), result["websockets"]
+
+
+def test_form_gpu_field_on_a_gpu_host(node, make_service, git_server, tmp_path):
+    """A host with GPUs offers the GPU count; the launch link asks for them (?gpu=N)."""
+    svc = make_service(
+        "serve",
+        extra_config='c.BinderLab.gpu_inventory_class = "static"\n'
+        'c.StaticGPUInventory.devices = ["0", "1"]\n'
+        "c.GPUAllocator.max_gpus_per_session = 2\n",
+    )
+    result = run_form(
+        node,
+        svc.url,
+        [{"name": "gpu", "input": "o/r", "options": {"gpu": 2}, "shot": "form-gpu"}],
+        "form-gpu",
+        tmp_path,
+    )
+    [step] = result["steps"]
+    assert step["gpuShown"]
+    assert step["launchUrl"] == f"{svc.url}v2/gh/o/r/HEAD?gpu=2"

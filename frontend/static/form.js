@@ -67,6 +67,7 @@ export function startForm(settings) {
     .join(", ");
   if (settings.gpuMax > 0) {
     $("gpu-option").hidden = false;
+    $("options-summary").textContent = "Options: ref, file or URL path to open, GPUs";
     gpuField.max = String(settings.gpuMax);
   }
   if (!settings.thebeInstalled) $("thebe-missing").hidden = false;
