@@ -41,7 +41,12 @@ c.JupyterHub.load_roles = [
      "scopes": ["list:users", "read:users:activity", "read:servers",
                 "delete:servers", "admin:users"]},
 ]
-c.JupyterHub.cleanup_servers = True
+# A hub restart (upgrade, crash) leaves sessions running and reachable: the restarted hub
+# finds its proxy by the pid file and takes over the routes. `binderlab up` started with
+# c.UpApp.keep_sessions_on_exit = False sets BINDERLAB_HUB_CLEANUP=1 to stop them instead.
+cleanup = env("BINDERLAB_HUB_CLEANUP", "0") == "1"
+c.JupyterHub.cleanup_servers = cleanup
+c.JupyterHub.cleanup_proxy = cleanup
 c.JupyterHub.concurrent_spawn_limit = int(env("BINDERLAB_CONCURRENT_SPAWN_LIMIT", "50"))
 
 # --- sessions -----------------------------------------------------------------------------
@@ -62,6 +67,10 @@ c.DockerSpawner.cpu_limit = float(env("BINDERLAB_SESSION_CPU_LIMIT", "1"))
 # through setuid binaries, a bound on processes (fork bombs), no host mounts, no Docker
 # socket (DockerSpawner mounts nothing unless volumes are configured).
 c.DockerSpawner.extra_host_config = {
+    # DockerSpawner removes stopped sessions itself; Docker's own auto-remove would also
+    # remove them while the engine restores them after an engine restart (engines before
+    # 24.0.8, moby/moby#46308), killing sessions that --live-restore should keep
+    "auto_remove": False,
     "cap_drop": ["ALL"],
     "security_opt": ["no-new-privileges"],
     "pids_limit": int(env("BINDERLAB_SESSION_PIDS_LIMIT", "1024")),

@@ -48,15 +48,6 @@ KEEP_CONTAINERS_CONFIG = f"""
 load_subconfig({str(hub_config_file())!r})
 c.DockerSpawner.extra_host_config = dict(c.DockerSpawner.extra_host_config, auto_remove=False)
 """
-AUTO_REMOVE_REASON = (
-    "Sessions die when the engine restarts, even with --live-restore: DockerSpawner.remove = "
-    "True (jupyterhub_config.py) creates containers with AutoRemove, and Docker before 24.0.8 "
-    "(Debian 12 ships 20.10) removes AutoRemove containers while restoring "
-    "(moby/moby#46308, fixed by moby/moby#46857). Fix: c.DockerSpawner.extra_host_config "
-    "auto_remove=False (the spawner still removes containers when it stops them); "
-    "test_sessions_survive_engine_restart_without_auto_remove shows it works."
-)
-
 
 # ---- what a failing test shows ---------------------------------------------------------
 
@@ -381,12 +372,6 @@ RUN echo "slow-build: complete" > .build-complete
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "When repo2docker dies, Repo2DockerBuilder.run_build reports the failure but leaves the "
-    "rest of the build's process group (docker buildx / docker build clients) running: the "
-    "build goes on in the engine, outside max_concurrent_builds and build_timeout, until the "
-    "client next writes output. Fix: os.killpg(proc.pid, SIGKILL) once repo2docker has "
-    "exited (the group is the build's alone: start_new_session=True)."))
 def test_killed_repo2docker_leaves_no_build_running(services, git_server, docker_client):
     svc = services("serve")
     repo = git_server.create("slow-build")
@@ -406,13 +391,6 @@ def test_killed_repo2docker_leaves_no_build_running(services, git_server, docker
         kill_leftovers(image)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Build events carry the server's paths: repo2docker's first line 'Using local repo "
-    "<state_dir>/build/<image>' (every build) and its last 'Error during build: Command [...]' "
-    "(every failed one, the whole command line), which Repo2DockerBuilder.run_build keeps out "
-    "of the failure message but still emits to every watcher. Fix: in run_build, replace "
-    "str(context) in each message (e.g. by the repository URL) and skip the 'Error during "
-    "build: Command' line."))
 def test_build_events_do_not_show_server_paths(services, git_server):
     """Seen in the engine-restart test's stream."""
     svc = services("serve")
@@ -537,18 +515,9 @@ HUB_CONFIGS = {
     # hub replaces that proxy (pid file) and puts back the routes from its database
     "keep-sessions": "c.JupyterHub.cleanup_servers = False\nc.JupyterHub.cleanup_proxy = False\n",
 }
-CLEANUP_SERVERS_REASON = (
-    "jupyterhub_config.py sets c.JupyterHub.cleanup_servers = True: a hub that is stopped "
-    "(SIGTERM, as for any restart) stops every session first. Fix: cleanup_servers = False "
-    "(sessions survive, unreachable while the hub is down since the hub stops the proxy it "
-    "started) plus cleanup_proxy = False (they stay reachable throughout); the "
-    "[graceful-keep-sessions] case shows it. `binderlab up` then has to stop its sessions "
-    "itself when it exits, if it should.")
-
 
 @pytest.mark.parametrize("how,config", [
-    pytest.param("graceful", "project", marks=pytest.mark.xfail(
-        strict=True, reason=CLEANUP_SERVERS_REASON)),
+    ("graceful", "project"),
     ("graceful", "keep-sessions"),
     ("crash", "project"),
 ])
@@ -645,33 +614,18 @@ def test_disk_full_fails_clearly_and_service_recovers(disk_full, git_server):
     assert events[-1]["phase"] == "failed", events[-3:]
     assert svc.proc.poll() is None, "the service died"
     assert requests.get(svc.url + "versions", timeout=10).status_code == 200
-    code, checks = health(svc)
-    assert code == 503 and checks["Disk"]["ok"] is False, checks  # the truth: it is full
-    # an operator frees space (here: what the failed fetch left in the mirrors)
-    for mirror in (disk_full.state / "git").iterdir():
-        subprocess.run(["rm", "-rf", str(mirror)], check=True)
+    # the failed fetch gave its partial objects back, and /health says the truth: there is
+    # room again (test_failed_fetch_gives_its_space_back launches with it)
     code, checks = health(svc)
     assert code == 200 and checks["Disk"]["ok"], checks
     assert small_launch_works(svc, git_server)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The failure is git's own text ('Failure writing output to destination (curl_result = "
-    "23 ...)', 'Cannot obtain needed blob ... fetch failed') with status 400, as if the "
-    "repository were at fault: RepoMirrors.fetch's second (non-shallow) fetch lets git's "
-    "GitError (400) through. Fix: when a fetch, export or archive fails, check free space in "
-    "state_dir (or ENOSPC in git's stderr) and fail with 'this server is out of disk space' "
-    "and status 507 (or 503)."))
 def test_disk_full_message_names_the_cause(disk_full):
     end = disk_full.events[-1]
     assert "space" in end["message"].lower() and end["status_code"] >= 500, end
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A failed fetch leaves git's partial object (objects/xx/<sha>.temp, 30 MB here) in the "
-    "mirror, so the disk stays full and every later launch fails ('No space left on "
-    "device') until someone deletes it. Fix: RepoMirrors.fetch removes a mirror it created "
-    "when the first fetch fails, and stray objects/**/*.temp and tmp_* files otherwise."))
 def test_failed_fetch_gives_its_space_back(disk_full, git_server):
     assert small_launch_works(disk_full.svc, git_server)
 
@@ -782,12 +736,11 @@ def test_next_launch_after_engine_restart_works(engine_restart):
     assert cached[-1]["phase"] == "ready" and session_answers(cached[-1]), cached[-3:]
 
 
-@pytest.mark.xfail(strict=True, reason=AUTO_REMOVE_REASON)
 def test_sessions_survive_engine_restart(engine_restart):
     assert session_answers(engine_restart.sessions["project"])
 
 
 def test_sessions_survive_engine_restart_without_auto_remove(engine_restart):
-    """The proposed fix for the xfail above, on the real engine: the same restart, a hub
+    """The fix (auto_remove off), on the real engine: the same restart, a hub
     whose containers are created with auto_remove=False."""
     assert session_answers(engine_restart.sessions["auto_remove=False"])

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import resource
 import signal
 from pathlib import Path
 
@@ -253,6 +254,11 @@ class BinderLab(Application):
 
     def init_logging(self):
         self._tasks: set[asyncio.Task] = set()
+        # every watched launch runs git and holds a connection: 1,000 watchers need ~3,000
+        # files, more than the usual soft limit of 1,024
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         self.log.propagate = False
         logging.getLogger("tornado.access").setLevel(max(self.log_level, logging.INFO))
 

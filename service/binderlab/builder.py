@@ -261,12 +261,12 @@ class Repo2DockerBuilder(Builder):
 
         async def pump():
             async for raw in proc.stdout:
-                message = _log_message(raw)
-                # repo2docker's last words repeat the whole build command with server paths:
-                # not for the client
-                if not message.startswith("Error during build: Command"):
-                    tail.append(message)
-                    del tail[: -self.failure_log_lines]
+                # the build context's path on this server is nobody else's business
+                message = _log_message(raw).replace(str(context), ".")
+                if message.startswith("Error during build: Command"):
+                    continue  # repeats the whole docker command line
+                tail.append(message)
+                del tail[: -self.failure_log_lines]
                 await build.emit({"phase": "building", "message": message})
             return await proc.wait()
 
@@ -280,6 +280,10 @@ class Repo2DockerBuilder(Builder):
         except asyncio.CancelledError:
             _kill_group(proc)
             raise
+        finally:
+            # repo2docker's docker clients outlive it when it is killed: a build must not go
+            # on outside the build slots and the timeout
+            _kill_group(proc, signal.SIGKILL)
         if code != 0:
             return f"repo2docker failed (exit code {code}). Last lines of its log:\n" + "".join(
                 tail
@@ -287,10 +291,10 @@ class Repo2DockerBuilder(Builder):
         return None
 
 
-def _kill_group(proc) -> None:
+def _kill_group(proc, sig=signal.SIGTERM) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
         pass
 
 

@@ -8,6 +8,7 @@ exports the files from there. Nothing from a repository is ever executed here.
 import asyncio
 import hashlib
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from . import gitcmd
 from .errors import LaunchError
 
 BROKEN_LINK_TARGET = "/nonexistent/binderlab-link-outside-the-repository"
+LOW_DISK_BYTES = 64 << 20
 
 
 class RepoMirrors:
@@ -52,17 +54,33 @@ class RepoMirrors:
             if await self.has_commit(path, commit):
                 return path
             try:
-                await self._git(path, "fetch", "-q", "--no-tags", "--depth=1", "--",
-                                clone_url, commit, env=env, config=config)
+                try:
+                    await self._git(path, "fetch", "-q", "--no-tags", "--depth=1", "--",
+                                    clone_url, commit, env=env, config=config)
+                except gitcmd.GitError as e:
+                    if "shallow" not in str(e):
+                        raise
+                    # dumb HTTP servers cannot do shallow fetches
+                    await self._git(path, "fetch", "-q", "--no-tags", "--", clone_url,
+                                    commit, env=env, config=config)
             except gitcmd.GitError as e:
-                if "shallow" not in str(e):
-                    raise LaunchError(f"Could not fetch commit {commit}: {e}", 404) from None
-                # dumb HTTP servers cannot do shallow fetches
-                await self._git(path, "fetch", "-q", "--no-tags", "--", clone_url, commit,
-                                env=env, config=config)
+                self._drop_partial_objects(path)
+                if shutil.disk_usage(self.root).free < LOW_DISK_BYTES:
+                    raise LaunchError("This server is out of disk space; the operator has "
+                                      "been told (see /health). Try again later.", 507) \
+                        from None
+                raise LaunchError(f"Could not fetch commit {commit}: {e}", 404) from None
             if not await self.has_commit(path, commit):
                 raise LaunchError(f"Commit {commit} is not in {clone_url}.", 404)
         return path
+
+    @staticmethod
+    def _drop_partial_objects(path: Path) -> None:
+        """A failed fetch can leave half-written objects behind (dumb HTTP's *.temp,
+        tmp_* packs); they would break every later fetch of the repository."""
+        for pattern in ("objects/**/*.temp", "objects/**/tmp_*", "objects/pack/tmp_*"):
+            for leftover in path.glob(pattern):
+                leftover.unlink(missing_ok=True)
 
     async def has_commit(self, path: Path, commit: str) -> bool:
         try:

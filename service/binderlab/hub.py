@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient
-from traitlets import Float, Unicode, default
+from traitlets import Bool, Float, Unicode, default
 
 from .app import BinderLab
 from .resources import hub_config_file
@@ -45,6 +45,12 @@ class UpApp(BinderLab):
         help="The proxy's REST API (configurable-http-proxy). Default http://127.0.0.1:8001.",
     ).tag(config=True)
 
+    keep_sessions_on_exit = Bool(
+        True,
+        help="""When `binderlab up` stops, leave running sessions (and the hub's proxy) up, so
+        a restart or upgrade does not end them (default). False: stop every session.""",
+    ).tag(config=True)
+
     hub_start_timeout = Float(
         60, help="Seconds JupyterHub may take to answer after it starts (default 60)."
     ).tag(config=True)
@@ -65,6 +71,7 @@ class UpApp(BinderLab):
             "BINDERLAB_IMAGE_PREFIX": self.image_prefix,
             "BINDERLAB_CONTENT_DIR": str(self.state_path / "content"),
             "CONFIGPROXY_AUTH_TOKEN": _secret(state / "proxy-token"),
+            "BINDERLAB_HUB_CLEANUP": "0" if self.keep_sessions_on_exit else "1",
         }
 
     async def start_hub(self) -> asyncio.subprocess.Process:

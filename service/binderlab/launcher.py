@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from traitlets import Float, Unicode
+from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .errors import LaunchError
@@ -80,9 +80,26 @@ class HubLauncher(Launcher):
         30, help="Seconds one JupyterHub API request may take (default 30)."
     ).tag(config=True)
 
+    max_http_clients = Integer(
+        200,
+        help="""Requests to JupyterHub in flight at once (default 200). Every starting session
+        holds one for its progress stream, so this bounds concurrent launches.""",
+    ).tag(config=True)
+
     start_timeout = Float(
         300, help="Seconds a session may take to start before the launch fails (default 300)."
     ).tag(config=True)
+
+    @property
+    def http(self) -> AsyncHTTPClient:
+        """This launcher's own HTTP client: Tornado's shared one allows 10 requests at once,
+        and each starting session's progress stream holds one for the whole start."""
+        if self._http is None:
+            self._http = AsyncHTTPClient(force_instance=True,
+                                         max_clients=self.max_http_clients)
+        return self._http
+
+    _http = None
 
     def api_url(self, path: str) -> str:
         base = (self.hub_api_url or self.hub_url.rstrip("/") + "/hub/api").rstrip("/")
@@ -96,8 +113,11 @@ class HubLauncher(Launcher):
             request_timeout=self.request_timeout, allow_nonstandard_methods=True,
         )
         try:
-            response = await AsyncHTTPClient().fetch(request)
+            response = await self.http.fetch(request)
         except HTTPClientError as e:
+            if e.code == 599 and "request queue" in str(e):
+                raise LaunchError("The binder service is busy starting other sessions; "
+                                  "try again in a minute.", 503) from None
             if e.code == 599:
                 raise LaunchError(self._unreachable(e), 503) from None
             raise HubAPIError(method, path, e) from None
@@ -183,7 +203,7 @@ class HubLauncher(Launcher):
                      "Accept": "text/event-stream"},
             streaming_callback=on_chunk, request_timeout=self.start_timeout,
         )
-        fetch = asyncio.ensure_future(AsyncHTTPClient().fetch(request, raise_error=False))
+        fetch = asyncio.ensure_future(self.http.fetch(request, raise_error=False))
         try:
             while True:
                 get = asyncio.ensure_future(queue.get())

@@ -53,6 +53,8 @@ c.Repo2DockerBuilder.repo2docker_config = {str(HARNESS / 'repo2docker_config.py'
 c.HubLauncher.hub_url = {self.hub_url!r}
 c.UpApp.hub_internal_url = "http://127.0.0.1:{free_port()}"
 c.UpApp.proxy_api_url = "http://127.0.0.1:{free_port()}"
+# a test's service leaves nothing running when it stops
+c.UpApp.keep_sessions_on_exit = False
 {extra_config}
 """)
         self.log_path = self.workdir / f"binderlab-{command}.log"
