@@ -15,6 +15,9 @@ c.BinderLab.ip = "127.0.0.1"  # only nginx reaches it (it trusts X-Forwarded-For
 c.BinderLab.port = 8585  # nginx's upstream binderlab_service
 c.BinderLab.base_url = "/"  # nginx passes every path through unchanged
 c.BinderLab.public_url = PUBLIC_URL  # in badges, links and binder_launch_host
+# nginx on this machine forwards the client's address; without this every user would share
+# 127.0.0.1's rate limit
+c.BinderLab.trusted_proxies = ["127.0.0.1/32", "::1/128"]
 # session URLs are <hub_url>user/<name>/, on the same public name
 c.HubLauncher.hub_url = PUBLIC_URL
 # the hub's API through its proxy on loopback (nginx's upstream binderlab_hub), not
