@@ -169,7 +169,7 @@ def test_example_config_values_are_valid(monkeypatch):
     launcher = HubLauncher(config=config)
     assert launcher.hub_url == app.public_url  # one host name
     assert launcher.api_url("/") == "http://127.0.0.1:8000/hub/api/"
-    gpus = GPUAllocator(devices=[], engine=None, config=config)
+    gpus = GPUAllocator(devices=[], tracker=None, config=config)
     assert gpus.max_gpus_per_session == 1
 
 

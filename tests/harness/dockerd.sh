@@ -14,6 +14,12 @@ if ! command -v dockerd >/dev/null; then
   echo "dockerd is not installed: apt-get install -y docker.io" >&2
   exit 1
 fi
+# BuildKit's cache database does not survive an engine that was killed mid-write (seen
+# here: the next build segfaulted dockerd in contenthash). It is only a cache: start clean.
+# (a crashed engine also leaves its build containers' mounts behind there)
+awk '$2 ~ "^/var/lib/docker/buildkit/" {print $2}' /proc/mounts | sort -r | \
+  while read -r mount; do umount -l "$mount" || true; done
+rm -rf /var/lib/docker/buildkit || echo "warning: could not clear BuildKit's cache" >&2
 # --live-restore: sessions keep running while the engine restarts (tests restart it)
 PATH="$here/nvidia-stub:$PATH" nohup dockerd --live-restore >/var/log/binderlab-dockerd.log 2>&1 &
 for _ in $(seq 1 60); do
