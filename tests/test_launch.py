@@ -129,3 +129,22 @@ def test_build_only(service, git_server, docker_client):
     assert image.labels["binderlab.repo"] == repo.url
     assert image.labels["binderlab.kind"] == "tree"
     assert events[-1]["imageName"].endswith(image.labels["binderlab.key"])
+
+
+def test_metrics_show_builds_launches_cache_and_sessions(service, git_server):
+    import time
+
+    repo = git_server.create("dockerfile")
+    ready = follow(build_url(service, "gh", f"{repo.gh_spec}/main"))[-1]
+    assert ready["phase"] == "ready"
+    text = requests.get(service.url + "metrics", timeout=10).text
+    for name in ("binderlab_builds_total", "binderlab_build_duration_seconds_count",
+                 "binderlab_image_cache_total", "binderlab_launch_duration_seconds_count",
+                 "binderlab_builds_waiting", "binderlab_builds_running",
+                 "binderlab_gpu_queue_length"):
+        assert name in text, name
+    assert 'binderlab_launches_total{outcome="ready"}' in text
+    deadline = time.monotonic() + 30  # the gauge is refreshed every 10 s
+    while service.metric("binderlab_sessions_running") < 1 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert service.metric("binderlab_sessions_running") >= 1

@@ -20,7 +20,7 @@ from repo2docker import __version__ as repo2docker_version
 from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.config import Application, catch_config_error
 
-from . import handlers, netguard
+from . import handlers, metrics, netguard
 from ._version import __version__
 from .builder import LABEL_KEY, LABEL_KIND, LABEL_REPO, Builder, Repo2DockerBuilder
 from .cacheindex import CacheIndex
@@ -365,6 +365,17 @@ class BinderLab(Application):
         task.add_done_callback(done)
         return task
 
+    async def count_sessions(self):
+        """Keep the sessions-running gauge current (this host's sessions: image prefix)."""
+        while True:
+            try:
+                sessions = await self.sessions.sessions()
+                metrics.SESSIONS.set(sum(1 for s in sessions
+                                         if s.image.startswith(self.image_prefix)))
+            except Exception as e:
+                self.log.debug("Could not count sessions: %s", e)
+            await asyncio.sleep(10)
+
     async def evict_periodically(self):
         while self.image_disk_budget_gb > 0 and self.engine is not None:
             try:
@@ -398,6 +409,7 @@ class BinderLab(Application):
         # (BaseHandler.client_address), or any client could pick its own address
         self.http_server = self.tornado_app.listen(self.port, self.ip)
         self.background_task(self.evict_periodically())
+        self.background_task(self.count_sessions())
         if self.gpus is not None and self.launcher is not None:
             self.background_task(self.gpus.run(self.launcher))
         self.log.info("binder service at %s", self.public_url)

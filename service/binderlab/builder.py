@@ -132,10 +132,19 @@ class Builder(LoggingConfigurable):
             if self._slots.locked():
                 await build.emit({"phase": "waiting", "message": "Waiting for a build slot "
                                   f"({self.max_concurrent_builds} builds running)\n"})
-            async with self._slots:
+            metrics.BUILDS_WAITING.inc()
+            try:
+                await self._slots.acquire()
+            finally:
+                metrics.BUILDS_WAITING.dec()
+            metrics.BUILDS_RUNNING.inc()
+            try:
                 shutil.rmtree(context, ignore_errors=True)
                 await source(context)
                 error = await self.run_build(build, context, labels)
+            finally:
+                metrics.BUILDS_RUNNING.dec()
+                self._slots.release()
             if error is None and not await self.image_ready(build.image, labels[LABEL_KEY]):
                 error = "The build finished but its image is missing."
             if error is None:

@@ -17,3 +17,6 @@ LAUNCH_SECONDS = Histogram(
 GPUS_TOTAL = Gauge("binderlab_gpus_total", "GPU devices sessions can get.")
 GPUS_IN_USE = Gauge("binderlab_gpus_in_use", "GPU devices held by sessions or launches.")
 GPU_QUEUE = Gauge("binderlab_gpu_queue_length", "Launches waiting for a GPU.")
+SESSIONS = Gauge("binderlab_sessions_running", "Sessions of this host running now.")
+BUILDS_WAITING = Gauge("binderlab_builds_waiting", "Builds waiting for a build slot.")
+BUILDS_RUNNING = Gauge("binderlab_builds_running", "Builds running now.")
