@@ -49,6 +49,7 @@ from bench.launch import (
     poll_status,
     session_container,
     stop_session,
+    write_result,
 )
 from tests.harness.gitserver import REPOS_DIR, GitServer, TestRepo
 from tests.harness.service import BASE_IMAGE, Service
@@ -424,17 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "left_by_service": left_by_service, "leftover_containers": leftovers,
         "leftover_images": leftover_images,
     }
-    output = args.output or RESULTS_DIR / f"cache-{stamp}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nresults: {output}")
-    if left_by_service:
-        print(f"containers still there after the service stopped (removed): {left_by_service}")
-    if leftovers or leftover_images:
-        print(f"LEFTOVERS: containers {leftovers}, images {leftover_images}", file=sys.stderr)
-        return 1
-    print("cleanup: no containers or images of this run remain")
-    return 0
+    return write_result(result, args.output or RESULTS_DIR / f"cache-{stamp}.json")
 
 
 if __name__ == "__main__":

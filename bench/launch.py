@@ -35,7 +35,7 @@ import docker.errors
 import requests
 
 from tests.harness.gitserver import GitServer
-from tests.harness.service import BASE_IMAGE, Service
+from tests.harness.service import BASE_IMAGE, Service, remove_prefix
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FLOOR_NAME = "binderlab-bench-floor-"
@@ -228,15 +228,7 @@ def own_containers(client: docker.DockerClient, prefix: str) -> list[str]:
                   or c.name.startswith(FLOOR_NAME))
 
 
-def cleanup(client: docker.DockerClient, prefix: str) -> None:
-    """Remove the containers and images of the service's image prefix (as tests/conftest.py)."""
-    for container in client.containers.list(all=True):
-        if (container.attrs["Config"]["Image"] or "").startswith(prefix):
-            container.remove(force=True)
-    for image in client.images.list():
-        for tag in image.tags:
-            if tag.startswith(prefix):
-                client.images.remove(tag, force=True)
+cleanup = remove_prefix  # the test harness's: containers and images of one prefix
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -316,14 +308,20 @@ def main(argv: list[str] | None = None) -> int:
         "left_by_service": left_by_service, "leftover_containers": leftovers,
         "leftover_images": leftover_images,
     }
-    output = args.output or RESULTS_DIR / f"launch-{stamp}.json"
+    return write_result(result, args.output or RESULTS_DIR / f"launch-{stamp}.json")
+
+
+def write_result(result: dict, output: Path) -> int:
+    """Write a bench's JSON, say what was left behind; 1 if anything of the run remains."""
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nresults: {output}")
-    if left_by_service:
-        print(f"containers still there after the service stopped (removed): {left_by_service}")
-    if leftovers or leftover_images:
-        print(f"LEFTOVERS: containers {leftovers}, images {leftover_images}", file=sys.stderr)
+    if result["left_by_service"]:
+        print("containers still there after the service stopped (removed): "
+              f"{result['left_by_service']}")
+    if result["leftover_containers"] or result["leftover_images"]:
+        print(f"LEFTOVERS: containers {result['leftover_containers']}, images "
+              f"{result['leftover_images']}", file=sys.stderr)
         return 1
     print("cleanup: no containers or images of this run remain")
     return 0

@@ -10,7 +10,7 @@ import docker
 import pytest
 
 from tests.harness.gitserver import GitServer
-from tests.harness.service import BASE_IMAGE, Service
+from tests.harness.service import BASE_IMAGE, Service, remove_prefix
 
 
 def pytest_collection_modifyitems(items):
@@ -38,16 +38,6 @@ def git_server(tmp_path_factory):
     server.close()
 
 
-def _cleanup(client: docker.DockerClient, prefix: str) -> None:
-    for container in client.containers.list(all=True):
-        if (container.attrs["Config"]["Image"] or "").startswith(prefix):
-            container.remove(force=True)
-    for image in client.images.list():
-        for tag in image.tags:
-            if tag.startswith(prefix):
-                client.images.remove(tag, force=True)
-
-
 @pytest.fixture(scope="session")
 def service(docker_client, git_server, tmp_path_factory):
     """`binderlab up` with its own ports and image prefix, shared by the session's tests."""
@@ -55,7 +45,7 @@ def service(docker_client, git_server, tmp_path_factory):
     svc.start()
     yield svc
     svc.stop()
-    _cleanup(docker_client, svc.image_prefix)
+    remove_prefix(docker_client, svc.image_prefix)
 
 
 @pytest.fixture
@@ -72,7 +62,7 @@ def make_service(docker_client, git_server, tmp_path_factory):
     yield make
     for svc in started:
         svc.stop()
-        _cleanup(docker_client, svc.image_prefix)
+        remove_prefix(docker_client, svc.image_prefix)
 
 
 @pytest.hookimpl(wrapper=True)

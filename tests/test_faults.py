@@ -33,7 +33,7 @@ import requests
 from binderlab.builder import LABEL_KEY, LABEL_REPO
 from binderlab.gpus import LABEL_USER
 from binderlab.resources import hub_config_file
-from tests.harness.service import HARNESS, Service, free_port
+from tests.harness.service import HARNESS, Service, free_port, remove_prefix
 from tests.harness.sse import follow
 
 pytestmark = pytest.mark.docker
@@ -245,17 +245,6 @@ def kill_leftovers(marker: str, timeout: float = 60) -> list[int]:
         except ProcessLookupError:
             pass
     return found
-
-
-def remove_prefix(client: docker.DockerClient, prefix: str) -> None:
-    """Remove the containers and images of one image prefix (as conftest does)."""
-    for container in client.containers.list(all=True):
-        if (container.attrs["Config"]["Image"] or "").startswith(prefix):
-            container.remove(force=True)
-    for image in client.images.list():
-        for tag in image.tags:
-            if tag.startswith(prefix):
-                client.images.remove(tag, force=True)
 
 
 def restart_engine(while_down=None):

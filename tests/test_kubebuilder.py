@@ -1022,12 +1022,12 @@ def test_defaults_from_the_pod_environment(tmp_path, monkeypatch):
     pod = builder.pod_manifest(IMAGE, LABELS, "http://x/context/t.tar.gz")
     assert containers(pod)["dind"]["image"] == "registry.example.org/mirror/docker:27-dind"
     monkeypatch.delenv("POD_NAMESPACE")
-    import binderlab.kubebuilder as kubebuilder
+    import binderlab.sessions as sessions
 
     account = tmp_path / "namespace"
     account.write_text("from-the-service-account\n")
-    monkeypatch.setattr(kubebuilder, "SERVICE_ACCOUNT_NAMESPACE", str(account))
+    monkeypatch.setattr(sessions, "SERVICE_ACCOUNT_NAMESPACE", str(account))
     assert KubernetesBuilder(engine=None, work_dir=tmp_path).namespace == \
         "from-the-service-account"
-    monkeypatch.setattr(kubebuilder, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "none"))
+    monkeypatch.setattr(sessions, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "none"))
     assert KubernetesBuilder(engine=None, work_dir=tmp_path).namespace == "default"

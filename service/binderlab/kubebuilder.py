@@ -46,8 +46,7 @@ from traitlets import Dict, Enum, Float, Integer, List, Unicode, default
 from . import metrics
 from .builder import LABEL_KEY, Build, Builder
 from .registry import Registry
-
-SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+from .sessions import pod_namespace
 
 # Run by the build pod's first init container, with the context URL and the target folder
 # as arguments (never inside the program text). The "tar" filter refuses members that would
@@ -175,12 +174,7 @@ class KubernetesBuilder(Builder):
 
     @default("namespace")
     def _default_namespace(self):
-        if os.environ.get("POD_NAMESPACE"):
-            return os.environ["POD_NAMESPACE"]
-        try:
-            return Path(SERVICE_ACCOUNT_NAMESPACE).read_text().strip()
-        except OSError:
-            return "default"
+        return pod_namespace()
 
     build_image = Unicode(
         help="""Image of the build pods: repo2docker, the docker CLI and its buildx plugin.

@@ -19,6 +19,17 @@ from .rfc3339 import timestamp
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
+def pod_namespace() -> str:
+    """The namespace binderlab runs in: $POD_NAMESPACE, else its service account's, else
+    'default'."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return Path(SERVICE_ACCOUNT_NAMESPACE).read_text().strip()
+    except OSError:
+        return "default"
+
+
 @dataclass
 class Session:
     labels: dict[str, str]  # binderlab.user, binderlab.repo-key, binderlab.gpus, ...
@@ -69,12 +80,7 @@ class KubernetesSessionTracker(SessionTracker):
 
     @default("namespace")
     def _default_namespace(self):
-        if os.environ.get("POD_NAMESPACE"):
-            return os.environ["POD_NAMESPACE"]
-        try:
-            return Path(SERVICE_ACCOUNT_NAMESPACE).read_text().strip()
-        except OSError:
-            return "default"
+        return pod_namespace()
 
     def __init__(self, core=None, **kwargs):
         super().__init__(**kwargs)

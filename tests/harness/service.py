@@ -113,3 +113,14 @@ c.UpApp.keep_sessions_on_exit = False
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def remove_prefix(client, prefix: str) -> None:
+    """Remove the containers and images of one image prefix (a test's or bench's service)."""
+    for container in client.containers.list(all=True):
+        if (container.attrs["Config"]["Image"] or "").startswith(prefix):
+            container.remove(force=True)
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(prefix):
+                client.images.remove(tag, force=True)
