@@ -801,6 +801,8 @@ async def test_the_build_pod_commands_build_and_push_to_the_registry(
             p.mkdir(exist_ok=True)
 
         def local(value: str) -> str:
+            if value.startswith(sys.prefix):  # this Python (a checkout may live in /tmp)
+                return value
             for mount, path in paths.items():
                 if value == mount or value.startswith(mount + "/"):
                     return str(path) + value[len(mount):]

@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import signal
+import time
 from pathlib import Path
 
 import tornado.web
@@ -28,7 +29,7 @@ from .checkout import RepoMirrors
 from .engine import DockerEngine
 from .eviction import ImageEvictor
 from .fingerprint import FingerprintWorker
-from .gpus import GPUAllocator, GPUInventory, NvidiaSmiGPUInventory, StaticGPUInventory
+from .gpus import LABEL_USER, GPUAllocator, GPUInventory, NvidiaSmiGPUInventory, StaticGPUInventory
 from .launcher import HubLauncher, Launcher
 from .launchlog import LaunchLog
 from .limits import LaunchLimits
@@ -319,6 +320,7 @@ class BinderLab(Application):
 
     def init_launcher(self):
         self.launcher = self.launcher_class(parent=self, log=self.log)
+        self.launcher.after_stop = self.remove_session_containers
 
     def init_gpus(self):
         devices = self.gpu_inventory_class(parent=self, log=self.log).list_devices()
@@ -365,6 +367,49 @@ class BinderLab(Application):
         task.add_done_callback(done)
         return task
 
+    async def remove_session_containers(self, username: str) -> None:
+        """After a session was stopped: remove its container if the hub could not (the
+        engine was restarting, say). Retries in the background for a minute."""
+        if self.engine is None:
+            return
+
+        async def remove():
+            for _ in range(30):
+                try:
+                    containers = await self.engine.call(
+                        self.engine.client.containers.list, all=True,
+                        filters={"label": f"{LABEL_USER}={username}"})
+                    for c in containers:
+                        await self.engine.call(c.remove, force=True)
+                    return
+                except Exception:
+                    await asyncio.sleep(2)
+
+        self.background_task(remove())
+
+    async def reap_containers(self):
+        """Remove session containers that stopped or never started (two minutes on), which the
+        hub could not remove itself, e.g. while the engine restarted. Sessions are created
+        without Docker's auto-remove (see jupyterhub_config.py), so this is the backstop."""
+        while self.engine is not None:
+            try:
+                containers = await self.engine.call(
+                    self.engine.client.containers.list, all=True,
+                    filters={"label": LABEL_USER, "status": ["exited", "dead", "created"]})
+                now = time.time()
+                for c in containers:
+                    if not (c.attrs["Config"]["Image"] or "").startswith(self.image_prefix):
+                        continue
+                    state = c.attrs.get("State", {})
+                    since = timestamp(state.get("FinishedAt", "")) or 0
+                    since = max(since, timestamp(c.attrs.get("Created", "")) or 0)
+                    if now - since > 120:
+                        self.log.info("Removing stopped session container %s", c.name)
+                        await self.engine.call(c.remove, force=True)
+            except Exception as e:
+                self.log.debug("Could not reap containers: %s", e)
+            await asyncio.sleep(30)
+
     async def count_sessions(self):
         """Keep the sessions-running gauge current (this host's sessions: image prefix)."""
         while True:
@@ -410,6 +455,7 @@ class BinderLab(Application):
         self.http_server = self.tornado_app.listen(self.port, self.ip)
         self.background_task(self.evict_periodically())
         self.background_task(self.count_sessions())
+        self.background_task(self.reap_containers())
         if self.gpus is not None and self.launcher is not None:
             self.background_task(self.gpus.run(self.launcher))
         self.log.info("binder service at %s", self.public_url)

@@ -7,7 +7,7 @@ to create a temporary user and start its server with the image.
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -100,6 +100,9 @@ class HubLauncher(Launcher):
         return self._http
 
     _http = None
+    # called with the user name after a session was stopped (the service removes what the
+    # hub could not, e.g. while the engine restarted)
+    after_stop: Callable[[str], Awaitable[object]] | None = None
 
     def api_url(self, path: str) -> str:
         base = (self.hub_api_url or self.hub_url.rstrip("/") + "/hub/api").rstrip("/")
@@ -231,14 +234,20 @@ class HubLauncher(Launcher):
             await self.api("DELETE", f"/users/{quote(username)}/server")
         except LaunchError:
             pass
+        removed = False
         for _ in range(40):
             try:
                 await self.api("DELETE", f"/users/{quote(username)}")
-                return
+                removed = True
+                break
             except HubAPIError as e:
                 if e.code != 400:  # 400: a stop or start is still pending
                     break
                 await asyncio.sleep(0.5)
             except LaunchError:
                 break
-        self.log.warning("Could not remove temporary user %s; the idle culler will.", username)
+        if not removed:
+            self.log.warning("Could not remove temporary user %s; the idle culler will.",
+                             username)
+        if self.after_stop is not None:
+            await self.after_stop(username)
