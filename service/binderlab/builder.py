@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from traitlets import Bool, Float, Integer, List, Unicode
-from traitlets.config import LoggingConfigurable
+from traitlets.config import Configurable, LoggingConfigurable
 
 from . import metrics
 from .engine import DockerEngine
@@ -174,7 +174,28 @@ class Builder(LoggingConfigurable):
         raise NotImplementedError
 
 
-class Repo2DockerBuilder(Builder):
+class Repo2DockerOptions(Configurable):
+    """What every repo2docker-based builder shares (the class also defines ``extra_args``
+    and ``repo2docker_config``, with help for its own setting)."""
+
+    user_id = Integer(1000, help="UID of the notebook user in built images.").tag(config=True)
+    user_name = Unicode("jovyan", help="Name of the notebook user in built images.").tag(
+        config=True
+    )
+
+    failure_log_lines = Integer(
+        20, help="How many of the last log lines a failed build's message repeats."
+    ).tag(config=True)
+
+    def r2d_args(self) -> list[str]:
+        """The repo2docker options that shape an image; the fingerprint uses the same."""
+        args = ["--user-id", str(self.user_id), "--user-name", self.user_name]
+        if self.repo2docker_config:
+            args += ["--config", self.repo2docker_config]
+        return [*args, *self.extra_args]
+
+
+class Repo2DockerBuilder(Repo2DockerOptions, Builder):
     """Build with jupyter-repo2docker on the local Docker engine."""
 
     _registry = None
@@ -220,14 +241,6 @@ class Repo2DockerBuilder(Builder):
         "127.0.0.1. The Docker engine treats 127.0.0.0/8 as insecure already.",
     ).tag(config=True)
 
-    user_id = Integer(1000, help="UID of the notebook user in built images.").tag(config=True)
-    user_name = Unicode("jovyan", help="Name of the notebook user in built images.").tag(
-        config=True
-    )
-
-    failure_log_lines = Integer(
-        20, help="How many of the last log lines a failed build's message repeats."
-    ).tag(config=True)
 
     async def image_ready(self, name: str, key: str) -> bool:
         if not self.push:
@@ -237,13 +250,6 @@ class Repo2DockerBuilder(Builder):
         if self._registry is None:
             self._registry = Registry(self.insecure_registries)
         return await self._registry.image_exists(name)
-
-    def r2d_args(self) -> list[str]:
-        """The repo2docker options that shape an image; the fingerprint uses the same."""
-        args = ["--user-id", str(self.user_id), "--user-name", self.user_name]
-        if self.repo2docker_config:
-            args += ["--config", self.repo2docker_config]
-        return [*args, *self.extra_args]
 
     def command(self, image: str, context: Path, labels: dict[str, str]) -> list[str]:
         cmd = [*self.repo2docker_command, "--json-logs", "--no-run", "--image-name", image]

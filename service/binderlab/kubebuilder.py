@@ -36,7 +36,6 @@ from pathlib import Path
 
 import aiohttp
 import tornado.web
-from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from repo2docker import __version__ as repo2docker_version
 from tornado.httpserver import HTTPServer
@@ -44,9 +43,9 @@ from tornado.netutil import bind_sockets
 from traitlets import Dict, Enum, Float, Integer, List, Unicode, default
 
 from . import metrics
-from .builder import LABEL_KEY, Build, Builder
+from .builder import LABEL_KEY, Build, Builder, Repo2DockerOptions
 from .registry import Registry
-from .sessions import pod_namespace
+from .sessions import core_v1_api, pod_namespace
 
 # Run by the build pod's first init container, with the context URL and the target folder
 # as arguments (never inside the program text). The "tar" filter refuses members that would
@@ -124,7 +123,7 @@ def _pack(context: Path, archive: Path) -> None:
             tar.add(path, arcname=str(path.relative_to(context)), recursive=False)
 
 
-class KubernetesBuilder(Builder):
+class KubernetesBuilder(Repo2DockerOptions, Builder):
     """Build with repo2docker in a pod on the cluster and push the image to a registry."""
 
     # ---- the same repo2docker options as Repo2DockerBuilder (the fingerprint uses them) ----
@@ -156,14 +155,6 @@ class KubernetesBuilder(Builder):
         pulling the build image and fetching the context); default 3600. 0 means no limit.""",
     ).tag(config=True)
 
-    user_id = Integer(1000, help="UID of the notebook user in built images.").tag(config=True)
-    user_name = Unicode("jovyan", help="Name of the notebook user in built images.").tag(
-        config=True
-    )
-
-    failure_log_lines = Integer(
-        20, help="How many of the last log lines a failed build's message repeats."
-    ).tag(config=True)
 
     # ---- where and how build pods run --------------------------------------------------
 
@@ -321,13 +312,6 @@ class KubernetesBuilder(Builder):
 
     # ---- what the fingerprint shares with the builder --------------------------------
 
-    def r2d_args(self) -> list[str]:
-        """The repo2docker options that shape an image; the fingerprint uses the same."""
-        args = ["--user-id", str(self.user_id), "--user-name", self.user_name]
-        if self.repo2docker_config:
-            args += ["--config", self.repo2docker_config]
-        return [*args, *self.extra_args]
-
     def command(self, image: str, labels: dict[str, str]) -> list[str]:
         cmd = [*self.build_command, "--json-logs", "--no-run", "--push", "--image-name", image]
         for key, value in labels.items():
@@ -455,11 +439,7 @@ class KubernetesBuilder(Builder):
     async def api(self):
         """The CoreV1Api (in-cluster config, else the kubeconfig), created on first use."""
         if self.core is None:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                await config.load_kube_config()
-            self.core = client.CoreV1Api(client.ApiClient())
+            self.core = await core_v1_api()
         return self.core
 
     # ---- Builder --------------------------------------------------------------------------

@@ -30,6 +30,17 @@ def pod_namespace() -> str:
         return "default"
 
 
+async def core_v1_api():
+    """A Kubernetes CoreV1Api: in-cluster configuration, else the kubeconfig."""
+    from kubernetes_asyncio import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        await config.load_kube_config()
+    return client.CoreV1Api(client.ApiClient())
+
+
 @dataclass
 class Session:
     labels: dict[str, str]  # binderlab.user, binderlab.repo-key, binderlab.gpus, ...
@@ -88,13 +99,7 @@ class KubernetesSessionTracker(SessionTracker):
 
     async def api(self):
         if self.core is None:
-            from kubernetes_asyncio import client, config
-
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                await config.load_kube_config()
-            self.core = client.CoreV1Api(client.ApiClient())
+            self.core = await core_v1_api()
         return self.core
 
     async def sessions(self) -> list[Session]:
