@@ -277,7 +277,7 @@ class Repo2DockerBuilder(Repo2DockerOptions, Builder):
         async def pump():
             async for raw in proc.stdout:
                 # the build context's path on this server is nobody else's business
-                message = _log_message(raw).replace(str(context), ".")
+                message = log_message(raw).replace(str(context), ".")
                 if message.startswith("Error during build: Command"):
                     continue  # repeats the whole docker command line
                 tail.append(message)
@@ -313,7 +313,8 @@ def _kill_group(proc, sig=signal.SIGTERM) -> None:
         pass
 
 
-def _log_message(raw: bytes) -> str:
+def log_message(raw: bytes) -> str:
+    """The message of one repo2docker --json-logs line (plain lines pass through)."""
     line = raw.decode(errors="replace")
     try:
         data = json.loads(line)

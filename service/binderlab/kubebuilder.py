@@ -24,7 +24,6 @@ Needs the `kubernetes` extra (kubernetes_asyncio, through jupyterhub-kubespawner
 
 import asyncio
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -43,7 +42,7 @@ from tornado.netutil import bind_sockets
 from traitlets import Dict, Enum, Float, Integer, List, Unicode, default
 
 from . import metrics
-from .builder import LABEL_KEY, Build, Builder, Repo2DockerOptions
+from .builder import LABEL_KEY, Build, Builder, Repo2DockerOptions, log_message
 from .registry import Registry
 from .sessions import core_v1_api, pod_namespace
 
@@ -603,9 +602,9 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
-                    yield _log_message(line)
+                    yield log_message(line)
             if buffer:
-                yield _log_message(buffer)
+                yield log_message(buffer)
         except (OSError, asyncio.IncompleteReadError, aiohttp.ClientError) as e:
             self.log.info("Log stream of %s broke (%s); reconnecting", name, e)
         finally:
@@ -664,13 +663,3 @@ def _waiting_reason(pod) -> str:
             return f"{status.name} running"
     return pod.status.phase or "Pending"
 
-
-def _log_message(raw: bytes) -> str:
-    """The message of one repo2docker --json-logs line (plain lines pass through)."""
-    line = raw.decode(errors="replace")
-    try:
-        data = json.loads(line)
-        message = data.get("message", "") if isinstance(data, dict) else line
-    except ValueError:
-        message = line
-    return message if message.endswith("\n") else message + "\n"
