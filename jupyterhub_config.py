@@ -50,7 +50,7 @@ c.JupyterHub.cleanup_proxy = cleanup
 c.JupyterHub.concurrent_spawn_limit = int(env("BINDERLAB_CONCURRENT_SPAWN_LIMIT", "50"))
 
 # --- sessions -----------------------------------------------------------------------------
-c.JupyterHub.spawner_class = "binderlab.spawner.BinderLabSpawner"
+c.JupyterHub.spawner_class = "binderlab.spawners.docker.BinderLabSpawner"
 c.BinderLabSpawner.image_prefix = env("BINDERLAB_IMAGE_PREFIX", "binderlab/")
 c.DockerSpawner.remove = True
 # images are built here; with a registry (c.Repo2DockerBuilder.push) they are pulled from it

@@ -6,11 +6,11 @@ import sys
 import pytest
 
 from binderlab.app import BinderLab
-from binderlab.cli import BuildApp, EnvHashApp
-from binderlab.hub import UpApp
-from binderlab.kubespawner import BinderLabKubeSpawner
-from binderlab.session import BinderLabSessionMixin
-from binderlab.spawner import BinderLabSpawner
+from binderlab.commands.cli import BuildApp, EnvHashApp
+from binderlab.commands.up import UpApp
+from binderlab.spawners.docker import BinderLabSpawner
+from binderlab.spawners.kubernetes import BinderLabKubeSpawner
+from binderlab.spawners.mixin import BinderLabSessionMixin
 
 OURS = "binderlab."
 
@@ -36,14 +36,14 @@ def test_every_option_has_help(cls):
 @pytest.mark.parametrize("args", [["--help"], ["up", "--help-all"], ["serve", "--help"],
                                   ["build", "--help"], ["env-hash", "--help"]])
 def test_cli_help(args):
-    out = subprocess.run([sys.executable, "-m", "binderlab.cli", *args],
+    out = subprocess.run([sys.executable, "-m", "binderlab", *args],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "binderlab" in out.stdout.lower()
 
 
 def test_help_all_lists_every_plugin_option():
-    out = subprocess.run([sys.executable, "-m", "binderlab.cli", "up", "--help-all"],
+    out = subprocess.run([sys.executable, "-m", "binderlab", "up", "--help-all"],
                          capture_output=True, text=True, timeout=60).stdout
     for option in ("--GitRepoProvider.allowed_protocols", "--GitHubRepoProvider.host",
                    "--Repo2DockerBuilder.repo2docker_config", "--HubLauncher.hub_url",
@@ -56,7 +56,7 @@ def test_missing_config_file_and_unknown_provider_are_clear(tmp_path):
     config = tmp_path / "bad_config.py"
     config.write_text("c.BinderLab.repo_providers = ['gh', 'svn']\n"
                       f"c.BinderLab.state_dir = {str(tmp_path / 'state')!r}\n")
-    out = subprocess.run([sys.executable, "-m", "binderlab.cli", "serve", "--config",
+    out = subprocess.run([sys.executable, "-m", "binderlab", "serve", "--config",
                           str(config)], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "Unknown repo provider 'svn'" in out.stderr

@@ -131,11 +131,11 @@ def load_example(path: Path = EXAMPLE) -> Config:
 
 def configurables() -> dict[str, type]:
     from binderlab.app import BinderLab
-    from binderlab.builder import Repo2DockerBuilder
-    from binderlab.gpus import GPUAllocator, StaticGPUInventory
-    from binderlab.hub import UpApp
-    from binderlab.launcher import HubLauncher
-    from binderlab.providers import GitHubRepoProvider, GitRepoProvider
+    from binderlab.builders.repo2docker import Repo2DockerBuilder
+    from binderlab.commands.up import UpApp
+    from binderlab.gpus.allocator import GPUAllocator, StaticGPUInventory
+    from binderlab.repos.providers import GitHubRepoProvider, GitRepoProvider
+    from binderlab.sessions.launcher import HubLauncher
 
     classes = [BinderLab, UpApp, HubLauncher, Repo2DockerBuilder, GPUAllocator,
                StaticGPUInventory, GitRepoProvider, GitHubRepoProvider]
@@ -155,9 +155,9 @@ def test_example_config_compiles_and_sets_only_real_options():
 
 
 def test_example_config_values_are_valid(monkeypatch):
-    from binderlab.gpus import GPUAllocator
-    from binderlab.hub import UpApp
-    from binderlab.launcher import HubLauncher
+    from binderlab.commands.up import UpApp
+    from binderlab.gpus.allocator import GPUAllocator
+    from binderlab.sessions.launcher import HubLauncher
 
     monkeypatch.setenv("BINDERLAB_WEBHOOK_SECRET", "from-the-env-file")
     config = load_example()
@@ -184,7 +184,7 @@ def load_hub_overlay(monkeypatch, public_url=f"https://{HOST}/", bind=None) -> C
 def test_hub_overlay_keeps_the_shipped_wiring_and_moves_the_proxy(monkeypatch):
     config = load_hub_overlay(monkeypatch)
     # the shipped wiring is there
-    assert config.JupyterHub.spawner_class == "binderlab.spawner.BinderLabSpawner"
+    assert config.JupyterHub.spawner_class == "binderlab.spawners.docker.BinderLabSpawner"
     assert [s["name"] for s in config.JupyterHub.services][:1] == ["binderlab"]
     # the proxy on loopback, where nginx and c.HubLauncher.hub_api_url expect it; the
     # public URL told, not guessed
@@ -273,7 +273,7 @@ def test_nginx_routes_agree_with_binderlab_config():
     assert "proxy_buffering off;" in locations["/"]  # the event stream
     assert "deny all;" in locations["= /metrics"]
     # the binder service's routes do not collide with the hub's prefixes
-    from binderlab.handlers import default_handlers
+    from binderlab.web import default_handlers
 
     assert not [p for p, _ in default_handlers if p.startswith(("hub", "user"))]
 

@@ -30,8 +30,8 @@ from ruamel.yaml import YAML
 from traitlets.config import Config, PyFileConfigLoader
 from traitlets.utils.importstring import import_item
 
-from binderlab.kubebuilder import KubernetesBuilder
-from binderlab.kubespawner import BinderLabKubeSpawner
+from binderlab.builders.kubernetes import KubernetesBuilder
+from binderlab.spawners.kubernetes import BinderLabKubeSpawner
 from tests.test_deploy_k8s_validate import (
     egress_allowed,
     ingress_allowed,
@@ -338,7 +338,7 @@ async def session_pod(hub_config: Config, values: dict, options: dict) -> dict:
 
 
 def options(hub_config, gpus: list[str] | None = None) -> dict:
-    from binderlab.gpus import sign_gpus
+    from binderlab.gpus.allocator import sign_gpus
 
     prefix = hub_config.BinderLabKubeSpawner.image_prefix
     opts = {"image": f"{prefix}env-{'b' * 64}", "token": "a-launch-token-of-enough-length",
@@ -556,7 +556,7 @@ c.KubernetesBuilder.insecure_registries = ["{registry.host}"]
                    POD_IP="127.0.0.1", KUBECONFIG=str(kubeconfig),
                    DOCKER_CONFIG=str(registry.docker_config))
         log = open(tmp_path / "serve.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "binderlab.cli", "serve", "--config",
+        proc = subprocess.Popen([sys.executable, "-m", "binderlab", "serve", "--config",
                                  str(config)], cwd=tmp_path, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
@@ -620,8 +620,8 @@ def test_image_dockerfile_builds_and_holds_what_hub_service_and_builds_run(docke
             timeout=900)
         assert build.returncode == 0, build.stderr[-4000:]
         script = ("id -u; binderlab --version; repo2docker --version; docker buildx version;"
-                  " git --version; python3 -c 'import binderlab.kubespawner,"
-                  " binderlab.kubebuilder; print(\"imports ok\")'")
+                  " git --version; python3 -c 'import binderlab.spawners.kubernetes,"
+                  " binderlab.builders.kubernetes; print(\"imports ok\")'")
         run = subprocess.run(["docker", "run", "--rm", tag, "sh", "-c", script],
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr

@@ -8,8 +8,8 @@ import asyncio
 import logging
 import time
 
-from binderlab.cacheindex import CacheIndex
-from binderlab.eviction import ImageEvictor
+from binderlab.builders.cacheindex import CacheIndex
+from binderlab.builders.eviction import ImageEvictor
 
 MB = 1_000_000
 

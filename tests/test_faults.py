@@ -30,8 +30,8 @@ import docker.errors
 import pytest
 import requests
 
-from binderlab.builder import LABEL_KEY, LABEL_REPO
-from binderlab.gpus import LABEL_USER
+from binderlab.builders.repo2docker import LABEL_KEY, LABEL_REPO
+from binderlab.gpus.allocator import LABEL_USER
 from binderlab.resources import hub_config_file
 from tests.harness.service import HARNESS, Service, free_port, remove_prefix
 from tests.harness.sse import follow

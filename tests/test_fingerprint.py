@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from binderlab import fingerprint
+from binderlab.fingerprint import buildpacks as fingerprint
 
 TESTS = Path(__file__).parent
 CASES_DIR = TESTS / "fingerprint_cases"

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from binderlab import gitcmd
+from binderlab.repos import gitcmd
 from binderlab.errors import LaunchError
 
 SHA_A = "a" * 40

@@ -7,7 +7,7 @@ import types
 import pytest
 from traitlets.config import Config
 
-from binderlab.gpus import (
+from binderlab.gpus.allocator import (
     GPUDevice,
     NvidiaSmiGPUInventory,
     NVMLGPUInventory,

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import requests
 
-from binderlab.fingerprint import MAX_YAML_DEPTH, canonical, canonical_environment_yml
+from binderlab.fingerprint.buildpacks import MAX_YAML_DEPTH, canonical, canonical_environment_yml
 from tests.harness.service import Service
 from tests.harness.sse import follow
 

@@ -31,8 +31,8 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets.config import Config
 
-from binderlab.builder import LABEL_KEY, LABEL_KIND, LABEL_REPO
-from binderlab.kubebuilder import FETCH_CONTEXT, KubernetesBuilder
+from binderlab.builders.kubernetes import FETCH_CONTEXT, KubernetesBuilder
+from binderlab.builders.repo2docker import LABEL_KEY, LABEL_KIND, LABEL_REPO
 from tests.test_deploy_k8s_validate import validate
 
 HARNESS = Path(__file__).parent / "harness"
@@ -981,7 +981,7 @@ def test_every_option_has_help_text():
 
 def test_fingerprint_options_match_the_one_box_builder(tmp_path):
     """The fingerprint must be the same whichever builder runs (same repo2docker options)."""
-    from binderlab.builder import Repo2DockerBuilder
+    from binderlab.builders.repo2docker import Repo2DockerBuilder
 
     options = {"extra_args": ["--appendix", "RUN true"], "user_id": 1234,
                "user_name": "student", "repo2docker_config": "/etc/r2d.py"}
@@ -1024,7 +1024,7 @@ def test_defaults_from_the_pod_environment(tmp_path, monkeypatch):
     pod = builder.pod_manifest(IMAGE, LABELS, "http://x/context/t.tar.gz")
     assert containers(pod)["dind"]["image"] == "registry.example.org/mirror/docker:27-dind"
     monkeypatch.delenv("POD_NAMESPACE")
-    import binderlab.sessions as sessions
+    import binderlab.sessions.trackers as sessions
 
     account = tmp_path / "namespace"
     account.write_text("from-the-service-account\n")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from binderlab import launchlog
+from binderlab.launch import launchlog
 from tests.harness.sse import follow
 
 pytestmark = pytest.mark.docker

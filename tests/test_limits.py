@@ -22,7 +22,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from binderlab.limits import LaunchLimits
+from binderlab.launch.limits import LaunchLimits
 
 pytestmark = pytest.mark.docker
 
@@ -287,19 +287,19 @@ class TestTickets:
     def test_expires_after_ticket_max_age(self, monkeypatch):
         limits = LaunchLimits(ticket_max_age=60)
         now = time.time()
-        monkeypatch.setattr("binderlab.limits.time.time", lambda: now)
+        monkeypatch.setattr("binderlab.launch.limits.time.time", lambda: now)
         fresh, old = limits.issue_ticket(self.SPEC), limits.issue_ticket(self.SPEC)
-        monkeypatch.setattr("binderlab.limits.time.time", lambda: now + 59)
+        monkeypatch.setattr("binderlab.launch.limits.time.time", lambda: now + 59)
         assert limits.redeem_ticket(fresh, self.SPEC)
-        monkeypatch.setattr("binderlab.limits.time.time", lambda: now + 62)
+        monkeypatch.setattr("binderlab.launch.limits.time.time", lambda: now + 62)
         assert not limits.redeem_ticket(old, self.SPEC)
 
     def test_not_valid_before_it_was_issued(self, monkeypatch):
         limits = LaunchLimits()
         now = time.time()
-        monkeypatch.setattr("binderlab.limits.time.time", lambda: now + 3600)
+        monkeypatch.setattr("binderlab.launch.limits.time.time", lambda: now + 3600)
         future = limits.issue_ticket(self.SPEC)
-        monkeypatch.setattr("binderlab.limits.time.time", lambda: now)
+        monkeypatch.setattr("binderlab.launch.limits.time.time", lambda: now)
         assert not limits.redeem_ticket(future, self.SPEC)
 
     def test_forged_and_foreign_signatures_are_refused(self):

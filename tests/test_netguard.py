@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from binderlab import netguard
+from binderlab.repos import netguard
 from binderlab.errors import LaunchError
 
 DEFAULT = netguard.parse_networks(netguard.DEFAULT_BLOCKED_NETWORKS)
@@ -136,7 +136,7 @@ async def test_check_host_unresolvable_is_400(monkeypatch):
 
 
 def test_pinned_address_is_what_git_connects_to():
-    from binderlab import gitcmd
+    from binderlab.repos import gitcmd
 
     assert gitcmd.pin_config("github.com", 443, "140.82.112.3") == (
         "http.curloptResolve=github.com:443:140.82.112.3",)

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from binderlab import gitcmd
+from binderlab.repos import gitcmd
 from binderlab.errors import LaunchError
-from binderlab.providers import (
+from binderlab.repos.providers import (
     GistRepoProvider,
     GitHubRepoProvider,
     GitLabRepoProvider,

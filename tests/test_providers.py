@@ -7,9 +7,9 @@ from urllib.parse import quote
 import pytest
 from traitlets.config import Config
 
-from binderlab import gitcmd, netguard
+from binderlab.repos import gitcmd, netguard
 from binderlab.errors import LaunchError
-from binderlab.providers import (
+from binderlab.repos.providers import (
     GistRepoProvider,
     GitHubRepoProvider,
     GitLabRepoProvider,

@@ -9,8 +9,8 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from binderlab.builder import Repo2DockerBuilder
-from binderlab.checkout import RepoMirrors
+from binderlab.builders.repo2docker import Repo2DockerBuilder
+from binderlab.repos.mirrors import RepoMirrors
 
 pytestmark = pytest.mark.docker
 

@@ -1,5 +1,5 @@
 """binderlab: a git repository becomes a live, reproducible JupyterLab session."""
 
-from ._version import __version__
+from binderlab._version import __version__
 
 __all__ = ["__version__"]

@@ -21,23 +21,37 @@ from repo2docker import __version__ as repo2docker_version
 from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.config import Application, catch_config_error
 
-from . import handlers, metrics, netguard
-from ._version import __version__
-from .builder import LABEL_KEY, LABEL_KIND, LABEL_REPO, Builder, Repo2DockerBuilder
-from .cacheindex import CacheIndex
-from .checkout import RepoMirrors
-from .engine import DockerEngine
-from .eviction import ImageEvictor
-from .fingerprint import FingerprintWorker
-from .gpus import LABEL_USER, GPUAllocator, GPUInventory, NvidiaSmiGPUInventory, StaticGPUInventory
-from .launcher import HubLauncher, Launcher
-from .launchlog import LaunchLog
-from .limits import LaunchLimits
-from .pipeline import Pipeline
-from .providers import RepoProvider
-from .resources import frontend_dir
-from .rfc3339 import timestamp
-from .sessions import DockerSessionTracker, SessionTracker
+from binderlab import web
+from binderlab._version import __version__
+from binderlab.builders.cacheindex import CacheIndex
+from binderlab.builders.eviction import ImageEvictor
+from binderlab.builders.repo2docker import (
+    LABEL_KEY,
+    LABEL_KIND,
+    LABEL_REPO,
+    Builder,
+    Repo2DockerBuilder,
+)
+from binderlab.fingerprint.buildpacks import FingerprintWorker
+from binderlab.gpus.allocator import (
+    LABEL_USER,
+    GPUAllocator,
+    GPUInventory,
+    NvidiaSmiGPUInventory,
+    StaticGPUInventory,
+)
+from binderlab.launch.launchlog import LaunchLog
+from binderlab.launch.limits import LaunchLimits
+from binderlab.launch.pipeline import Pipeline
+from binderlab.platform import metrics
+from binderlab.platform.docker import DockerEngine
+from binderlab.platform.rfc3339 import timestamp
+from binderlab.repos import netguard
+from binderlab.repos.mirrors import RepoMirrors
+from binderlab.repos.providers import RepoProvider
+from binderlab.resources import frontend_dir
+from binderlab.sessions.launcher import HubLauncher, Launcher
+from binderlab.sessions.trackers import DockerSessionTracker, SessionTracker
 
 
 class BinderLab(Application):
@@ -57,7 +71,7 @@ class BinderLab(Application):
     @property
     def classes(self):
         """Every configurable class, so --help-all lists all options."""
-        from .providers import (
+        from binderlab.repos.providers import (
             GistRepoProvider,
             GitHubRepoProvider,
             GitLabRepoProvider,
@@ -68,7 +82,7 @@ class BinderLab(Application):
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory]
         try:  # the cluster builder needs the kubernetes extra
-            from .kubebuilder import KubernetesBuilder
+            from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
             return classes
         return [*classes, KubernetesBuilder]
@@ -431,7 +445,7 @@ class BinderLab(Application):
 
     def init_tornado(self):
         base = self.base_url
-        routes = [(base + pattern, handler) for pattern, handler in handlers.default_handlers]
+        routes = [(base + pattern, handler) for pattern, handler in web.default_handlers]
         routes.append((base + r"static/(.*)", tornado.web.StaticFileHandler,
                        {"path": str(frontend_dir() / "static")}))
         self.tornado_app = tornado.web.Application(

@@ -68,7 +68,7 @@ c.UpApp.keep_sessions_on_exit = False
         env = {**os.environ, "DOCKER_CONFIG": str(DOCKER_CONFIG)}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "binderlab.cli", self.command, "--config", str(self.config)],
+            [sys.executable, "-m", "binderlab", self.command, "--config", str(self.config)],
             cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -87,7 +87,7 @@ c.UpApp.keep_sessions_on_exit = False
         """Run `binderlab <args> --config <this service's config>`."""
         env = {**os.environ, "DOCKER_CONFIG": str(DOCKER_CONFIG)}
         return subprocess.run(
-            [sys.executable, "-m", "binderlab.cli", *args, "--config", str(self.config)],
+            [sys.executable, "-m", "binderlab", *args, "--config", str(self.config)],
             cwd=self.workdir, env=env, capture_output=True, text=True, timeout=timeout)
 
     def log(self) -> str:

@@ -1,0 +1,5 @@
+"""``python -m binderlab``: the same as the ``binderlab`` command."""
+
+from binderlab.commands.cli import main
+
+main()

@@ -1,0 +1,182 @@
+"""Local copies of the repositories being launched.
+
+One bare mirror per clone URL under ``<state_dir>/git/``; a launch fetches exactly the
+resolved commit into it (shallow where the server allows), then reads the tree hash and
+exports the files from there. Nothing from a repository is ever executed here.
+"""
+
+import asyncio
+import hashlib
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+from binderlab.errors import LaunchError
+from binderlab.repos import gitcmd
+
+BROKEN_LINK_TARGET = "/nonexistent/binderlab-link-outside-the-repository"
+LOW_DISK_BYTES = 64 << 20
+
+
+class RepoMirrors:
+    def __init__(self, root: Path, timeout: float):
+        self.root = root
+        # local operations need no transport at all
+        self.env = gitcmd.git_env([])
+        self.timeout = timeout
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _path(self, clone_url: str) -> Path:
+        return self.root / (hashlib.sha256(clone_url.encode()).hexdigest()[:24] + ".git")
+
+    async def _git(self, path: Path, *args: str, env: dict | None = None,
+                   config: tuple[str, ...] = ()) -> str:
+        return await gitcmd.run_git(
+            f"--git-dir={path}", *args, env=env or self.env, timeout=self.timeout,
+            config=config,
+        )
+
+    async def fetch(self, clone_url: str, commit: str, allowed_protocols: list[str],
+                    config: tuple[str, ...] = ()) -> Path:
+        """Make sure ``commit`` is in the mirror of ``clone_url``; return the mirror's path.
+
+        Only ``allowed_protocols`` may be used to reach ``clone_url`` (GIT_ALLOW_PROTOCOL).
+        """
+        env = gitcmd.git_env(allowed_protocols)
+        path = self._path(clone_url)
+        lock = self._locks.setdefault(str(path), asyncio.Lock())
+        async with lock:
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                await gitcmd.run_git("init", "--bare", "-q", "--", str(path), env=self.env,
+                                     timeout=self.timeout)
+            if await self.has_commit(path, commit):
+                return path
+            try:
+                try:
+                    await self._git(path, "fetch", "-q", "--no-tags", "--depth=1", "--",
+                                    clone_url, commit, env=env, config=config)
+                except gitcmd.GitError as e:
+                    if "shallow" not in str(e):
+                        raise
+                    # dumb HTTP servers cannot do shallow fetches
+                    await self._git(path, "fetch", "-q", "--no-tags", "--", clone_url,
+                                    commit, env=env, config=config)
+            except gitcmd.GitError as e:
+                self._drop_partial_objects(path)
+                if shutil.disk_usage(self.root).free < LOW_DISK_BYTES:
+                    raise LaunchError("This server is out of disk space; the operator has "
+                                      "been told (see /health). Try again later.", 507) \
+                        from None
+                raise LaunchError(f"Could not fetch commit {commit}: {e}", 404) from None
+            if not await self.has_commit(path, commit):
+                raise LaunchError(f"Commit {commit} is not in {clone_url}.", 404)
+        return path
+
+    @staticmethod
+    def _drop_partial_objects(path: Path) -> None:
+        """A failed fetch can leave half-written objects behind (dumb HTTP's *.temp,
+        tmp_* packs); they would break every later fetch of the repository."""
+        for pattern in ("objects/**/*.temp", "objects/**/tmp_*", "objects/pack/tmp_*"):
+            for leftover in path.glob(pattern):
+                leftover.unlink(missing_ok=True)
+
+    async def has_commit(self, path: Path, commit: str) -> bool:
+        try:
+            await self._git(path, "cat-file", "-e", f"{commit}^{{commit}}")
+            return True
+        except gitcmd.GitError:
+            return False
+
+    async def read_file(self, path: Path, commit: str, name: str, limit: int) -> bytes | None:
+        """A file of ``commit`` (None if absent or over ``limit`` bytes)."""
+        try:
+            size = int(await self._git(path, "cat-file", "-s", f"{commit}:{name}"))
+        except (gitcmd.GitError, ValueError):
+            return None
+        if size > limit:
+            return None
+        return (await self._git(path, "cat-file", "blob", f"{commit}:{name}")).encode()
+
+    async def has_dir(self, path: Path, commit: str, name: str) -> bool:
+        try:
+            kind = await self._git(path, "cat-file", "-t", f"{commit}:{name.rstrip('/')}")
+        except gitcmd.GitError:
+            return False
+        return kind.strip() == "tree"
+
+    async def tree_hash(self, path: Path, commit: str) -> str:
+        return (await self._git(path, "rev-parse", f"{commit}^{{tree}}")).strip()
+
+    async def archive(self, path: Path, commit: str, target: Path) -> None:
+        """Write the files of ``commit`` as an uncompressed tar (``git archive``) to
+        ``target``, streamed: a large repository never sits in the service's memory."""
+        partial = target.with_name(target.name + f".{os.getpid()}.partial")
+        with open(partial, "wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                "git", f"--git-dir={path}", "archive", "--format=tar", commit,
+                stdout=out, stderr=asyncio.subprocess.PIPE, env=self.env,
+                start_new_session=True,
+            )
+            try:
+                _, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+            except TimeoutError:
+                await gitcmd.kill_group(proc)
+                partial.unlink(missing_ok=True)
+                raise LaunchError(f"Reading the repository's files took longer than "
+                                  f"{self.timeout:g} s.", 504) from None
+            except asyncio.CancelledError:
+                await gitcmd.kill_group(proc)
+                partial.unlink(missing_ok=True)
+                raise
+        if proc.returncode:
+            partial.unlink(missing_ok=True)
+            raise LaunchError(f"git archive failed: {err.decode(errors='replace')}", 500)
+        partial.replace(target)  # atomic: readers never see half an archive
+
+    async def export(self, path: Path, commit: str, dest: Path,
+                     outside_links: str = "keep") -> None:
+        """Write the files of ``commit`` into ``dest`` (a new directory).
+
+        Symbolic links that point outside the repository (common: a data folder on the
+        author's machine) are kept as links, as repo2docker's build context keeps them
+        (never followed). ``outside_links="break"`` re-points them at a path that does not
+        exist, for checkouts this service itself reads (the fingerprint), so nothing
+        outside the checkout can ever be read through them.
+        """
+        dest.mkdir(parents=True, exist_ok=True)
+        tar_path = dest.parent / f".{dest.name}.tar"
+        await self.archive(path, commit, tar_path)
+
+        def extract():
+            try:
+                with tarfile.open(tar_path) as tar:
+                    # "tar" filter: no absolute or escaping member paths, no writes through
+                    # links; links themselves may point anywhere
+                    tar.extractall(dest, filter="tar")
+            finally:
+                tar_path.unlink(missing_ok=True)
+            if outside_links == "break":
+                root = dest.resolve()
+                for link in [p for p in dest.rglob("*") if p.is_symlink()]:
+                    target = (link.parent / os.readlink(link)).resolve()
+                    if target != root and root not in target.parents:
+                        link.unlink()
+                        link.symlink_to(BROKEN_LINK_TARGET)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, extract)
+        except tarfile.TarError as e:
+            raise LaunchError(f"The repository's files cannot be unpacked: {e}", 400) \
+                from None
+        os.chmod(dest, 0o755)
+
+    async def checkout_size(self, path: Path, commit: str) -> int:
+        """Bytes the files of ``commit`` take once checked out (from git's tree listing)."""
+        out = await self._git(path, "ls-tree", "-r", "-l", "--full-tree", commit)
+        total = 0
+        for line in out.splitlines():
+            size = line.split(None, 4)[3] if len(line.split(None, 4)) > 3 else "-"
+            total += int(size) if size.isdigit() else 0
+        return total

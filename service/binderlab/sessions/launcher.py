@@ -1,0 +1,253 @@
+"""Launchers start a session for a built image and hand back its URL and token.
+
+``HubLauncher`` asks JupyterHub, through its REST API and binderlab's own service token,
+to create a temporary user and start its server with the image.
+"""
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import quote
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Float, Integer, Unicode
+from traitlets.config import LoggingConfigurable
+
+from binderlab.errors import LaunchError
+from binderlab.gpus.allocator import sign_gpus
+
+
+class HubAPIError(LaunchError):
+    """JupyterHub answered an API request with an error status."""
+
+    def __init__(self, method: str, path: str, error: HTTPClientError):
+        self.code = error.code
+        self.hub_message = error.message or ""
+        if error.response is not None and error.response.body:
+            try:
+                self.hub_message = json.loads(error.response.body).get("message", "")
+            except ValueError:
+                self.hub_message = error.response.body.decode(errors="replace")[:500]
+        super().__init__(f"JupyterHub refused {method} {path}: {self.code} {self.hub_message}",
+                         503)
+
+
+class Launcher(LoggingConfigurable):
+    """Start sessions.
+
+    ``launch(image, user_options)`` yields ``launching`` events while the session starts and
+    ends with one event ``{"phase": "ready", "url": ..., "token": ...}``; it raises
+    LaunchError when the session cannot start, after cleaning up what it created.
+    """
+
+    async def launch(self, image: str, user_options: dict) -> AsyncIterator[dict]:
+        raise NotImplementedError
+        yield {}
+
+    async def check(self) -> dict:
+        """Health of what the launcher depends on: {"ok": bool, ...}."""
+        raise NotImplementedError
+
+
+class HubLauncher(Launcher):
+    hub_url = Unicode(
+        "http://127.0.0.1:8000",
+        help="""Public URL of JupyterHub (its proxy), as users' browsers reach it.
+
+        Session URLs are <hub_url>/user/<name>/.""",
+    ).tag(config=True)
+
+    hub_api_url = Unicode(
+        "",
+        help="JupyterHub's REST API URL. Empty (default): <hub_url>/hub/api.",
+    ).tag(config=True)
+
+    api_token = Unicode(
+        "",
+        help="""binderlab's service token for the JupyterHub API.
+
+        `binderlab up` generates one and gives it to both sides; set it when the hub runs
+        separately (its service needs the scopes admin:users and admin:servers).""",
+    ).tag(config=True)
+
+    username_prefix = Unicode(
+        "binder-",
+        help="Prefix of the temporary users created for anonymous launches.",
+    ).tag(config=True)
+
+    request_timeout = Float(
+        30, help="Seconds one JupyterHub API request may take (default 30)."
+    ).tag(config=True)
+
+    max_http_clients = Integer(
+        200,
+        help="""Requests to JupyterHub in flight at once (default 200). Every starting session
+        holds one for its progress stream, so this bounds concurrent launches.""",
+    ).tag(config=True)
+
+    start_timeout = Float(
+        300, help="Seconds a session may take to start before the launch fails (default 300)."
+    ).tag(config=True)
+
+    @property
+    def http(self) -> AsyncHTTPClient:
+        """This launcher's own HTTP client: Tornado's shared one allows 10 requests at once,
+        and each starting session's progress stream holds one for the whole start."""
+        if self._http is None:
+            self._http = AsyncHTTPClient(force_instance=True,
+                                         max_clients=self.max_http_clients)
+        return self._http
+
+    _http = None
+    # called with the user name after a session was stopped (the service removes what the
+    # hub could not, e.g. while the engine restarted)
+    after_stop: Callable[[str], Awaitable[object]] | None = None
+
+    def api_url(self, path: str) -> str:
+        base = (self.hub_api_url or self.hub_url.rstrip("/") + "/hub/api").rstrip("/")
+        return f"{base}/{path.lstrip('/')}"
+
+    async def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        request = HTTPRequest(
+            self.api_url(path), method=method,
+            headers={"Authorization": f"token {self.api_token}"},
+            body=json.dumps(body) if body is not None else (None if method == "GET" else ""),
+            request_timeout=self.request_timeout, allow_nonstandard_methods=True,
+        )
+        try:
+            response = await self.http.fetch(request)
+        except HTTPClientError as e:
+            if e.code == 599 and "request queue" in str(e):
+                raise LaunchError("The binder service is busy starting other sessions; "
+                                  "try again in a minute.", 503) from None
+            if e.code == 599:
+                raise LaunchError(self._unreachable(e), 503) from None
+            raise HubAPIError(method, path, e) from None
+        except OSError as e:
+            raise LaunchError(self._unreachable(e), 503) from None
+        return json.loads(response.body) if response.body else {}
+
+    def _unreachable(self, error) -> str:
+        return (f"JupyterHub is not reachable at {self.api_url('')} ({error}). "
+                "The session service is down; try again in a minute.")
+
+    async def check(self) -> dict:
+        try:
+            info = await self.api("GET", "/")
+            return {"ok": True, "version": info.get("version")}
+        except LaunchError as e:
+            return {"ok": False, "error": str(e)}
+
+    async def launch(self, image: str, user_options: dict) -> AsyncIterator[dict]:
+        username = self.username_prefix + secrets.token_hex(8)
+        token = secrets.token_urlsafe(24)
+        options = {**user_options, "image": image, "token": token}
+        if options.get("gpus"):
+            options["gpu_signature"] = sign_gpus(self.api_token, username, options["gpus"])
+        await self.api("POST", f"/users/{quote(username)}")
+        try:
+            yield {"phase": "launching", "message": f"Starting a session as {username}\n"}
+            async with asyncio.timeout(self.start_timeout):
+                async for event in self.spawn(username, options):
+                    yield event
+            user = await self.api("GET", f"/users/{quote(username)}")
+            server = user.get("servers", {}).get("", {})
+            if not server.get("ready"):
+                raise LaunchError("The session stopped while it was starting.", 500)
+        except BaseException:
+            await self.stop(username)
+            raise
+        url = self.hub_url.rstrip("/") + server["url"]
+        yield {"phase": "ready", "url": url, "token": token, "username": username}
+
+    async def spawn(self, username: str, options: dict) -> AsyncIterator[dict]:
+        """Start the server, passing JupyterHub's progress messages through.
+
+        The hub answers the start request when the server is up, when it failed (with the
+        spawner's reason), or after its slow_spawn_timeout (202): the progress stream is
+        followed meanwhile, and the start request's answer decides.
+        """
+        start = asyncio.ensure_future(
+            self.api("POST", f"/users/{quote(username)}/server", options))
+        try:
+            await asyncio.wait({start}, timeout=0.05)
+            async for event in self.progress(username):
+                if event.get("failed"):
+                    raise LaunchError(
+                        "The session failed to start: " + event.get("message", ""), 500)
+                if event.get("ready"):
+                    break
+                if event.get("message"):
+                    yield {"phase": "launching", "message": event["message"] + "\n"}
+            await start
+        except HubAPIError as e:
+            raise LaunchError(f"The session failed to start: {e.hub_message}", 500) from None
+        finally:
+            start.cancel()
+
+    async def progress(self, username: str) -> AsyncIterator[dict]:
+        """Follow JupyterHub's spawn progress event stream for ``username``'s server."""
+        queue: asyncio.Queue = asyncio.Queue()
+        buffer = b""
+
+        def on_chunk(chunk: bytes):
+            nonlocal buffer
+            buffer += chunk
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                for line in block.decode(errors="replace").splitlines():
+                    if line.startswith("data:"):
+                        queue.put_nowait(json.loads(line[5:]))
+
+        request = HTTPRequest(
+            self.api_url(f"/users/{quote(username)}/server/progress"),
+            headers={"Authorization": f"token {self.api_token}",
+                     "Accept": "text/event-stream"},
+            streaming_callback=on_chunk, request_timeout=self.start_timeout,
+        )
+        fetch = asyncio.ensure_future(self.http.fetch(request, raise_error=False))
+        try:
+            while True:
+                get = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({get, fetch}, return_when=asyncio.FIRST_COMPLETED)
+                if get in done:
+                    yield get.result()
+                    continue
+                get.cancel()
+                while not queue.empty():
+                    yield queue.get_nowait()
+                return
+        finally:
+            fetch.cancel()
+
+    async def last_activity(self, username: str) -> str | None:
+        """JupyterHub's last activity time of ``username`` (ISO 8601), None if unknown."""
+        try:
+            return (await self.api("GET", f"/users/{quote(username)}")).get("last_activity")
+        except LaunchError:
+            return None
+
+    async def stop(self, username: str) -> None:
+        """Stop ``username``'s session and remove the temporary user."""
+        try:
+            await self.api("DELETE", f"/users/{quote(username)}/server")
+        except LaunchError:
+            pass
+        removed = False
+        for _ in range(40):
+            try:
+                await self.api("DELETE", f"/users/{quote(username)}")
+                removed = True
+                break
+            except HubAPIError as e:
+                if e.code != 400:  # 400: a stop or start is still pending
+                    break
+                await asyncio.sleep(0.5)
+            except LaunchError:
+                break
+        if not removed:
+            self.log.warning("Could not remove temporary user %s; the idle culler will.",
+                             username)
+        if self.after_stop is not None:
+            await self.after_stop(username)

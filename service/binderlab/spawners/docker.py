@@ -1,0 +1,157 @@
+"""The Docker spawner for binderlab sessions (loaded by the hub, see jupyterhub_config.py).
+
+It runs only images that binderlab built (checked against their labels), and puts the
+requested commit's files into containers of environment-keyed images before they start.
+"""
+
+import asyncio
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+import docker.errors
+import docker.types
+from dockerspawner import DockerSpawner
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient
+from traitlets import Float, Unicode, default
+
+from binderlab.builders.repo2docker import LABEL_KEY, LABEL_KIND, LABEL_UID
+from binderlab.platform.registry import split_image
+from binderlab.spawners.mixin import COMMIT_RE, BinderLabSessionMixin
+
+
+class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
+    """DockerSpawner for binderlab sessions: binderlab's images only, content overlay."""
+
+    content_dir = Unicode(
+        help="""Where the binder service leaves each commit's files (<commit>.tar) for the
+        content overlay of environment-keyed images. `binderlab up` sets it.""",
+    ).tag(config=True)
+
+    server_poll_interval = Float(
+        0.05, help="Seconds between checks that a starting session answers (default 0.05)."
+    ).tag(config=True)
+
+    @default("content_dir")
+    def _default_content_dir(self):
+        return os.environ.get("BINDERLAB_CONTENT_DIR", "")
+
+    async def check_allowed(self, image):
+        """Refuse any image that binderlab did not build (the hub API is reachable by users):
+        the name has binderlab's prefix and ends with the key its label records."""
+        try:
+            info = await self.docker("inspect_image", image)
+        except docker.errors.ImageNotFound:
+            # images in binderlab's registry namespace are pulled (multi-host setups); a
+            # prefix without a registry host (e.g. 'binderlab/') means local images only
+            try:
+                split_image(image)
+            except ValueError:
+                raise web.HTTPError(404, f"Image {image} does not exist.") from None
+            try:
+                await self.pull_image(image)
+                info = await self.docker("inspect_image", image)
+            except docker.errors.APIError:
+                raise web.HTTPError(404, f"Image {image} does not exist.") from None
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        key = labels.get(LABEL_KEY, "")
+        repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+        if not key or not repository.endswith(key):
+            raise web.HTTPError(403, f"Image {image!r} was not built by binderlab.")
+        return image
+
+    async def create_object(self):
+        """Create the container; for an environment-keyed image, copy the requested commit's
+        files into the repository directory (as the notebook user) before it starts."""
+        obj = await super().create_object()
+        info = await self.docker("inspect_image", self.image)
+        config = info.get("Config") or {}
+        labels = config.get("Labels") or {}
+        if labels.get(LABEL_KIND) == "env":
+            try:
+                await self.overlay_content(obj["Id"], config, labels)
+            except Exception:
+                await self.docker("remove_container", obj["Id"], force=True)
+                raise
+        return obj
+
+    async def overlay_content(self, container_id: str, config: dict, labels: dict) -> None:
+        commit = str(self.user_options.get("content", ""))
+        if not COMMIT_RE.match(commit) or not self.content_dir:
+            raise web.HTTPError(400, "This image needs the repository content (a commit).")
+        archive = Path(self.content_dir) / f"{commit}.tar"
+        if not archive.is_file():
+            raise web.HTTPError(404, f"The content of commit {commit} is not available.")
+        env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+        repo_dir = env.get("REPO_DIR") or config.get("WorkingDir") or "/home/jovyan"
+        uid = int(labels.get(LABEL_UID, "1000"))
+        data = await asyncio.get_running_loop().run_in_executor(
+            None, owned_tar, archive, uid)
+        with data:
+            self.log.info("Copying %s (%d kB) into %s:%s", archive.name,
+                          archive.stat().st_size // 1024, container_id[:12], repo_dir)
+            ok = await self.docker("put_archive", container_id, repo_dir, data)
+        if not ok:
+            raise web.HTTPError(500, "Could not copy the repository content into the session.")
+
+    async def start(self):
+        """Check binderlab's user_options (image, launch token), then start the container."""
+        self.check_user_options()
+        gpus = self.session_gpus()
+        self.extra_create_kwargs = {**self.extra_create_kwargs,
+                                    "labels": self.session_labels(gpus)}
+        if gpus:
+            # the NVIDIA Container Toolkit gives the container exactly these devices
+            self.extra_host_config = {**self.extra_host_config, "device_requests": [
+                docker.types.DeviceRequest(driver="nvidia", device_ids=gpus,
+                                           capabilities=[["gpu"]])]}
+        ip, port = await super().start()
+        await self.wait_for_server(ip, port)
+        return ip, port
+
+    async def wait_for_server(self, ip: str, port: int) -> None:
+        """Return as soon as the session's server answers HTTP.
+
+        JupyterHub checks a new server with a growing random back-off (up to seconds),
+        which made launches wait ~1 s on average after Jupyter was up (bench/launch.py).
+        Polling every 50 ms here means the hub's first check succeeds.
+        """
+        url = f"http://{ip}:{port}{self.server.base_url}api"
+        client = AsyncHTTPClient()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout
+        next_container_check = loop.time() + 1
+        while loop.time() < deadline:
+            try:
+                await client.fetch(url, request_timeout=2, raise_error=False)
+                return
+            except OSError:
+                pass
+            if loop.time() > next_container_check:
+                if await self.poll() is not None:
+                    return  # the container exited: let the hub report it
+                next_container_check = loop.time() + 1
+            await asyncio.sleep(self.server_poll_interval)
+
+    def get_env(self):
+        return self.session_env(super().get_env())
+
+    async def get_command(self):
+        if not self.anonymous:
+            return await super().get_command()
+        return self.anonymous_command()
+
+
+def owned_tar(path: Path, uid: int):
+    """The tar at ``path`` with every entry owned by ``uid`` (git archive writes root), as
+    a file positioned at its start (spilled to disk when large, never all in memory)."""
+    out = tempfile.SpooledTemporaryFile(max_size=16 << 20)
+    with tarfile.open(path) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src:
+            member.uid = member.gid = uid
+            member.uname = member.gname = ""
+            dst.addfile(member, src.extractfile(member) if member.isreg() else None)
+    out.seek(0)
+    return out

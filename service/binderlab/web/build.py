@@ -1,0 +1,97 @@
+"""``GET /build/<provider>/<spec>``: the BinderHub event stream (server-sent events)."""
+
+import asyncio
+import json
+from contextlib import aclosing
+
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from binderlab.errors import LaunchError
+from binderlab.launch.pipeline import LaunchRequest
+from binderlab.web.base import BaseHandler
+
+
+class BuildHandler(BaseHandler):
+    def initialize(self):
+        self.closed = asyncio.Event()
+
+    def on_connection_close(self):
+        self.closed.set()
+
+    async def send(self, event: dict) -> None:
+        try:
+            self.write(f"data: {json.dumps(event)}\n\n")
+            await self.flush()
+        except StreamClosedError:
+            self.closed.set()
+
+    async def keepalive(self):
+        while not self.closed.is_set():
+            await asyncio.sleep(self.binderlab.keepalive_interval)
+            try:
+                self.write(":keepalive\n\n")
+                await self.flush()
+            except StreamClosedError:
+                self.closed.set()
+
+    async def get(self, provider_prefix: str, _spec: str):
+        if "text/event-stream" not in self.request.headers.get("Accept", ""):
+            raise web.HTTPError(400, "This is an event stream: send Accept: text/event-stream.")
+        provider, raw_spec = self.provider_and_spec("build", provider_prefix)
+        try:
+            provider.parse(raw_spec)
+        except LaunchError as e:
+            raise web.HTTPError(e.status_code, str(e)) from None
+        build_only = self.get_argument("build_only", "false").lower() == "true"
+        gpu = self.get_argument("gpu", None)
+        if gpu is not None and not (gpu.isdigit() and len(gpu) < 3):
+            raise web.HTTPError(400, f"gpu={gpu!r}: give a number of GPUs, e.g. gpu=1.")
+        if build_only and not self.binderlab.allow_build_only:
+            raise web.HTTPError(403, "Build-only requests are not enabled on this host.")
+
+        self.set_cors_headers()
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        ticket = self.get_argument("launch_ticket", "")
+        from_page = bool(ticket) and self.binderlab.limits.redeem_ticket(
+            ticket, f"{provider.prefix}/{raw_spec}")
+        request = LaunchRequest(provider, raw_spec, build_only=build_only,
+                                gpu=int(gpu) if gpu is not None else None,
+                                client=self.client_address, from_page=from_page)
+        keepalive = asyncio.ensure_future(self.keepalive())
+        events = asyncio.ensure_future(self.stream(request))
+        try:
+            await asyncio.wait({events, asyncio.ensure_future(self.closed.wait())},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not events.done():
+                # The client left: stop following. A shared build goes on for the others.
+                events.cancel()
+                await asyncio.gather(events, return_exceptions=True)
+                return
+            # A browser's EventSource reconnects when the server closes, and a reconnect
+            # would start a second launch: keep the stream open and let the client close it.
+            try:
+                await asyncio.wait_for(self.closed.wait(), self.binderlab.event_stream_linger)
+            except TimeoutError:
+                pass
+        finally:
+            keepalive.cancel()
+
+    async def stream(self, request: LaunchRequest) -> None:
+        # aclosing: when the client leaves early, the launch's clean-up runs now, not
+        # whenever the generator is garbage-collected
+        async with aclosing(self.pipeline.events(request)) as events:
+            async for event in events:
+                await self.send(event)
+                if self.closed.is_set():
+                    return
+
+    def options(self, *args):
+        self.set_cors_headers()
+        self.set_header("Access-Control-Allow-Headers", "Accept, Cache-Control")
+        self.set_status(204)
+
+
+default_handlers = [(r"build/([^/]+)/(.+)", BuildHandler)]
