@@ -199,6 +199,12 @@ class BinderLab(Application):
         300, help="Seconds fetching one commit may take (default 300)."
     ).tag(config=True)
 
+    health_cache_seconds = Float(
+        5,
+        help="""Seconds /health reuses its last answer (default 5); 0 computes it for every
+        request. Requests meanwhile share one run of the checks.""",
+    ).tag(config=True)
+
     min_free_disk_gb = Float(
         2, help="/health reports unhealthy below this much free disk in state_dir (GB)."
     ).tag(config=True)

@@ -58,10 +58,19 @@ async def check_engine(engine) -> Check:
     try:
         await asyncio.wait_for(engine.ping(), 10)
     except Exception as e:
-        return Check("engine", False, f"The Docker engine does not answer ({_short(e)}): "
-                     "start it (systemctl start docker) or set DOCKER_HOST / "
-                     "c.BinderLab.docker_url.")
+        return Check("engine", False, engine_message(e))
     return Check("engine", True, "the Docker engine answers")
+
+
+def check_engine_now(engine) -> Check | None:
+    """The same as check_engine, before the event loop runs; None when it answers."""
+    if engine is None:
+        return None
+    try:
+        engine.client.ping()
+    except Exception as e:
+        return Check("engine", False, engine_message(e))
+    return None
 
 
 def configured_base_image(r2d_args: list[str]) -> str | None:
@@ -110,6 +119,11 @@ async def builder_checks(builder, engine) -> list[Check]:
         image = configured_base_image(builder.r2d_args())
         checks.append(await check_base_image(engine, image))
     return checks
+
+
+def engine_message(error: Exception) -> str:
+    return (f"The Docker engine does not answer ({_short(error)}): start it (systemctl start "
+            "docker) or set DOCKER_HOST / c.BinderLab.docker_url.")
 
 
 def _short(error: Exception) -> str:

@@ -17,12 +17,12 @@ from binderlab.app import BinderLab
 from binderlab.builders.preflight import builder_checks
 from binderlab.builders.repo2docker import LABEL_KEY, LABEL_KIND, LABEL_REPO, LABEL_UID
 from binderlab.commands.down import DownApp
-from binderlab.commands.preflight import require
+from binderlab.commands.preflight import EngineFirst, require
 from binderlab.commands.up import UpApp
 from binderlab.launch.pipeline import LaunchRequest
 
 
-class BuildApp(BinderLab):
+class BuildApp(EngineFirst, BinderLab):
     name = "binderlab-build"
     description = """Build (or find) the image of a repository and print its name.
 

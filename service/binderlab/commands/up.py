@@ -14,7 +14,7 @@ from traitlets import Bool, Float, Unicode, default
 from binderlab.app import BinderLab
 from binderlab.builders.preflight import builder_checks
 from binderlab.commands import processes
-from binderlab.commands.preflight import require
+from binderlab.commands.preflight import EngineFirst, require
 from binderlab.resources import hub_config_file
 
 
@@ -27,7 +27,7 @@ def _secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-class UpApp(BinderLab):
+class UpApp(EngineFirst, BinderLab):
     name = "binderlab-up"
     description = """Start everything for one box: JupyterHub (DockerSpawner,
     configurable-http-proxy, SQLite) and the binder service; print their URLs."""
