@@ -11,6 +11,8 @@ from pathlib import Path
 
 import requests
 
+from tests.harness import leftovers
+
 HARNESS = Path(__file__).resolve().parent
 DOCKER_CONFIG = HARNESS / "docker-config"
 BASE_IMAGE = os.environ.get("BINDERLAB_TEST_BASE_IMAGE", "binderlab-test/base:latest")
@@ -26,13 +28,15 @@ class Service:
     """One binderlab process with its own ports, state dir and image prefix."""
 
     def __init__(self, workdir: Path, git_host: str, command: str = "up",
-                 extra_config: str = "", allow_loopback: bool = True):
+                 extra_config: str = "", allow_loopback: bool = True,
+                 env: dict[str, str] | None = None):
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port, self.hub_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.hub_url = f"http://127.0.0.1:{self.hub_port}"
-        self.image_prefix = f"binderlabtest{uuid.uuid4().hex[:8]}/"
+        self.image_prefix = leftovers.image_prefix()  # names the test run (leftover check)
+        self.env = env or {}
         self.webhook_secret = uuid.uuid4().hex
         self.command = command
         self.config = self.workdir / "binderlab_config.py"
@@ -65,7 +69,7 @@ c.UpApp.keep_sessions_on_exit = False
         return (self.workdir / "state" / "hub" / "binderlab-service-token").read_text().strip()
 
     def start(self, timeout: float = 90) -> "Service":
-        env = {**os.environ, "DOCKER_CONFIG": str(DOCKER_CONFIG)}
+        env = {**os.environ, "DOCKER_CONFIG": str(DOCKER_CONFIG), **self.env}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "binderlab", self.command, "--config", str(self.config)],
