@@ -43,9 +43,9 @@ async def check_buildx(cli: str = "docker", timeout: float = 10) -> Check:
         return Check("buildx", False, f"`{cli} buildx version` did not answer within "
                      f"{timeout:g} s.")
     if proc.returncode != 0:
-        detail = (err or out).decode(errors="replace").strip().splitlines()
+        lines = [x for x in (err or out).decode(errors="replace").splitlines() if x.strip()]
         return Check("buildx", False,
-                     f"`{cli} buildx version` failed ({detail[-1] if detail else 'no output'}): "
+                     f"`{cli} buildx version` failed ({lines[0] if lines else 'no output'}): "
                      f"repo2docker cannot build without docker buildx. To install it, "
                      f"{SETUP_HINT}.")
     return Check("buildx", True, out.decode(errors="replace").strip())
