@@ -50,7 +50,7 @@ class HealthHandler(BaseHandler):
             await asyncio.wait_for(self.binderlab.engine.ping(), 10)
             return {"service": "Docker", "ok": True}
         except Exception as e:
-            self.log.warning("Health: the Docker engine does not answer: %s", e)
+            self.binderlab.log.warning("Health: the Docker engine does not answer: %s", e)
             return {"service": "Docker", "ok": False, "error": "the engine does not answer"}
 
     async def check_hub(self) -> dict:
@@ -59,7 +59,7 @@ class HealthHandler(BaseHandler):
             return {"service": "JupyterHub", "ok": True, "note": "build-only host"}
         result = await launcher.check()
         if not result.get("ok"):
-            self.log.warning("Health: JupyterHub: %s", result.get("error"))
+            self.binderlab.log.warning("Health: JupyterHub: %s", result.get("error"))
             return {"service": "JupyterHub", "ok": False, "error": "JupyterHub is not reachable"}
         return {"service": "JupyterHub", "ok": True,
                 **({"version": result["version"]} if result.get("version") else {})}
@@ -77,7 +77,7 @@ class HealthHandler(BaseHandler):
         checks = await builder_checks(self.binderlab.builder, self.binderlab.engine)
         failed = [c for c in checks if not c.ok]
         for c in failed:
-            self.log.warning("Health: builder: %s: %s", c.name, c.message)
+            self.binderlab.log.warning("Health: builder: %s: %s", c.name, c.message)
         result = {"service": "builder", "ok": not failed,
                   "checks": {c.name: c.ok for c in checks}}
         if any(c.name == "buildx" for c in failed):
