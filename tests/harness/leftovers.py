@@ -44,15 +44,20 @@ def find(client=None) -> list[str]:
         return (labels or {}).get(LABEL) == RUN_ID or any(
             f"binderlabtest{RUN_ID}" in n or f"binderlabtest-{RUN_ID}" in n for n in names)
 
-    for c in client.containers.list(all=True):
-        if ours([c.name, c.attrs["Config"]["Image"] or ""], c.labels):
-            left.append(f"container {c.name} ({c.status}, image {c.attrs['Config']['Image']})")
-    for n in client.networks.list():
-        if ours([n.name], n.attrs.get("Labels")):
-            left.append(f"network {n.name}")
-    for i in client.images.list():
-        if ours(i.tags, i.labels):
-            left.append(f"image {', '.join(i.tags) or i.short_id}")
+    # the low-level lists: one call each, so containers that other runs remove meanwhile
+    # cannot make the check itself fail
+    for c in client.api.containers(all=True):
+        names = [n.lstrip("/") for n in c.get("Names") or []]
+        if ours([*names, c.get("Image") or ""], c.get("Labels")):
+            left.append(f"container {names[0] if names else c['Id'][:12]} ({c.get('State')},"
+                        f" image {c.get('Image')})")
+    for n in client.api.networks():
+        if ours([n.get("Name", "")], n.get("Labels")):
+            left.append(f"network {n.get('Name')}")
+    for i in client.api.images():
+        tags = [t for t in i.get("RepoTags") or [] if t != "<none>:<none>"]
+        if ours(tags, i.get("Labels")):
+            left.append(f"image {', '.join(tags) or i['Id'][:19]}")
     return left
 
 

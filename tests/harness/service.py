@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import docker.errors
 import requests
 
 from tests.harness import leftovers
@@ -120,11 +121,20 @@ c.UpApp.keep_sessions_on_exit = False
 
 
 def remove_prefix(client, prefix: str) -> None:
-    """Remove the containers and images of one image prefix (a test's or bench's service)."""
-    for container in client.containers.list(all=True):
-        if (container.attrs["Config"]["Image"] or "").startswith(prefix):
-            container.remove(force=True)
-    for image in client.images.list():
-        for tag in image.tags:
+    """Remove the containers and images of one image prefix (a test's or bench's service).
+
+    From the low-level lists (one call each): other runs on the same engine remove their
+    containers meanwhile, which must not fail this clean-up."""
+    for container in client.api.containers(all=True):
+        if (container.get("Image") or "").startswith(prefix):
+            try:
+                client.api.remove_container(container["Id"], force=True)
+            except docker.errors.NotFound:
+                pass
+    for image in client.api.images():
+        for tag in image.get("RepoTags") or []:
             if tag.startswith(prefix):
-                client.images.remove(tag, force=True)
+                try:
+                    client.images.remove(tag, force=True)
+                except docker.errors.NotFound:
+                    pass
