@@ -122,7 +122,8 @@ class UpApp(EngineFirst, BinderLab):
             loop.add_signal_handler(sig, self.stopping.set)
         try:
             require(await builder_checks(self.builder, self.engine), self.log)
-            await self.start_hub()
+            if not self.stopping.is_set():
+                await self.start_hub()
             if not self.stopping.is_set():
                 await self.run_until_stopped()
         finally:
@@ -180,7 +181,8 @@ class UpApp(EngineFirst, BinderLab):
         what = [f"the proxy (pid {', '.join(str(p.pid) for p in kept)})"] if kept else []
         if sessions:
             what.append(f"{len(sessions)} session(s)")
-        config = f" --config {self.config_file}" if self.config_file else ""
+        config = f" --config {os.path.abspath(self.config_file)}" if os.path.exists(
+            self.config_file) else ""
         print(f"binderlab stopped. Left running on purpose (c.UpApp.keep_sessions_on_exit): "
               f"{' and '.join(what)}; the next `binderlab up` takes them over. To stop them "
               f"too: binderlab down{config}", flush=True)
