@@ -88,11 +88,12 @@ class UpApp(EngineFirst, BinderLab):
         log = open(log_path, "ab")
         env = self.hub_env()
         self.log.info("Starting JupyterHub (log: %s)", log_path)
-        # its own session: a Ctrl-C reaches binderlab only, which stops the hub once, in order
+        # in binderlab's process group: a SIGKILL of the group (the last resort of a
+        # supervisor) reaches the hub too; a terminal's Ctrl-C reaches both, which is fine
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jupyterhub", "-f", self.hub_config_file,
             cwd=env["BINDERLAB_HUB_STATE_DIR"], env=env, stdout=log, stderr=log,
-            stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+            stdin=asyncio.subprocess.DEVNULL,
         )
         log.close()
         self.hub = proc
