@@ -71,6 +71,7 @@ class BinderLab(Application):
     @property
     def classes(self):
         """Every configurable class, so --help-all lists all options."""
+        from binderlab.repos.archives import ARCHIVE_PROVIDERS
         from binderlab.repos.providers import (
             GistRepoProvider,
             GitHubRepoProvider,
@@ -80,7 +81,8 @@ class BinderLab(Application):
 
         classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
-                   LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory]
+                   LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
+                   *ARCHIVE_PROVIDERS]
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
@@ -139,9 +141,11 @@ class BinderLab(Application):
 
     repo_providers = List(
         Unicode(),
-        default_value=["gh", "gl", "git", "gist"],
+        default_value=["gh", "gl", "git", "gist", "zenodo", "figshare", "hydroshare",
+                       "dataverse", "ckan", "swhid"],
         help="""Repository providers this host accepts, by entry point name
-        (group binderlab.repo_providers: gh, gl, git, gist).""",
+        (group binderlab.repo_providers: gh, gl, git, gist; DOI and archive records:
+        zenodo, figshare, hydroshare, dataverse, ckan, swhid). Default: all of them.""",
     ).tag(config=True)
 
     builder_class = EntryPointType(
@@ -349,6 +353,10 @@ class BinderLab(Application):
 
     def init_pipeline(self):
         self.mirrors = RepoMirrors(self.state_path / "git", self.git_timeout)
+        for provider in self.providers.values():
+            if hasattr(provider, "attach"):  # archive providers import records as commits
+                provider.attach(mirrors=self.mirrors, work_dir=self.state_path / "build",
+                                max_bytes=int(self.max_repo_size_mb * 1e6))
         self.pipeline = Pipeline(
             builder=self.builder, launcher=self.launcher, mirrors=self.mirrors,
             fingerprints=self.fingerprints, index=self.index, config_digest=self.config_digest,
