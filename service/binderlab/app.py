@@ -25,6 +25,7 @@ from binderlab import web
 from binderlab._version import __version__
 from binderlab.builders.cacheindex import CacheIndex
 from binderlab.builders.eviction import ImageEvictor
+from binderlab.builders.records import EnvironmentRecords
 from binderlab.builders.repo2docker import (
     LABEL_KEY,
     LABEL_KIND,
@@ -268,6 +269,7 @@ class BinderLab(Application):
         self.init_gpus()
         self.init_limits()
         self.init_pipeline()
+        self.init_records()
         self.init_eviction()
         self.init_tornado()
 
@@ -368,6 +370,24 @@ class BinderLab(Application):
             providers=list(self.providers.values()),
             max_repo_bytes=int(self.max_repo_size_mb * 1e6), sessions=self.sessions,
         )
+
+    def init_records(self):
+        """Environment records of built images (``GET /environment/...``)."""
+        base_image = ""
+        config_file = getattr(self.builder, "repo2docker_config", "")
+        try:
+            from repo2docker.app import Repo2Docker
+
+            r2d = Repo2Docker()
+            if config_file:
+                r2d.load_config_file(config_file)
+            base_image = r2d.base_image
+        except Exception as e:  # the record says "unknown" rather than the service failing
+            self.log.warning("Could not read repo2docker's base image: %s", e)
+        self.records = EnvironmentRecords(self.state_path / "records", engine=self.engine,
+                                          base_image=base_image, log=self.log,
+                                          image_prefix=self.image_prefix)
+        self.pipeline.records = self.records
 
     def init_eviction(self):
         if self.engine is None:

@@ -81,6 +81,8 @@ class ImagePlan:
 
 
 class Pipeline:
+    records = None  # builders.records.EnvironmentRecords, set by the app
+
     def __init__(self, *, builder: Builder, launcher: Launcher | None, mirrors: RepoMirrors,
                  fingerprints: FingerprintWorker, index: CacheIndex, config_digest: str,
                  image_prefix: str, blocked_networks, public_url: str, work_dir: Path,
@@ -215,6 +217,8 @@ class Pipeline:
 
         started = plan.image not in self.builder.running  # or joined another launch's build
         build = self.builder.build(plan.image, plan.labels, source)
+        if started and self.records is not None:
+            self.records.follow(build, plan, resolved)  # kept after the image is gone
         async for event in build.follow():
             if event["phase"] == "built":
                 event = {**event, "kind": fp.kind, "started_build": started}
@@ -373,6 +377,8 @@ class Pipeline:
             "binder_launch_host": self.public_url,
             "binder_request": f"v2/{provider}/{spec.spec}",
             "binder_persistent_request": f"v2/{provider}/{resolved.persistent_spec}",
+            "environment_url": f"{self.public_url}environment/{provider}/"
+                               f"{resolved.persistent_spec}",
             "message": f"server running at {event['url']}\n",
         }
 
