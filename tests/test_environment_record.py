@@ -3,6 +3,7 @@ files, repo2docker and base image, image id and size, the build log, the package
 from the image, a reproduce block; linked from the ready event, the loading page and the
 form; still there after the image was removed."""
 
+import json
 import time
 
 import pytest
@@ -100,3 +101,37 @@ def test_environment_never_built_is_404_with_a_message(make_service, git_server)
     bad = requests.get(f"{svc.url}environment/gh/{repo.gh_spec}/no-such-branch",
                        headers={"Accept": "application/json"}, timeout=60)
     assert bad.status_code == 404 and "no-such-branch" in bad.json()["message"]
+
+
+def test_removed_image_is_rebuilt_from_its_recorded_packages(make_service, git_server,
+                                                             docker_client):
+    svc = make_service("serve", extra_config="c.BinderLab.rebuild_from_records = True\n")
+    repo = git_server.create("requirements")
+    # unpinned: a fresh solve would take the newest tabulate
+    repo.commit({"requirements.txt": "tabulate\nsix\n"}, "unpinned requirements")
+    first = follow(f"{svc.url}build/gh/{repo.gh_spec}/main", params={"build_only": "true"})
+    assert first[-1]["phase"] == "ready", first[-1]
+    image = first[-1]["imageName"]
+    commit = first[-1].get("binder_persistent_request", "").rsplit("/", 1)[-1] or "main"
+    body = record_when_packages_read(f"{svc.url}environment/gh/{repo.gh_spec}/{commit}")
+    assert any(line.startswith("tabulate==")
+               for line in body["record"]["packages"]["pip"].splitlines())
+
+    # as if the record had been taken when tabulate 0.8.10 was the newest
+    [path] = (svc.workdir / "state" / "records").glob("*.json")
+    stored = json.loads(path.read_text())
+    stored["packages"]["pip"] = "\n".join(
+        "tabulate==0.8.10" if line.startswith("tabulate==") else line
+        for line in stored["packages"]["pip"].splitlines())
+    path.write_text(json.dumps(stored))
+    docker_client.images.remove(image, force=True)
+
+    second = follow(f"{svc.url}build/gh/{repo.gh_spec}/main", params={"build_only": "true"})
+    assert second[-1]["phase"] == "ready", second[-1]
+    assert second[-1]["imageName"] == image
+    assert any("Rebuilding from the recorded packages" in e.get("message", "")
+               for e in second)
+    shown = docker_client.containers.run(image, entrypoint=["/bin/sh", "-c"],
+                                         command=["python3 -m pip show tabulate"],
+                                         remove=True, network_disabled=True).decode()
+    assert "Version: 0.8.10" in shown

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
 import { DEFAULT_PROVIDERS, describeTarget, launchSpec, parseRepoInput } from "../static/repourl.js";
-import { launchUrl } from "../static/snippets.js";
+import { launchUrl, thebeHead } from "../static/snippets.js";
 
 const SWH = "swh:1:dir:" + "0123456789abcdef".repeat(2) + "01234567";
 const HS = "b8f6eae9d89241cf8b5904033460af61";
@@ -50,6 +50,11 @@ describe("records are recognised", () => {
     assert.equal(launchUrl("https://binder.example/", t),
       "https://binder.example/v2/zenodo/10.5281/zenodo.3242074");
     assert.equal(describeTarget(t), "Zenodo: 10.5281/zenodo.3242074");
+  });
+  test("the thebe snippet says thebe cannot launch a record instead of a broken config", () => {
+    const head = thebeHead("https://binder.example/", parseRepoInput("10.5281/zenodo.1").target);
+    assert.ok(head.startsWith("<!--") && head.includes("git repositories only"));
+    assert.ok(!head.includes("x-thebe-config"));
   });
   test("git repositories are still git", () => {
     assert.equal(parseRepoInput("https://github.com/o/r").target.provider, "gh");

@@ -250,6 +250,17 @@ class BinderLab(Application):
         (default: the engine's containers) or 'kubernetes' (the cluster's session pods).""",
     ).tag(config=True)
 
+    rebuild_from_records = Bool(
+        False,
+        help="""Rebuild an image that is gone (evicted, removed) from the packages its
+        environment record lists, so the same versions come back instead of a fresh solve.
+        Off by default.
+
+        Covers environments defined by one requirements.txt (pip), with apt.txt and
+        runtime.txt beside it: the recorded `pip freeze` replaces requirements.txt in the
+        build. Conda, Pipenv, R and Julia environments are solved afresh.""",
+    ).tag(config=True)
+
     # ---- start-up steps -------------------------------------------------------------
 
     @catch_config_error
@@ -388,6 +399,7 @@ class BinderLab(Application):
                                           base_image=base_image, log=self.log,
                                           image_prefix=self.image_prefix)
         self.pipeline.records = self.records
+        self.pipeline.rebuild_from_records = self.rebuild_from_records
 
     def init_eviction(self):
         if self.engine is None:

@@ -38,6 +38,11 @@ PROBE = "; ".join([
     "true",
 ])
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;@#]+$")
+# environment files that also decide packages: a pinned requirements.txt would not cover them
+NOT_PIP_ONLY = {"environment.yml", "environment.yaml", "Pipfile", "Pipfile.lock", "install.R",
+                "Project.toml", "Manifest.toml", "setup.py", "pyproject.toml", "DESCRIPTION",
+                "uv.lock", "conda-lock.yml", "pixi.toml"}
 
 
 def _file_stem(image: str) -> str:
@@ -154,6 +159,25 @@ class EnvironmentRecords:
             record["packages_error"] = str(e)
         self._write(image, record)
         return record
+
+    def frozen_requirements(self, image: str, files: list[str]) -> tuple[str, str, dict] | None:
+        """For a rebuild of ``image`` from its record: (path of its requirements.txt, the
+        recorded ``pip freeze`` as pins, the record), or None where that would not give the
+        same environment back (no record, no pip list, files besides pip's that install
+        packages: conda, Pipenv, R, Julia, ...)."""
+        record = self.get(image)
+        pip = ((record or {}).get("packages") or {}).get("pip")
+        requirements = [f for f in files if f.rsplit("/", 1)[-1] == "requirements.txt"]
+        if not pip or len(requirements) != 1 \
+                or any(f.rsplit("/", 1)[-1] in NOT_PIP_ONLY for f in files):
+            return None
+        pins = [line.strip() for line in pip.splitlines() if PINNED.match(line.strip())]
+        if not pins:
+            return None
+        text = (f"# binderlab: the packages recorded in {image} on "
+                f"{time.strftime('%Y-%m-%d', time.gmtime(record.get('built_at', 0)))}\n"
+                + "\n".join(pins) + "\n")
+        return requirements[0], text, record
 
     async def inspect(self, image: str) -> dict:
         if self.engine is None:
