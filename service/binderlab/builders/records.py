@@ -96,6 +96,11 @@ class EnvironmentRecords:
 
         task.add_done_callback(done)
 
+    async def settle(self) -> None:
+        """Wait for records still being written (a CLI build exits right after)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def _paths(self, image: str) -> tuple[Path, Path]:
         stem = _file_stem(image)
         return self.root / f"{stem}.json", self.root / f"{stem}.log"
