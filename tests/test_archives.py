@@ -87,6 +87,8 @@ def test_specs_parse_as_binderhub_writes_them(cls, raw, repo_url):
     (archives.CKANProvider, quote("https://demo.ckan.org/organization/x", safe="")),
     (archives.CKANProvider, quote("file:///etc/dataset/passwd", safe="")),
     (archives.CKANProvider, quote("https://user:pw@demo.ckan.org/dataset/x", safe="")),
+    (archives.CKANProvider, quote("https://demo.ckan.org/dataset/a\u202eb", safe="")),
+    (archives.ZenodoProvider, quote("10.5281/zenodo.1\u200b", safe="")),
     (archives.SwhidProvider, "swh:1:cnt:" + "a" * 40),
 ])
 def test_malformed_specs_get_a_clear_400(cls, raw):

@@ -21,6 +21,7 @@ import re
 import sys
 import tempfile
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -128,7 +129,7 @@ class ArchiveProvider(RepoProvider):
 
     def parse(self, raw_spec: str) -> ArchiveSpec:
         raw = unquote(raw_spec).strip()
-        if any(ord(c) <= 32 for c in raw):
+        if not _printable(raw):
             raise LaunchError(f"Malformed {self.display_name} spec: no spaces or control "
                               "characters.", 400)
         identifier = self.identifier(raw.removeprefix("doi:").removeprefix("https://doi.org/"))
@@ -254,6 +255,12 @@ class ArchiveProvider(RepoProvider):
         partial.replace(mirror / RECORD_FILE)
 
 
+def _printable(text: str) -> bool:
+    """No spaces, control, bidi or zero-width characters (they make a spec read differently
+    from what it is)."""
+    return not any(ord(c) <= 32 or unicodedata.category(c)[0] in "CZ" for c in text)
+
+
 def _doi(provider: ArchiveProvider, raw: str, example: str) -> str:
     if not DOI_RE.fullmatch(raw):
         raise LaunchError(f"Malformed {provider.display_name} spec: expected a DOI, e.g. "
@@ -354,7 +361,7 @@ class CKANProvider(ArchiveProvider):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname \
                 or "/dataset/" not in parts.path or parts.username or parts.password \
-                or any(ord(c) <= 32 for c in url):
+                or not _printable(url):
             raise LaunchError("Malformed CKAN spec: expected the url-escaped dataset URL, "
                               "e.g. https%3A%2F%2Fdemo.ckan.org%2Fdataset%2Fsample.", 400)
         if parts.scheme not in self.allowed_protocols:
