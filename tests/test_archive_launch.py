@@ -3,6 +3,7 @@
 notebook launches without a build and the session shows the new notebook."""
 
 import json
+import time
 import uuid
 
 import pytest
@@ -60,7 +61,21 @@ def test_new_record_version_with_only_notebook_changes_launches_without_build(
     names = {i["name"] for i in requests.get(f"{ready['url']}api/contents/", headers=auth,
                                              timeout=20).json()["content"]}
     assert {"paper.ipynb", "erratum.md", "requirements.txt"} <= names
-    # the installed environment is the record's
+    # the environment record of the second version names the build of the first
+    env_url = f"{svc.url}environment/zenodo/10.5281/zenodo.{v2}"
+    assert ready["environment_url"] == env_url
+    body = {}
+    for _ in range(120):  # the record is written after the build, in the background
+        body = requests.get(env_url, headers={"Accept": "application/json"}, timeout=60).json()
+        if (body.get("record") or {}).get("packages"):
+            break
+        time.sleep(1)
+    assert body["requested"]["repo_url"] == f"https://doi.org/10.5281/zenodo.{v2}"
+    assert body["record"]["persistent_spec"] == f"10.5281/zenodo.{v1}"
+    assert body["record"]["files"] == ["requirements.txt"]
+    assert body["reproduce"]["repo2docker"].endswith(f" 10.5281/zenodo.{v1}")
+    assert "six==" in body["record"]["packages"]["pip"]
+    # the first session still has the first version
     check = requests.get(f"{first[-1]['url']}api/contents/paper.ipynb",
                          headers={"Authorization": f"token {first[-1]['token']}"}, timeout=20)
     assert "first version" in json.dumps(check.json()["content"])
