@@ -281,3 +281,30 @@ async def test_fetch_timeout_stops_the_worker(records, tmp_path):
     with pytest.raises(LaunchError) as e:
         await resolve(provider, rid)
     assert e.value.status_code == 504
+
+
+async def test_changing_record_is_fetched_again_after_refresh_interval(records, tmp_path):
+    rid = uuid.uuid4().hex
+    records.hydroshare(rid, FILES)
+    provider = make(archives.HydroshareProvider, records, tmp_path)  # default: 3600 s
+    first = await resolve(provider, rid)
+    before = len(records.requests)
+    assert (await resolve(provider, rid)).commit == first.commit
+    assert len(records.requests) == before  # reused within the interval
+    # the resource changed in place; with no reuse the launch sees the new files
+    records.hydroshare(rid, {**FILES, "analysis.ipynb": b'{"cells": [1]}'},
+                       modified="2025-01-01T00:00:00.000000Z")
+    provider.refresh_interval = 0
+    changed = await resolve(provider, rid)
+    assert len(records.requests) > before and changed.commit != first.commit
+    assert (await files_of(provider, changed))["analysis.ipynb"] == b'{"cells": [1]}'
+
+
+async def test_worker_memory_limit_applies(records, tmp_path):
+    rid = unique()
+    records.zenodo(f"10.5281/zenodo.{rid}", rid, FILES)
+    provider = make(archives.ZenodoProvider, records, tmp_path, fetch_memory_mb=1)
+    with pytest.raises(LaunchError) as e:
+        await resolve(provider, f"10.5281/zenodo.{rid}")
+    assert e.value.status_code == 502 and "more memory" in str(e.value)
+    assert not list((tmp_path / "git").glob("*/binderlab-records.json"))

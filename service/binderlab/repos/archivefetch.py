@@ -224,6 +224,9 @@ def main(argv=None) -> int:
                   "status": 413})
         else:
             emit({"error": f"Could not store the record's files: {e.strerror}", "status": 500})
+    except MemoryError:
+        emit({"error": "Fetching this record needed more memory than this host allows "
+              "(fetch_memory_mb).", "status": 502})
     except Exception as e:  # repo2docker's providers raise assorted errors on bad records
         # this server's paths are nobody else's business
         text = str(e).replace(str(output), ".").replace(os.getcwd(), ".")
