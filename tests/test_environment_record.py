@@ -4,6 +4,7 @@ from the image, a reproduce block; linked from the ready event, the loading page
 form; still there after the image was removed."""
 
 import json
+import shutil
 import time
 
 import pytest
@@ -88,6 +89,17 @@ def test_built_image_has_a_record_that_outlives_it(make_service, git_server, doc
     assert gone.json()["record"]["packages"]["pip"] == record["packages"]["pip"]
     assert requests.get(f"{env_url}?format=log", timeout=30).text == log.text
     assert "no longer on this host" in requests.get(env_url, timeout=30).text
+
+    # and the repository goes too (deleted upstream, mirrors cleaned up): still there
+    shutil.rmtree(repo.bare)
+    for mirror in (svc.workdir / "state" / "git").iterdir():
+        shutil.rmtree(mirror)
+    kept = requests.get(env_url, headers={"Accept": "application/json"}, timeout=60)
+    assert kept.status_code == 200, kept.text
+    assert "cannot be read now" in kept.json()["message"]
+    assert kept.json()["record"]["packages"]["pip"] == record["packages"]["pip"]
+    assert requests.get(f"{env_url}?format=log", timeout=30).text == log.text
+    assert "tabulate==0.9.0" in requests.get(env_url, timeout=30).text
 
 
 def test_environment_never_built_is_404_with_a_message(make_service, git_server):

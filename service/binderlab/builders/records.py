@@ -112,6 +112,19 @@ class EnvironmentRecords:
         except (OSError, ValueError):
             return None
 
+    def find(self, provider: str, persistent_spec: str) -> dict | None:
+        """The record of a build from ``provider``/``persistent_spec`` (the ref a commit),
+        for when the repository itself is gone. Scans the records: there is one per image."""
+        for path in sorted(self.root.glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if record.get("provider") == provider \
+                    and record.get("persistent_spec") == persistent_spec:
+                return record
+        return None
+
     def build_log(self, image: str) -> str | None:
         _, log = self._paths(image)
         try:

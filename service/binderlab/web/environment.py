@@ -26,10 +26,18 @@ class EnvironmentHandler(BaseHandler):
             limits = getattr(self.binderlab, "limits", None)
             if limits is not None:
                 limits.check_spec(repo_key(spec, list(self.providers.values())))
+        except LaunchError as e:
+            raise web.HTTPError(e.status_code, str(e)) from None
+        try:
             resolved = await provider.resolve(spec, self.pipeline.blocked_networks)
             plan = await self.pipeline.plan(resolved)
         except LaunchError as e:
-            raise web.HTTPError(e.status_code, str(e)) from None
+            # the repository (or that commit) may be gone: the record of its build is not
+            kept = records.find(provider.prefix, spec.spec)
+            if kept is None:
+                raise web.HTTPError(e.status_code, str(e)) from None
+            await self.write_kept(kept, str(e))
+            return
         record = records.get(plan.image)
         try:
             available = await self.binderlab.builder.image_ready(plan.image,
@@ -74,6 +82,43 @@ class EnvironmentHandler(BaseHandler):
         wants_json = fmt == "json" or "application/json" in self.request.headers.get(
             "Accept", "")
         if wants_json:
+            self.finish(body)
+            return
+        self.render("environment.html", base_url=self.binderlab.base_url, body=body,
+                    when=_when)
+
+
+    async def write_kept(self, record: dict, problem: str) -> None:
+        """A record whose repository cannot be read any more (deleted, made private)."""
+        records = self.binderlab.records
+        here = (f"{self.binderlab.public_url}environment/{record['provider']}/"
+                f"{record['persistent_spec']}")
+        if self.get_argument("format", "") == "log":
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.set_header("Content-Disposition", 'attachment; filename="build.log"')
+            self.finish(records.build_log(record["image"]) or "")
+            return
+        try:
+            available = await self.binderlab.builder.image_ready(record["image"], record["key"])
+        except Exception:
+            available = None
+        body = {
+            "environment_url": here,
+            "launch_url": f"{self.binderlab.public_url}v2/{record['provider']}/"
+                          f"{record['persistent_spec']}",
+            "build_log_url": f"{here}?format=log",
+            "image": record["image"], "image_available": available,
+            "requested": {"provider": record["provider"], "spec": record["spec"],
+                          "repo_url": record["repo_url"], "commit": record["commit"],
+                          "tree": record.get("tree", "")},
+            "environment": {k: record.get(k) for k in ("kind", "key", "buildpack", "files",
+                                                       "reason")},
+            "record": record, "reproduce": reproduce(record),
+            "message": f"The repository cannot be read now ({problem.rstrip('.')}); this "
+                       "is the record kept of its build.",
+        }
+        if self.get_argument("format", "") == "json" or "application/json" in \
+                self.request.headers.get("Accept", ""):
             self.finish(body)
             return
         self.render("environment.html", base_url=self.binderlab.base_url, body=body,
