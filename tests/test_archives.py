@@ -308,3 +308,18 @@ async def test_worker_memory_limit_applies(records, tmp_path):
         await resolve(provider, f"10.5281/zenodo.{rid}")
     assert e.value.status_code == 502 and "more memory" in str(e.value)
     assert not list((tmp_path / "git").glob("*/binderlab-records.json"))
+
+
+def test_connections_go_to_the_checked_address_only():
+    from binderlab.repos import archivefetch, netguard
+    seen = []
+    connect = archivefetch.guarded_connect(netguard.parse_networks(["127.0.0.3/32"]),
+                                           {"proxy.internal"},
+                                           lambda address, *a, **k: seen.append(address))
+    connect(("localhost", 80))
+    assert seen[-1][0] in ("127.0.0.1", "::1")  # the resolved address, not the name again
+    with pytest.raises(archivefetch.FetchRefused) as e:
+        connect(("127.0.0.3", 443))
+    assert e.value.status == 403 and len(seen) == 1
+    connect(("proxy.internal", 3128))  # the operator's proxy is not looked up here
+    assert seen[-1] == ("proxy.internal", 3128)

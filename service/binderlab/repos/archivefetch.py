@@ -124,6 +124,42 @@ class GuardedSession(requests.Session):
         return FetchRefused("This record's files are larger than this host accepts.", 413)
 
 
+def guarded_connect(networks, proxy_hosts: set[str], connect):
+    """``connect`` (urllib3's create_connection) that resolves the host itself, refuses it
+    if any address is blocked, and connects to the address it checked: no second lookup
+    that DNS could answer differently (rebinding). The operator's proxy is exempt: the
+    URL's host was checked before the request (GuardedSession.check)."""
+
+    def create_connection(address, *args, **kwargs):
+        host, port = address
+        if not networks or host in proxy_hosts:
+            return connect(address, *args, **kwargs)
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise FetchRefused(f"Cannot resolve host {host!r}: {e.strerror}", 502) from None
+        for info in infos:
+            if netguard.blocked_address(info[4][0], networks):
+                raise FetchRefused(
+                    f"The record points at host {host!r} ({info[4][0]}), an address this "
+                    "service does not contact (loopback, private or link-local).", 403)
+        return connect((infos[0][4][0], port), *args, **kwargs)
+
+    return create_connection
+
+
+def pin_connections(blocked: list[str]) -> None:
+    """Route every connection of this (worker) process through ``guarded_connect``."""
+    import urllib.request
+
+    import urllib3.util.connection
+
+    proxy_hosts = {urlsplit(u).hostname for u in urllib.request.getproxies().values()
+                   if "://" in u}
+    urllib3.util.connection.create_connection = guarded_connect(
+        netguard.parse_networks(blocked), proxy_hosts, urllib3.util.connection.create_connection)
+
+
 def _providers():
     """repo2docker's content providers by binderlab prefix (imported in the worker only)."""
     from repo2docker.contentproviders import (
@@ -161,6 +197,7 @@ def count_files(root: Path) -> tuple[int, int]:
 def run(job: dict, output: Path, emit) -> str:
     """Fetch ``job["source"]`` with the provider ``job["provider"]`` into ``output``;
     return repo2docker's content id."""
+    pin_connections(job.get("blocked", []))
     provider = _providers()[job["provider"]]()
     session = GuardedSession(routes=job.get("routes", {}), blocked=job.get("blocked", []),
                              schemes=job.get("schemes", ["https"]),
