@@ -92,3 +92,32 @@ def test_record_the_guard_refuses_fails_with_its_status(make_service, records):
     events = follow(f"{svc.url}build/zenodo/10.5281/zenodo.{rid}")
     assert events[-1]["phase"] == "failed"
     assert events[-1]["status_code"] == 403 and "127.0.0.3" in events[-1]["message"]
+
+
+def test_every_record_provider_builds_through_the_service(make_service, records):
+    """Each provider's record goes through the whole pipeline (fetch, mirror, fingerprint,
+    build); the same files give the same environment, so one image serves all six."""
+    from urllib.parse import quote
+
+    svc = make_service("serve", extra_config=records.config())
+    files = {"requirements.txt": b"six>=1.0\n" + f"# {uuid.uuid4().hex}\n".encode(),
+             "notes.md": b"same environment everywhere"}
+    n = str(uuid.uuid4().int)[:7]
+    records.zenodo(f"10.5281/zenodo.{n}", n, files)
+    records.figshare(f"10.6084/m9.figshare.{n}.v1", n, "1", files)
+    hs = uuid.uuid4().hex
+    records.hydroshare(hs, files)
+    records.dataverse(f"10.7910/DVN/R{n}", files)
+    ckan = records.ckan(f"paper-{n}", files)
+    rev, directory = uuid.uuid4().hex + "0" * 8, uuid.uuid4().hex + "1" * 8
+    records.swh(rev, directory, files)
+    specs = [f"zenodo/10.5281/zenodo.{n}", f"figshare/10.6084/m9.figshare.{n}.v1",
+             f"hydroshare/{hs}", f"dataverse/10.7910/DVN/R{n}",
+             f"ckan/{quote(ckan, safe='')}", f"swhid/swh:1:rev:{rev}"]
+    images = set()
+    for spec in specs:
+        events = follow(f"{svc.url}build/{spec}", params={"build_only": "true"})
+        assert events[-1]["phase"] == "ready", (spec, events[-1])
+        images.add(events[-1]["imageName"])
+    assert len(images) == 1
+    assert svc.metric("binderlab_builder_runs_total") == 1
