@@ -25,7 +25,7 @@ from binderlab import web
 from binderlab._version import __version__
 from binderlab.builders.cacheindex import CacheIndex
 from binderlab.builders.eviction import ImageEvictor
-from binderlab.builders.records import EnvironmentRecords
+from binderlab.builders.records import EnvironmentRecords, repo2docker_base_image
 from binderlab.builders.repo2docker import (
     LABEL_KEY,
     LABEL_KIND,
@@ -384,20 +384,9 @@ class BinderLab(Application):
 
     def init_records(self):
         """Environment records of built images (``GET /environment/...``)."""
-        base_image = ""
-        config_file = getattr(self.builder, "repo2docker_config", "")
-        try:
-            from repo2docker.app import Repo2Docker
-
-            r2d = Repo2Docker()
-            if config_file:
-                r2d.load_config_file(config_file)
-            base_image = r2d.base_image
-        except Exception as e:  # the record says "unknown" rather than the service failing
-            self.log.warning("Could not read repo2docker's base image: %s", e)
-        self.records = EnvironmentRecords(self.state_path / "records", engine=self.engine,
-                                          base_image=base_image, log=self.log,
-                                          image_prefix=self.image_prefix)
+        self.records = EnvironmentRecords(
+            self.state_path / "records", engine=self.engine, log=self.log,
+            base_image=repo2docker_base_image(getattr(self.builder, "repo2docker_config", "")))
         self.pipeline.records = self.records
         self.pipeline.rebuild_from_records = self.rebuild_from_records
 

@@ -49,6 +49,19 @@ def _file_stem(image: str) -> str:
     return SAFE_NAME.sub("_", image)
 
 
+def repo2docker_base_image(config_file: str = "") -> str:
+    """The base image repo2docker builds on, with the builder's repo2docker config."""
+    from repo2docker.app import Repo2Docker
+
+    r2d = Repo2Docker()
+    try:
+        if config_file:
+            r2d.load_config_file(config_file)
+    except Exception:  # the builder reports a broken config; the record says "unknown"
+        return ""
+    return r2d.base_image
+
+
 def parse_probe(output: str) -> dict[str, str]:
     """The probe's sections by name; empty ones are left out."""
     sections: dict[str, list[str]] = {}
@@ -66,14 +79,13 @@ class EnvironmentRecords:
     """Write and read the records of built images (one JSON file and one log each)."""
 
     def __init__(self, root: Path, engine=None, base_image: str = "", log=None,
-                 probe_timeout: float = 120, image_prefix: str = ""):
+                 probe_timeout: float = 120):
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.engine = engine
         self.base_image = base_image
         self.log = log
         self.probe_timeout = probe_timeout
-        self.image_prefix = image_prefix
         self._tasks: set[asyncio.Task] = set()
 
     def follow(self, build, plan, resolved) -> None:
