@@ -70,6 +70,8 @@ class BuildApp(EngineFirst, BinderLab):
             if event["phase"] in ("fetching", "building"):
                 sys.stderr.write(message)
             image = event.get("imageName", image)
+        if getattr(self, "records", None) is not None:
+            await self.records.settle()  # the environment record of what was just built
         if self.pin:
             self.index.pin(image, note=self.extra_args[0])
             sys.stderr.write(f"Pinned {image}\n")
