@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from binderlab.buildpacks import LOCKFILE_BUILDPACKS, with_lockfile_buildpacks
-from binderlab.fingerprint.buildpacks import compute
 from tests.harness.sse import follow, phases
 from tests.test_kernel import run_code
 
@@ -104,7 +103,8 @@ def test_uv_lock_in_binder_folder_and_packaged_projects(checkout):
     fp = fingerprint(packaged)
     assert fp["kind"] == "tree" and "repository's content" in fp["reason"]
     text = dockerfile(packaged)
-    assert "uv sync --frozen --no-install-project" in text and "uv sync --frozen --inexact &&" in text
+    assert "uv sync --frozen --no-install-project" in text
+    assert "uv sync --frozen --inexact &&" in text
 
 
 def test_uv_dockerfile_syncs_frozen_with_uv_from_pypi(checkout):
@@ -115,7 +115,8 @@ def test_uv_dockerfile_syncs_frozen_with_uv_from_pypi(checkout):
     assert "-c /tmp/uv-constraints.txt ipykernel" in text
     assert "ipykernel install --prefix /opt/venv --name python3" in text
     # the environment files are copied before the repository: notebook commits reuse layers
-    assert text.index("COPY --chown=1000:1000 src/uv.lock") < text.index("COPY --chown=1000:1000 src/ ")
+    copy = "COPY --chown=1000:1000 src/"
+    assert text.index(copy + "uv.lock") < text.index(copy + " ")
 
 
 def test_conda_lock_renders_an_install_of_the_lock_not_a_solve(checkout):
@@ -160,7 +161,8 @@ async def test_uv_lock_builds_and_its_kernel_has_the_locked_packages(service, gi
         "path": "lock.ipynb", "type": "notebook", "name": "", "kernel": {"name": "python3"}})
     assert session.status_code == 201, session.text
     kernel = session.json()["kernel"]["id"]
-    ws = ready["url"].replace("http", "ws", 1) + f"api/kernels/{kernel}/channels?token={ready['token']}"
+    ws = (ready["url"].replace("http", "ws", 1)
+          + f"api/kernels/{kernel}/channels?token={ready['token']}")
     out = await run_code(ws, "import sys, tabulate, six\n"
                              "print(sys.prefix, tabulate.__version__, six.__version__)")
     prefix, tabulate_version, six_version = out.split()

@@ -63,5 +63,5 @@ c.Repo2Docker.base_image = os.environ.get("BINDERLAB_TEST_BASE_IMAGE",  # noqa: 
 # what an operator adds (binderlab.buildpacks.with_lockfile_buildpacks does it for
 # repo2docker's own list); conda-lock builds stop at the Dockerfile here (no conda channels)
 c.Repo2Docker.buildpacks = [DockerBuildPack, LocalUvLockBuildPack, CondaLockBuildPack,  # noqa: F821
-                            LocalPipBuildPack]  # noqa: F821
+                            LocalPipBuildPack]
 c.Repo2Docker.default_buildpack = LocalPipBuildPack  # noqa: F821

@@ -11,7 +11,6 @@ that change only notebooks share one image.
 """
 
 import os
-from functools import lru_cache
 
 from repo2docker.buildpacks.conda import CondaBuildPack
 from ruamel.yaml import YAML
@@ -37,7 +36,6 @@ class CondaLockBuildPack(CondaBuildPack):
     def detect(self) -> bool:
         return os.path.exists(self.binder_path(LOCK))
 
-    @lru_cache
     def _locked_names(self) -> frozenset[str]:
         with open(self.binder_path(LOCK)) as f:
             lock = YAML(typ="safe", pure=True).load(f) or {}
@@ -46,21 +44,17 @@ class CondaLockBuildPack(CondaBuildPack):
                              "(no 'package' list); make it with `conda-lock lock`.")
         return frozenset(p.get("name", "") for p in lock["package"] if isinstance(p, dict))
 
-    @lru_cache
     def get_path(self):
         return [f"{self.locked_prefix}/bin", *super().get_path()]
 
-    @lru_cache
     def get_env(self):
         return [*super().get_env(), ("CONDA_DEFAULT_ENV", self.locked_prefix)]
 
-    @lru_cache
     def get_preassemble_script_files(self):
         files = dict(super().get_preassemble_script_files())
         files[self.binder_path(LOCK)] = self.binder_path(LOCK)
         return files
 
-    @lru_cache
     def get_env_scripts(self):
         lock = self.binder_path(LOCK)
         install = (f'${{MAMBA_EXE}} create --yes -p {self.locked_prefix} -f "{lock}"')
@@ -68,7 +62,8 @@ class CondaLockBuildPack(CondaBuildPack):
             # a kernel needs ipykernel; keep every locked package as it is
             install += (f" && ${{MAMBA_EXE}} install --yes -p {self.locked_prefix} "
                         "--freeze-installed ipykernel")
-        install += f" && ${{MAMBA_EXE}} clean --all -f -y && ${{MAMBA_EXE}} list -p {self.locked_prefix}"
+        install += (" && ${MAMBA_EXE} clean --all -f -y && "
+                    f"${{MAMBA_EXE}} list -p {self.locked_prefix}")
         kernel = (f"{self.locked_prefix}/bin/python -m ipykernel install --prefix "
                   "${NB_PYTHON_PREFIX} --name python3 --display-name 'Python 3 (conda-lock)'")
         # repo2docker's entrypoint runs in a login shell, which resets PATH from /etc/profile

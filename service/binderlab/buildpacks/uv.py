@@ -21,7 +21,6 @@ Settings are class attributes; change them in a subclass in the repo2docker conf
 import os
 import shlex
 import tomllib
-from functools import lru_cache
 
 from repo2docker.buildpacks.base import BaseImage
 
@@ -47,13 +46,11 @@ class UvLockBuildPack(BaseImage):
     def detect(self) -> bool:
         return all(os.path.exists(self.binder_path(f)) for f in (LOCK, PROJECT))
 
-    @lru_cache
     def _locked_names(self) -> frozenset[str]:
         with open(self.binder_path(LOCK), "rb") as f:
             lock = tomllib.load(f)
         return frozenset(p.get("name", "") for p in lock.get("package", []))
 
-    @lru_cache
     def _is_package(self) -> bool:
         """uv's rule: ``tool.uv.package`` if given, else whether a build system is declared."""
         with open(self.binder_path(PROJECT), "rb") as f:
@@ -65,13 +62,11 @@ class UvLockBuildPack(BaseImage):
         # binder_dir is repo2docker's own choice: "", "binder" or ".binder"
         return f'"${{REPO_DIR}}/{self.binder_dir}"'
 
-    @lru_cache
     def get_packages(self):
         # uv and its venv need a Python to be installed with; the lock's own Python comes
         # from the system when it fits requires-python, else uv downloads one
         return super().get_packages() | {"python3", "python3-venv"}
 
-    @lru_cache
     def get_build_env(self):
         return [*super().get_build_env(),
                 ("UV_PROJECT_ENVIRONMENT", self.env_prefix),
@@ -79,16 +74,15 @@ class UvLockBuildPack(BaseImage):
                 ("UV_NATIVE_TLS", "1"),
                 ("UV_LINK_MODE", "copy")]
 
-    @lru_cache
     def get_path(self):
         return [*super().get_path(), f"{self.env_prefix}/bin", f"{self.server_prefix}/bin",
                 f"{self.uv_prefix}/bin"]
 
-    @lru_cache
     def get_build_scripts(self):
         uv = f"{self.uv_prefix}/bin/uv"
+        pip = f"{self.uv_prefix}/bin/pip"
         scripts = [("root", f"python3 -m venv {self.uv_prefix} && "
-                            f"{self.uv_prefix}/bin/pip install --no-cache-dir uv=={self.uv_version}"),
+                            f"{pip} install --no-cache-dir uv=={self.uv_version}"),
                    ("root", f"install -d -o ${{NB_USER}} -g ${{NB_USER}} {self.env_prefix}")]
         if self.server_packages:
             pkgs = " ".join(shlex.quote(p) for p in self.server_packages)
@@ -101,7 +95,6 @@ class UvLockBuildPack(BaseImage):
         scripts.append(("root", f"echo 'export PATH={path}:$PATH' > /etc/profile.d/zz-uv-env.sh"))
         return scripts
 
-    @lru_cache
     def get_preassemble_script_files(self):
         files = dict(super().get_preassemble_script_files())
         for name in (LOCK, PROJECT, PYTHON_VERSION):
@@ -110,7 +103,6 @@ class UvLockBuildPack(BaseImage):
                 files[path] = path
         return files
 
-    @lru_cache
     def get_preassemble_scripts(self):
         env_python = f"{self.env_prefix}/bin/python"
         sync = (f"cd {self._dir()} && export UV_CACHE_DIR=/tmp/uv-cache && "
@@ -126,7 +118,6 @@ class UvLockBuildPack(BaseImage):
                   "--name python3 --display-name 'Python 3 (uv.lock)'")
         return [*super().get_preassemble_scripts(), ("${NB_USER}", sync), ("root", kernel)]
 
-    @lru_cache
     def get_assemble_scripts(self):
         scripts = list(super().get_assemble_scripts())
         if self._is_package():

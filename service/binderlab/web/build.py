@@ -90,7 +90,10 @@ class BuildHandler(BaseHandler):
 
     def options(self, *args):
         self.set_cors_headers()
-        self.set_header("Access-Control-Allow-Headers", "Accept, Cache-Control")
+        # BinderHub's JS client (@jupyterhub/binderhub-client) sends Authorization: Bearer
+        # with an API token, else X-Xsrftoken from an _xsrf cookie
+        self.set_header("Access-Control-Allow-Headers",
+                        "Accept, Cache-Control, Authorization, X-Xsrftoken")
         self.set_status(204)
 
 
