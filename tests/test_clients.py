@@ -88,8 +88,10 @@ def test_binderhub_client_launches_a_repository(node, service, git_server):
 def test_binderhub_client_reports_failures(node, service, git_server):
     unknown = run_node(node, "binderhub_client.mjs", service.url, "nope/a/b/main")
     assert not unknown["ok"] and unknown["phases"] == ["failed"], unknown
-    # a 4xx before the stream opens: the client stops and says so (no retry loop)
-    assert "Failed to connect to event stream: 404" in unknown["failed"]["message"]
+    # as from BinderHub: the reason arrives as a failed event the client can show (an HTTP
+    # 404 would only give it "Failed to connect to event stream: 404")
+    assert unknown["failed"]["status_code"] == 404
+    assert "Unknown repository provider 'nope'" in unknown["failed"]["message"]
 
     repo = git_server.create("failing-build")
     failed = run_node(node, "binderhub_client.mjs", service.url, f"gh/{repo.gh_spec}/main")

@@ -176,3 +176,21 @@ async def test_uv_lock_builds_and_its_kernel_has_the_locked_packages(service, gi
     assert again[-1]["phase"] == "ready" and "building" not in phases(again)
     assert again[-1]["image"] == ready["image"]
     assert service.metric("binderlab_builder_runs_total") == runs
+
+
+def test_operator_config_with_repo2dockers_own_base_image(checkout, tmp_path):
+    """The README's two lines: repo2docker's own build packs and base image, lock files first.
+    (That base image cannot be pulled here: this is checked up to the Dockerfile.)"""
+    config = tmp_path / "operator_r2d_config.py"
+    config.write_text("from binderlab.buildpacks import with_lockfile_buildpacks\n"
+                      "c.Repo2Docker.buildpacks = with_lockfile_buildpacks()\n")
+    result = subprocess.run([sys.executable, "-m", "repo2docker", "--config", str(config),
+                             "--no-build", "--debug", str(checkout("uv-lock"))],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout + result.stderr
+    assert "FROM docker.io/library/buildpack-deps" in text
+    # JupyterLab gets its own environment; the lock's is the kernel registered into it
+    assert "uv venv ${APP_BASE}/jupyter" in text and "jupyterlab jupyterhub" in text
+    assert "ipykernel install --prefix ${APP_BASE}/jupyter --name python3" in text
+    assert "UV_PROJECT_ENVIRONMENT=${APP_BASE}/uv-env" in text

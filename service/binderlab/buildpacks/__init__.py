@@ -26,7 +26,8 @@ def with_lockfile_buildpacks(buildpacks=None) -> list:
     if buildpacks is None:
         from repo2docker.app import Repo2Docker
 
-        buildpacks = Repo2Docker().buildpacks
+        # the trait's default, without making a second repo2docker app inside its config
+        buildpacks = Repo2Docker.class_traits()["buildpacks"].default()
     from repo2docker.buildpacks import DockerBuildPack, LegacyBinderDockerBuildPack
 
     docker = [b for b in buildpacks if issubclass(b, DockerBuildPack | LegacyBinderDockerBuildPack)]
