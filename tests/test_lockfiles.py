@@ -194,3 +194,19 @@ def test_operator_config_with_repo2dockers_own_base_image(checkout, tmp_path):
     assert "uv venv ${APP_BASE}/jupyter" in text and "jupyterlab jupyterhub" in text
     assert "ipykernel install --prefix ${APP_BASE}/jupyter --name python3" in text
     assert "UV_PROJECT_ENVIRONMENT=${APP_BASE}/uv-env" in text
+
+
+def test_uv_lock_with_local_path_sources_is_keyed_by_tree(checkout):
+    """A lock that installs a folder of the repository (a [tool.uv.sources] path) cannot be
+    installed from the lock alone: the sync runs after the repository is copied in."""
+    lock = (HERE / "repos/uv-lock/uv.lock").read_text()
+    local = ('\n[[package]]\nname = "mylib"\nversion = "0.1.0"\n'
+             'source = { directory = "mylib" }\n')
+    path = checkout("uv-lock", **{"uv.lock": lock + local})
+    fp = fingerprint(path)
+    assert fp["kind"] == "tree", fp
+    text = dockerfile(path)
+    assert "--no-install-project" not in text
+    # the one sync comes after the repository's content
+    copy_all = text.index("COPY --chown=1000:1000 src/ ")
+    assert text.index("uv sync --frozen &&") > copy_all

@@ -46,10 +46,23 @@ class UvLockBuildPack(BaseImage):
     def detect(self) -> bool:
         return all(os.path.exists(self.binder_path(f)) for f in (LOCK, PROJECT))
 
-    def _locked_names(self) -> frozenset[str]:
+    def _lock(self) -> dict:
         with open(self.binder_path(LOCK), "rb") as f:
-            lock = tomllib.load(f)
-        return frozenset(p.get("name", "") for p in lock.get("package", []))
+            return tomllib.load(f)
+
+    def _locked_names(self) -> frozenset[str]:
+        return frozenset(p.get("name", "") for p in self._lock().get("package", []))
+
+    def _local_sources(self) -> bool:
+        """Whether the lock installs something from the repository other than the project
+        itself (``[tool.uv.sources]`` paths, workspace members): then the environment
+        needs the whole repository, not only the lock."""
+        for package in self._lock().get("package", []):
+            source = package.get("source", {})
+            for kind in ("path", "directory", "editable", "virtual"):
+                if kind in source and source[kind] != ".":
+                    return True
+        return False
 
     def _is_package(self) -> bool:
         """uv's rule: ``tool.uv.package`` if given, else whether a build system is declared."""
@@ -103,10 +116,12 @@ class UvLockBuildPack(BaseImage):
                 files[path] = path
         return files
 
-    def get_preassemble_scripts(self):
+    def _sync(self, *args: str) -> list[tuple[str, str]]:
+        """``uv sync --frozen`` (plus ``args``) into the locked environment, ipykernel added
+        when the lock has none, and that environment registered as the ``python3`` kernel."""
         env_python = f"{self.env_prefix}/bin/python"
         sync = (f"cd {self._dir()} && export UV_CACHE_DIR=/tmp/uv-cache && "
-                "uv sync --frozen --no-install-project")
+                f"uv sync --frozen {' '.join(args)}".rstrip())
         if "ipykernel" not in self._locked_names():
             # a kernel needs ipykernel; pin what it shares with the lock to the lock's versions
             sync += (" && uv export --frozen --no-hashes --no-emit-project "
@@ -116,11 +131,20 @@ class UvLockBuildPack(BaseImage):
         sync += " && rm -rf /tmp/uv-cache"
         kernel = (f"{env_python} -m ipykernel install --prefix {self.server_prefix} "
                   "--name python3 --display-name 'Python 3 (uv.lock)'")
-        return [*super().get_preassemble_scripts(), ("${NB_USER}", sync), ("root", kernel)]
+        return [("${NB_USER}", sync), ("root", kernel)]
+
+    def get_preassemble_scripts(self):
+        scripts = list(super().get_preassemble_scripts())
+        if not self._local_sources():
+            scripts += self._sync("--no-install-project")
+        return scripts
 
     def get_assemble_scripts(self):
         scripts = list(super().get_assemble_scripts())
-        if self._is_package():
+        if self._local_sources():
+            # local path sources need the repository: everything is installed after it
+            scripts += self._sync()
+        elif self._is_package():
             # --inexact: keep the ipykernel added above (sync removes what the lock lacks)
             scripts.append(("${NB_USER}", f"cd {self._dir()} && UV_CACHE_DIR=/tmp/uv-cache "
                                           "uv sync --frozen --inexact && rm -rf /tmp/uv-cache"))

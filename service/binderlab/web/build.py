@@ -41,7 +41,8 @@ class BuildHandler(BaseHandler):
     def send_error(self, status_code: int = 500, **kwargs) -> None:
         """Errors before the stream starts go out as a ``failed`` event, as BinderHub sends
         them: a browser's EventSource cannot read an HTTP error's status or body (it only
-        reports a lost connection), so the reason would never reach the user. A request
+        reports a lost connection), so the reason would never reach the user (BinderHub's
+        /build answers its errors this way too, jupyterhub/binderhub#1266). A request
         that did not ask for an event stream gets the plain JSON error."""
         if self._headers_written or not self.wants_stream():
             return super().send_error(status_code, **kwargs)
