@@ -154,3 +154,16 @@ def test_thebe_core_course_page_runs_a_cell(node, service, git_server):
         result["requests"]
     assert result["offHostRequests"] == [] and result["pageErrors"] == [], result
     assert Path(result["screenshots"]["course-after"]).is_file()
+
+
+@pytest.mark.browser
+def test_myst_launch_button_link_opens_the_page_in_jupyterlab(node, service, git_server):
+    """The link myst-theme's launch button builds once /versions says "binderhub":
+    <host>/v2/gh/<org>/<repo>/<ref>?urlpath=/lab/tree/<page> (with its leading slash)."""
+    from tests.test_browser import assert_opened, open_in_browser
+
+    repo = git_server.create("dockerfile", unique=False)
+    url = f"{service.url}v2/gh/{repo.gh_spec}/main?urlpath=%2Flab%2Ftree%2Fhello.ipynb"
+    result = open_in_browser(node, url, "myst-launch", "--expect-text",
+                             "Hello from the dockerfile test repo", "--expect-output", "42")
+    assert_opened(result, "lab/tree/hello.ipynb")
