@@ -167,3 +167,31 @@ def test_myst_launch_button_link_opens_the_page_in_jupyterlab(node, service, git
     result = open_in_browser(node, url, "myst-launch", "--expect-text",
                              "Hello from the dockerfile test repo", "--expect-output", "42")
     assert_opened(result, "lab/tree/hello.ipynb")
+
+
+async def test_session_environment_names_its_launch_as_binderhub_does(service, git_server):
+    """BinderHub's spawner sets BINDER_REQUEST, BINDER_PERSISTENT_REQUEST, BINDER_LAUNCH_HOST,
+    BINDER_REF_URL and BINDER_REPO_URL in the session: code in a notebook (and extensions
+    that offer "share this launch") read them."""
+    from tests.harness.sse import follow
+    from tests.test_kernel import run_code
+
+    repo = git_server.create("dockerfile", unique=False)
+    ready = follow(f"{service.url}build/gh/{repo.gh_spec}/main")[-1]
+    assert ready["phase"] == "ready", ready
+    headers = {"Authorization": f"token {ready['token']}"}
+    session = requests.post(ready["url"] + "api/sessions", headers=headers, timeout=60, json={
+        "path": "env.ipynb", "type": "notebook", "name": "", "kernel": {"name": "python3"}})
+    assert session.status_code == 201, session.text
+    ws = (ready["url"].replace("http", "ws", 1)
+          + f"api/kernels/{session.json()['kernel']['id']}/channels?token={ready['token']}")
+    keys = ["BINDER_REQUEST", "BINDER_PERSISTENT_REQUEST", "BINDER_LAUNCH_HOST",
+            "BINDER_REF_URL", "BINDER_REPO_URL"]
+    out = await run_code(ws, "import os, json; print(json.dumps({k: os.environ.get(k) for k in "
+                             f"{keys!r}}}))")
+    env = json.loads(out)
+    assert env == {"BINDER_REQUEST": ready["binder_request"],
+                   "BINDER_PERSISTENT_REQUEST": ready["binder_persistent_request"],
+                   "BINDER_LAUNCH_HOST": ready["binder_launch_host"],
+                   "BINDER_REF_URL": ready["binder_ref_url"],
+                   "BINDER_REPO_URL": ready["repo_url"]}
