@@ -50,5 +50,8 @@ if [ ! -d "$top/tests/browser/node_modules/playwright-core" ] || \
   (cd "$top/tests/browser" && npm install --no-fund --no-audit --ignore-scripts)
 fi
 
+# thebe-core's browser bundle for the course-page test (npm pack, integrity-checked)
+bash "$top/tests/browser/fetch-thebe-core.sh"
+
 step "test base image"
 bash "$here/base-image.sh"

@@ -297,6 +297,9 @@ class Pipeline:
             "spec": resolved.spec.spec,
             "repo_key": self.repo_key(resolved),
             "client": request.client,
+            # BinderHub's spawner puts these in the session's environment (BINDER_REQUEST,
+            # ...): notebooks and extensions that build "share this" links read them
+            **self.binder_links(request, resolved),
             **request.extra,
         }
         if kind == "env":
@@ -375,19 +378,24 @@ class Pipeline:
                                   "'gpu: 1'.", 400) from None
         return None
 
+    def binder_links(self, request: LaunchRequest, resolved: ResolvedRepo) -> dict:
+        """The launch's links, as BinderHub names them (ready event, session environment)."""
+        spec = resolved.spec
+        return {
+            "binder_ref_url": request.provider.ref_url(spec, resolved.commit),
+            "binder_launch_host": self.public_url,
+            "binder_request": f"v2/{spec.provider}/{spec.spec}",
+            "binder_persistent_request": f"v2/{spec.provider}/{resolved.persistent_spec}",
+        }
+
     def ready_event(self, event: dict, request: LaunchRequest, resolved: ResolvedRepo,
                     image: str) -> dict:
-        spec = resolved.spec
-        provider = spec.provider
         return {
             **event,
             "image": image,
-            "repo_url": spec.repo_url,
-            "binder_ref_url": request.provider.ref_url(spec, resolved.commit),
-            "binder_launch_host": self.public_url,
-            "binder_request": f"v2/{provider}/{spec.spec}",
-            "binder_persistent_request": f"v2/{provider}/{resolved.persistent_spec}",
-            "environment_url": f"{self.public_url}environment/{provider}/"
+            "repo_url": resolved.spec.repo_url,
+            **self.binder_links(request, resolved),
+            "environment_url": f"{self.public_url}environment/{resolved.spec.provider}/"
                                f"{resolved.persistent_spec}",
             "message": f"server running at {event['url']}\n",
         }

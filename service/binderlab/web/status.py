@@ -88,10 +88,23 @@ class HealthHandler(BaseHandler):
 
 
 class VersionsHandler(BaseHandler):
+    """Answers as BinderHub's ``/versions`` does, plus binderlab's own key.
+
+    Clients tell a BinderHub from a plain JupyterHub by this answer: MyST's launch button
+    (myst-theme) fetches ``<host>/versions`` and takes the host for a BinderHub when the
+    JSON has a ``binderhub`` key, else it tries ``<host>/hub/api/``. BinderHub sends its
+    version there, ``builder_info`` from its builder (the local repo2docker builder says
+    ``repo2docker-version``) and, for older clients, ``builder``.
+    """
+
     def get(self):
         self.set_cors_headers()
-        self.finish({"builder": f"repo2docker {repo2docker_version}",
-                     "binderlab": __version__})
+        self.finish({
+            "binderhub": __version__,
+            "builder_info": {"repo2docker-version": repo2docker_version},
+            "builder": f"repo2docker {repo2docker_version}",
+            "binderlab": __version__,
+        })
 
 
 class MetricsHandler(BaseHandler):
