@@ -147,7 +147,8 @@ class Pipeline:
 
     async def fetch(self, resolved: ResolvedRepo) -> Path:
         return await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
-                                        resolved.allowed_protocols, resolved.git_config)
+                                        resolved.allowed_protocols, resolved.git_config,
+                                        reachable_only=resolved.verify_reachable)
 
     async def plan(self, resolved: ResolvedRepo) -> ImagePlan:
         """Fetch the commit and work out its image (fingerprints are cached per tree)."""

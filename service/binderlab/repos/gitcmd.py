@@ -133,6 +133,16 @@ def pick_ref(ls_remote_output: str, ref: str) -> str | None:
     return None
 
 
+def branch_and_tag_tips(ls_remote_output: str) -> set[str]:
+    """Commits at the tip of a branch or tag (annotated tags peeled) in ``ls-remote`` output."""
+    tips = set()
+    for line in ls_remote_output.splitlines():
+        sha, _, name = line.partition("\t")
+        if name.startswith(("refs/heads/", "refs/tags/")) and SHA_RE.match(sha):
+            tips.add(sha)
+    return tips
+
+
 def pin_config(host: str, port: int, address: str | None) -> tuple[str, ...]:
     """git settings that make it connect to ``address`` for ``host:port`` (no new lookup)."""
     if not address:

@@ -10,7 +10,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from traitlets import Float, List, Unicode
+from traitlets import Bool, Float, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from binderlab.errors import LaunchError
@@ -50,6 +50,9 @@ class ResolvedRepo:
     commit: str
     allowed_protocols: tuple[str, ...] = ("https",)
     git_config: tuple[str, ...] = ()  # e.g. the address checked against blocked networks
+    # a commit asked for by SHA that is no branch's or tag's tip: the fetch must show it is
+    # in their history (a fork's commit is not)
+    verify_reachable: bool = False
 
     @property
     def persistent_spec(self) -> str:
@@ -95,6 +98,18 @@ class GitRepoProvider(RepoProvider):
 
         Enforced by git itself (GIT_ALLOW_PROTOCOL), so redirects and submodules obey it too.
         'file' and 'ext' are never allowed. Tests add 'http' to reach a local git server.
+        """,
+    ).tag(config=True)
+
+    allow_unadvertised_commits = Bool(
+        False,
+        help="""Launch commits that are on no branch or tag of the repository (default False).
+
+        Git hosts serve commits of forks and pull requests (refs/pull/*) through the parent
+        repository's URL, so by default a commit given by SHA must be in the history of a
+        branch or tag the repository advertises, and refs outside refs/heads/ and
+        refs/tags/ are refused: allow lists, bans and GPU policy then apply to the code
+        they name. True restores launching any commit the host serves (fetched by SHA).
         """,
     ).tag(config=True)
 
@@ -172,17 +187,22 @@ class GitRepoProvider(RepoProvider):
         port = parts.port or (80 if parts.scheme == "http" else 443)
         address = await netguard.check_host(parts.hostname, port, blocked_networks)
         pinned = gitcmd.pin_config(parts.hostname, port, address)
+        protocols = tuple(self.allowed_protocols)
         if gitcmd.SHA_RE.match(spec.ref):
-            return ResolvedRepo(spec, spec.ref, tuple(self.allowed_protocols), pinned)
-        env = gitcmd.git_env(self.allowed_protocols)
-        try:
-            out = await gitcmd.run_git(
-                "ls-remote", "--", spec.clone_url, spec.ref,
-                *([] if spec.ref == "HEAD" else [f"{spec.ref}^{{}}"]),
-                env=env, timeout=self.resolve_timeout, config=pinned,
-            )
-        except gitcmd.GitError as e:
-            raise LaunchError(f"Could not reach repository {spec.repo_url}: {e}", 404) from None
+            if self.allow_unadvertised_commits:
+                return ResolvedRepo(spec, spec.ref, protocols, pinned)
+            tips = gitcmd.branch_and_tag_tips(
+                await self._ls_remote(spec, pinned, "--heads", "--tags"))
+            return ResolvedRepo(spec, spec.ref, protocols, pinned,
+                                verify_reachable=spec.ref not in tips)
+        if spec.ref.startswith("refs/") and not spec.ref.startswith(("refs/heads/",
+                                                                     "refs/tags/")) \
+                and not self.allow_unadvertised_commits:
+            raise LaunchError(f"Ref {spec.ref!r} is not a branch or tag; refs such as "
+                              "refs/pull/* hold commits of forks, which this server launches "
+                              "only from the fork.", 404)
+        out = await self._ls_remote(spec, pinned, "--", spec.clone_url, spec.ref,
+                                    *([] if spec.ref == "HEAD" else [f"{spec.ref}^{{}}"]))
         commit = gitcmd.pick_ref(out, spec.ref)
         if commit is None:
             raise LaunchError(
@@ -190,7 +210,18 @@ class GitRepoProvider(RepoProvider):
                 "of that name.",
                 404,
             )
-        return ResolvedRepo(spec, commit, tuple(self.allowed_protocols), pinned)
+        return ResolvedRepo(spec, commit, protocols, pinned)
+
+    async def _ls_remote(self, spec: RepoSpec, pinned: tuple[str, ...], *args: str) -> str:
+        if "--" not in args:
+            args = (*args, "--", spec.clone_url)
+        try:
+            return await gitcmd.run_git(
+                "ls-remote", *args, env=gitcmd.git_env(self.allowed_protocols),
+                timeout=self.resolve_timeout, config=pinned,
+            )
+        except gitcmd.GitError as e:
+            raise LaunchError(f"Could not reach repository {spec.repo_url}: {e}", 404) from None
 
 
 class _HostedRepoProvider(GitRepoProvider):
