@@ -452,12 +452,12 @@ def test_sessions_cannot_reach_the_metadata_server_or_private_ranges(values, obj
     assert egress_allowed(policies, SESSION, "140.82.112.3", 443)  # e.g. a git host
     # private ranges: other pods, node addresses, the build daemon's Docker API
     for ip in ("10.0.3.7", "172.20.0.5", "192.168.1.10"):
-        assert not egress_allowed(policies, SESSION, ip, 2375)
+        assert not egress_allowed(policies, SESSION, ip, 2376)
         assert not egress_allowed(policies, SESSION, ip, 443)
     # and the build daemon refuses sessions from its side too
     all_policies = [o for (kind, _), o in objects.items() if kind == "NetworkPolicy"]
     dind = objects[("Deployment", "binderlab-dind")]["spec"]["template"]["metadata"]["labels"]
-    assert not ingress_allowed(all_policies, dind, SESSION, 2375)
+    assert not ingress_allowed(all_policies, dind, SESSION, 2376)
 
 
 def test_iptables_block_stays_on(values):
@@ -478,9 +478,9 @@ def test_build_pods_reach_what_they_need_and_nothing_private(objects, service_co
     assert any(p["metadata"]["name"] == "binderlab-build" for p in policies)
     assert egress_allowed(policies, build, peer_labels=service, port=builder.context_port)
     assert ingress_allowed(policies, service, build, builder.context_port)
-    assert egress_allowed(policies, build, peer_labels=dind, port=2375)
-    assert ingress_allowed(policies, dind, build, 2375)
-    assert ingress_allowed(policies, dind, service, 2375)  # the service's engine calls
+    assert egress_allowed(policies, build, peer_labels=dind, port=2376)
+    assert ingress_allowed(policies, dind, build, 2376)
+    assert ingress_allowed(policies, dind, service, 2376)  # the service's engine calls
     assert egress_allowed(policies, build, "10.0.0.53", 53, "UDP")
     assert egress_allowed(policies, build, "151.101.0.223", 443)  # a public registry
     for labels in (build, dind):  # build steps run in the daemon: same limits there

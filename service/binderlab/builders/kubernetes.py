@@ -61,6 +61,9 @@ with urllib.request.urlopen(sys.argv[1], timeout=300) as response:
         archive.extractall(sys.argv[2], filter="tar")
 """
 
+# where the build pod's client finds the shared daemon's TLS client certificate
+DAEMON_CERTS = "/etc/binderlab/daemon-tls"
+
 class BuildPodError(Exception):
     """A build pod failed in a way the user is told about as is."""
 
@@ -210,10 +213,25 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
     ).tag(config=True)
 
     daemon_url = Unicode(
-        "tcp://binderlab-dind:2375",
+        "tcp://binderlab-dind:2376",
         help="""Address of the shared daemon ('docker': a DOCKER_HOST URL, default
-        tcp://binderlab-dind:2375; 'buildkit': a buildkitd address such as
+        tcp://binderlab-dind:2376; 'buildkit': a buildkitd address such as
         tcp://buildkitd:1234). Unused for 'dind-sidecar'.""",
+    ).tag(config=True)
+
+    daemon_tls_secret = Unicode(
+        "binderlab-dind-tls",
+        help="""Secret with the TLS client certificate for the shared daemon (keys ca.pem,
+        cert.pem, key.pem; deploy/kubernetes/dind-certs.sh makes it). Default
+        'binderlab-dind-tls'.
+
+        Build steps (a repository's RUN and postBuild) run as containers of that daemon,
+        where the daemon's own address is one hop away and NetworkPolicy does not apply:
+        without client certificates any repository could drive the daemon, start a
+        privileged container and own the node. The certificate is mounted into the build
+        pod's client only, never into build steps. Empty: no TLS (only for a daemon no
+        build step can reach). Unused for 'dind-sidecar' (its daemon listens on the pod's
+        loopback, which build steps cannot reach).""",
     ).tag(config=True)
 
     dind_image = Unicode(
@@ -366,19 +384,35 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                           "limits": {"cpu": "500m", "memory": "256Mi"}},
         }]
+        if self.daemon in ("docker", "buildkit") and self.daemon_tls_secret:
+            volumes.append({"name": "daemon-tls", "secret": {
+                "secretName": self.daemon_tls_secret, "defaultMode": 0o400,
+                "items": [{"key": k, "path": k} for k in ("ca.pem", "cert.pem", "key.pem")]}})
+            mounts.append({"name": "daemon-tls", "mountPath": DAEMON_CERTS, "readOnly": True})
+        elif self.daemon != "dind-sidecar":
+            self.log.warning("c.KubernetesBuilder.daemon_tls_secret is empty: build steps "
+                             "that can reach %s can drive it", self.daemon_url)
         if self.daemon == "docker":
             env.append({"name": "DOCKER_HOST", "value": self.daemon_url})
+            if self.daemon_tls_secret:
+                env += [{"name": "DOCKER_TLS_VERIFY", "value": "1"},
+                        {"name": "DOCKER_CERT_PATH", "value": DAEMON_CERTS}]
         elif self.daemon == "buildkit":
             # a buildx builder for the shared buildkitd, written where the build container
-            # looks for builders (BUILDX_CONFIG), then selected by name
+            # looks for builders (BUILDX_CONFIG), then selected by name; mTLS as for docker
+            buildkit_tls = ["--driver-opt", ",".join(
+                f"{opt}={DAEMON_CERTS}/{name}" for opt, name in
+                (("cacert", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem")))] \
+                if self.daemon_tls_secret else []
             init_containers.append({
                 "name": "buildx-builder",
                 "image": self.build_image,
                 "command": ["docker", "buildx", "create", "--name", "binderlab",
-                            "--driver", "remote", self.daemon_url],
+                            "--driver", "remote", *buildkit_tls, self.daemon_url],
                 "env": [{"name": "HOME", "value": "/tmp"},
                         {"name": "BUILDX_CONFIG", "value": "/tmp/buildx"}],
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                                 *[m for m in mounts if m["name"] == "daemon-tls"]],
                 "securityContext": self.security_context,
                 "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}},
             })
