@@ -213,14 +213,22 @@ def test_service_pod_is_locked_down(objects):
     assert labels["hub.jupyter.org/network-access-hub"] == "true"
 
 
-def test_ingress_puts_hub_and_binder_service_on_one_name(objects, service_config):
+def test_ingress_gives_service_hub_and_sessions_origins_of_their_own(objects, service_config,
+                                                                     values):
     ingress = objects[("Ingress", "binderlab")]
-    [rule] = ingress["spec"]["rules"]
+    routes = {r["host"]: {p["path"]: p["backend"]["service"]["name"]
+                          for p in r["http"]["paths"]} for r in ingress["spec"]["rules"]}
     public = urlparse(service_config.BinderLab.public_url)
-    assert rule["host"] == public.hostname == urlparse(service_config.HubLauncher.hub_url).hostname
-    assert public.scheme == "https" and rule["host"] in ingress["spec"]["tls"][0]["hosts"]
-    routes = {p["path"]: p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
-    assert routes == {"/hub/": "proxy-public", "/user/": "proxy-public", "/": "binderlab"}
+    hub = urlparse(service_config.HubLauncher.hub_url)
+    subdomain_host = urlparse(values["hub"]["config"]["JupyterHub"]["subdomain_host"])
+    assert public.scheme == hub.scheme == subdomain_host.scheme == "https"
+    assert hub.hostname == subdomain_host.hostname != public.hostname
+    # the service's name serves nothing of the hub's (no /hub/, no /user/)
+    assert routes == {public.hostname: {"/": "binderlab"},
+                      hub.hostname: {"/": "proxy-public"},
+                      f"*.{hub.hostname}": {"/": "proxy-public"}}
+    tls_hosts = {h for t in ingress["spec"]["tls"] for h in t["hosts"]}
+    assert tls_hosts == set(routes)
     assert objects[("Service", "binderlab")]["spec"]["ports"][0]["name"] == "http"
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # SSE
