@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -84,11 +85,31 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     assert argv[0] == "/opt/binderlab/.venv/bin/binderlab"
     # verify checks that the command exists: point it at this machine's binderlab
     text = UNIT.read_text().replace(argv[0], binderlab_executable())
+    text = text.replace("/opt/binderlab/.venv/bin/python",
+                        str(Path(binderlab_executable()).parent / "python"))
     (tmp_path / "binderlab.service").write_text(text)
     result = subprocess.run([tool, "verify", "--man=no", str(tmp_path / "binderlab.service")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout + result.stderr == "", \
         result.stdout + result.stderr
+
+
+def test_unit_sets_up_session_isolation_before_the_service(monkeypatch):
+    service = parse_unit(UNIT)["Service"]
+    [pre] = service["ExecStartPre"]
+    argv = shlex.split(pre.lstrip("+"))
+    assert pre.startswith("+")  # iptables and the network need root; the service does not
+    assert argv[1:4] == ["-m", "binderlab.platform.isolation", "apply"]
+    from binderlab.platform import isolation
+
+    env = dict(e.split("=", 1) for e in service["Environment"])
+    assert env["BINDERLAB_SESSION_NETWORK"] == isolation.SESSION_NETWORK
+    # the hub then puts sessions there
+    monkeypatch.setenv("BINDERLAB_SESSION_NETWORK", env["BINDERLAB_SESSION_NETWORK"])
+    assert load_hub_overlay(monkeypatch).DockerSpawner.network_name == isolation.SESSION_NETWORK
+    # and the hub port the rules let sessions reach is the hub's own
+    hub_port = int(argv[argv.index("--hub-port") + 1])
+    assert urlparse(load_example().UpApp.hub_internal_url).port == hub_port
 
 
 def test_verify_would_catch_a_mistake(tmp_path):

@@ -100,8 +100,10 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         """Check binderlab's user_options (image, launch token), then start the container."""
         self.check_user_options()
         gpus = self.session_gpus()
+        self._session_gpu_ids = list(gpus)
         self.extra_create_kwargs = {**self.extra_create_kwargs,
-                                    "labels": self.session_labels(gpus)}
+                                    "labels": self.session_labels(gpus),
+                                    "user": await self.notebook_user()}
         if gpus:
             # the NVIDIA Container Toolkit gives the container exactly these devices
             self.extra_host_config = {**self.extra_host_config, "device_requests": [
@@ -135,8 +137,28 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
                 next_container_check = loop.time() + 1
             await asyncio.sleep(self.server_poll_interval)
 
+    async def notebook_user(self) -> str:
+        """``uid:gid`` the session runs as: the notebook user binderlab built the image for
+        (its label), whatever the image's own USER says. A repository's Dockerfile may end
+        with `USER root`; the README promises non-root sessions, and a root session could
+        undo what the spawner set up (the content's owner, files outside the home)."""
+        info = await self.docker("inspect_image", self.image)
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        uid = labels.get(LABEL_UID, "1000")
+        if not uid.isdigit() or int(uid) == 0:
+            raise web.HTTPError(403, f"Image {self.image!r} names no non-root notebook user.")
+        return f"{uid}:{uid}"  # repo2docker gives NB_USER a group of the same id
+
     def get_env(self):
-        return self.session_env(super().get_env())
+        env = self.session_env(super().get_env())
+        # The NVIDIA runtime hands a container the devices its environment names; an image
+        # may say ENV NVIDIA_VISIBLE_DEVICES=all, and on a host whose default runtime is
+        # nvidia every session would get every GPU. The container's own value wins over the
+        # image's: a GPU session names exactly its devices, a CPU session none ("void":
+        # the runtime then adds nothing, as for runc).
+        gpus = getattr(self, "_session_gpu_ids", [])
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpus) if gpus else "void"
+        return env
 
     async def get_command(self):
         if not self.anonymous:
