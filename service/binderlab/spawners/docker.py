@@ -65,6 +65,9 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
     async def create_object(self):
         """Create the container; for an environment-keyed image, copy the requested commit's
         files into the repository directory (as the notebook user) before it starts."""
+        # self.image is the session's image from here on (DockerSpawner applied user_options)
+        self.extra_create_kwargs = {**self.extra_create_kwargs,
+                                    "user": await self.notebook_user()}
         obj = await super().create_object()
         info = await self.docker("inspect_image", self.image)
         config = info.get("Config") or {}
@@ -102,8 +105,7 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         gpus = self.session_gpus()
         self._session_gpu_ids = list(gpus)
         self.extra_create_kwargs = {**self.extra_create_kwargs,
-                                    "labels": self.session_labels(gpus),
-                                    "user": await self.notebook_user()}
+                                    "labels": self.session_labels(gpus)}
         if gpus:
             # the NVIDIA Container Toolkit gives the container exactly these devices
             self.extra_host_config = {**self.extra_host_config, "device_requests": [
