@@ -245,7 +245,7 @@ Z2JH_KEYS = {
     "singleuser.memory", "singleuser.memory.limit", "singleuser.memory.guarantee",
     "singleuser.cpu", "singleuser.cpu.limit", "singleuser.cpu.guarantee",
     "singleuser.networkPolicy", "singleuser.networkPolicy.enabled",
-    "singleuser.networkPolicy.egressAllowRules",
+    "singleuser.networkPolicy.egressAllowRules", "singleuser.networkPolicy.egress",
     "singleuser.networkPolicy.egressAllowRules.cloudMetadataServer",
     "singleuser.networkPolicy.egressAllowRules.privateIPs",
     "singleuser.networkPolicy.egressAllowRules.nonPrivateIPs",
@@ -345,16 +345,41 @@ async def session_pod(hub_config: Config, values: dict, options: dict) -> dict:
     return data
 
 
+CONTENT_URL = "http://10.0.0.5:8586/content/" + "t" * 43 + ".tar"
+
+
 def options(hub_config, gpus: list[str] | None = None) -> dict:
     from binderlab.gpus.allocator import sign_gpus
 
     prefix = hub_config.BinderLabKubeSpawner.image_prefix
     opts = {"image": f"{prefix}env-{'b' * 64}", "token": "a-launch-token-of-enough-length",
-            "repo_url": "https://github.com/o/r", "ref": COMMIT, "content": COMMIT}
+            "repo_url": "https://github.com/o/r", "ref": COMMIT, "content": COMMIT,
+            "content_url": CONTENT_URL}
     if gpus:
         opts["gpus"] = gpus
         opts["gpu_signature"] = sign_gpus(HUB_TOKEN, "mock@name", gpus)
     return opts
+
+
+@pytest.mark.parametrize("url", ["", "http://169.254.169.254:8586/latest/meta-data",
+                                 "https://github.com/o/r.git",
+                                 "http://10.0.0.5:8586/content/x.tar",
+                                 "http://10.0.0.5:80/content/" + "a" * 43 + ".tar"])
+async def test_session_pod_refuses_content_from_elsewhere(kubeconfig, hub_config, values, url):
+    from tornado import web
+
+    with pytest.raises(web.HTTPError) as info:
+        await session_pod(hub_config, values, {**options(hub_config), "content_url": url})
+    assert info.value.status_code == 400
+
+
+def test_sessions_reach_the_content_port_and_nothing_else_of_the_service(values, objects):
+    policies = [session_policy(values)]
+    service = objects[("Deployment", "binderlab")]["spec"]["template"]["metadata"]["labels"]
+    assert egress_allowed(policies, SESSION, peer_labels=service, port=8586)
+    assert not egress_allowed(policies, SESSION, peer_labels=service, port=8585)
+    service_policies = [o for (kind, _), o in objects.items() if kind == "NetworkPolicy"]
+    assert ingress_allowed(service_policies, service, SESSION, 8586)
 
 
 async def test_gpu_session_pod_gets_the_gpu_and_the_gpu_pool(kubeconfig, hub_config, values):
@@ -383,7 +408,9 @@ async def test_session_pod_has_the_content_init_container_locked_down(kubeconfig
     assert ctx["runAsNonRoot"] is True and ctx["allowPrivilegeEscalation"] is False
     assert ctx["capabilities"] == {"drop": ["ALL"]}
     env = {e["name"]: e["value"] for e in init["env"]}
-    assert env["BINDER_REF"] == COMMIT and env["GIT_ALLOW_PROTOCOL"] == "https"
+    # the files the service fetched through its guard, not a git fetch inside the cluster
+    assert env["BINDER_CONTENT_URL"] == CONTENT_URL
+    assert "git" not in init["command"][-1] and "BINDER_REPO_URL" not in env
     notebook = pod["spec"]["containers"][0]
     assert pod["spec"]["containers"][0]["image"].startswith(
         hub_config.BinderLabKubeSpawner.image_prefix)
@@ -495,9 +522,11 @@ def test_build_pods_reach_what_they_need_and_nothing_private(objects, service_co
         assert not egress_allowed(policies, labels, METADATA, 80)
         assert not egress_allowed(policies, labels, "10.0.3.7", 443)
         assert not egress_allowed(policies, labels, "100.100.100.200", 80)  # Alibaba's
-    # nothing gets into a build pod; only build pods get the context port
+    # nothing gets into a build pod; build pods and sessions (their content) get the
+    # context port, at unguessable URLs
     assert not ingress_allowed(policies, build, service, 8585)
-    assert not ingress_allowed(policies, service, SESSION, builder.context_port)
+    assert ingress_allowed(policies, service, SESSION, builder.context_port)
+    assert not ingress_allowed(policies, service, {"app": "other"}, builder.context_port)
     assert ingress_allowed(policies, service, {"app": "ingress-nginx"}, 8585)
 
 

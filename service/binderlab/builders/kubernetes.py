@@ -69,14 +69,15 @@ class BuildPodError(Exception):
 
 
 class _ContextHandler(tornado.web.RequestHandler):
-    def initialize(self, contexts: dict[str, Path]):
+    def initialize(self, contexts: dict[str, Path], content_type: str = "application/gzip"):
         self.contexts = contexts
+        self.content_type = content_type
 
     async def get(self, token: str):
         path = self.contexts.get(token)
         if path is None or not path.exists():
             raise tornado.web.HTTPError(404)
-        self.set_header("Content-Type", "application/gzip")
+        self.set_header("Content-Type", self.content_type)
         with path.open("rb") as f:
             while chunk := f.read(1 << 20):
                 self.write(chunk)
@@ -94,6 +95,8 @@ class ContextServer:
         self.ip = ip
         self.port = port
         self.contexts: dict[str, Path] = {}
+        # session content (<commit>.tar, shared with other launches): served, never deleted
+        self.contents: dict[str, Path] = {}
         self.server = None
 
     def start(self) -> None:
@@ -101,7 +104,10 @@ class ContextServer:
             return
         app = tornado.web.Application(
             [(r"/context/([A-Za-z0-9_-]+)\.tar\.gz", _ContextHandler,
-              {"contexts": self.contexts})], log_function=lambda handler: None)
+              {"contexts": self.contexts}),
+             (r"/content/([A-Za-z0-9_-]+)\.tar", _ContextHandler,
+              {"contexts": self.contents, "content_type": "application/x-tar"})],
+            log_function=lambda handler: None)
         sockets = bind_sockets(self.port, self.ip)
         self.port = sockets[0].getsockname()[1]  # the one the OS picked for port 0
         self.server = HTTPServer(app)
@@ -112,6 +118,13 @@ class ContextServer:
         await asyncio.get_running_loop().run_in_executor(None, _pack, context, archive)
         token = secrets.token_urlsafe(32)
         self.contexts[token] = archive
+        return token
+
+    def share(self, archive: Path, lifetime: float) -> str:
+        """Serve ``archive`` (not removed afterwards) for ``lifetime`` seconds; its token."""
+        token = secrets.token_urlsafe(32)
+        self.contents[token] = archive
+        asyncio.get_running_loop().call_later(lifetime, self.contents.pop, token, None)
         return token
 
     def remove(self, token: str) -> None:
@@ -321,6 +334,23 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
         <context_port>, with the IP from $POD_IP (downward API) or this host's name. It must
         reach this very replica, not a Service in front of several.""",
     ).tag(config=True)
+
+    content_lifetime = Float(
+        900,
+        help="""Seconds a session's content stays fetchable by its pod's init container
+        (default 900: pulling a new image first can take minutes).""",
+    ).tag(config=True)
+
+    async def serve_content(self, archive: Path) -> str:
+        """The URL a session pod's init container fetches the commit's files from.
+
+        The session then never runs `git fetch` of a user-supplied URL inside the cluster,
+        outside the SSRF guard and its pinned address: it gets the files this service
+        fetched through the guard, from this pod, at an unguessable URL.
+        """
+        self.contexts.start()
+        token = self.contexts.share(archive, self.content_lifetime)
+        return f"{self.context_url.rstrip('/')}/content/{token}.tar"
 
     @default("context_url")
     def _default_context_url(self):

@@ -290,6 +290,10 @@ class Pipeline:
             # the image holds the environment; the commit's files go in at launch
             await self.content_archive(resolved)
             user_options["content"] = resolved.commit
+            serve = getattr(self.builder, "serve_content", None)  # the cluster's session pods
+            if serve is not None:
+                user_options["content_url"] = await serve(
+                    self.content_dir / f"{resolved.commit}.tar")
         self.index.launched(image)
         async with self.session_slot(resolved):
             async for event in self.start_session(image, user_options, gpu_count):
