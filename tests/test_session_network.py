@@ -218,8 +218,40 @@ def test_egress_rules_keep_sessions_and_builds_to_the_hub_and_the_internet(lab):
         "build -> public": "open",
     }, after
     assert isolation.check_rules(rules, run=lab.iptables) == []
+    # the command the operator (or a timer) runs, as root in that host, writes /health's file
+    status = f"/tmp/binderlab-isolation-{lab.tag}.json"
+    try:
+        check = lab.ex("host", sys.executable, "-m", "binderlab.platform.isolation", "check",
+                       "--status-file", status)
+        assert check.returncode == 0, check.stderr
+        assert isolation.read_status(status) == []
+    finally:
+        if os.path.exists(status):
+            os.unlink(status)
     # one rule deleted by hand: the check names it
     lab.iptables(["-D", isolation.EGRESS_CHAIN, "-i", "binderlab0", "-d", "169.254.0.0/16",
                   "-j", "DROP"])
     assert isolation.check_rules(rules, run=lab.iptables) == [
         "missing rule: BINDERLAB-EGRESS -i binderlab0 -d 169.254.0.0/16 -j DROP"]
+
+
+def test_status_for_health(tmp_path):
+    path = str(tmp_path / "isolation.json")
+    assert isolation.read_status(path) and "no egress rule status" in \
+        isolation.read_status(path)[0]
+    isolation.write_status(path, [])
+    assert isolation.read_status(path, max_age=60) == []
+    isolation.write_status(path, ["missing rule: X"])
+    assert isolation.read_status(path) == ["missing rule: X"]
+
+
+@pytest.mark.docker
+def test_network_problems_seen_from_the_engine(docker_client):
+    name = f"binderlab-test-open-{uuid.uuid4().hex[:6]}"
+    assert isolation.network_problems(docker_client, name) == [
+        f"session network {name} does not exist"]
+    net = docker_client.networks.create(name, driver="bridge")
+    try:
+        assert "allows traffic" in isolation.network_problems(docker_client, name)[0]
+    finally:
+        net.remove()

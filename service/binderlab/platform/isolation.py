@@ -19,8 +19,10 @@ checks the rules (deploy/docker's unit runs ``apply`` before the service starts,
 """
 
 import argparse
+import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 SESSION_NETWORK = "binderlab-sessions"
@@ -28,6 +30,8 @@ SESSION_BRIDGE = "binderlab0"
 BUILD_BRIDGE = "docker0"  # repo2docker's build steps run on the engine's default bridge
 ICC = "com.docker.network.bridge.enable_icc"
 BRIDGE_NAME = "com.docker.network.bridge.name"
+# written by `apply`/`check` (root), read by the service (/health), which cannot run iptables
+STATUS_FILE = "/run/binderlab-isolation.json"
 INPUT_CHAIN = "BINDERLAB-INPUT"
 EGRESS_CHAIN = "BINDERLAB-EGRESS"
 
@@ -123,6 +127,39 @@ def check_rules(rules: list[list[str]], run: Runner = _iptables,
     return problems
 
 
+def network_problems(client, name: str = SESSION_NETWORK) -> list[str]:
+    """What is wrong with the session network, from the engine's view (no root needed)."""
+    import docker.errors
+
+    try:
+        options = client.networks.get(name).attrs.get("Options") or {}
+    except docker.errors.NotFound:
+        return [f"session network {name} does not exist"]
+    if options.get(ICC, "true") != "false":
+        return [f"session network {name} allows traffic between sessions"]
+    return []
+
+
+def write_status(path: str, problems: list[str]) -> None:
+    with open(path, "w") as f:
+        json.dump({"checked": time.time(), "problems": problems}, f)
+
+
+def read_status(path: str = STATUS_FILE, max_age: float = 0) -> list[str]:
+    """The last ``apply``/``check`` result as problems ([] = rules in place); for /health.
+    ``max_age`` > 0: a result older than that many seconds is a problem too."""
+    try:
+        with open(path) as f:
+            status = json.load(f)
+    except (OSError, ValueError):
+        return [f"no egress rule status at {path} (run python -m binderlab.platform."
+                "isolation apply as root)"]
+    problems = list(status.get("problems", []))
+    if max_age and time.time() - float(status.get("checked", 0)) > max_age:
+        problems.append(f"egress rules last checked more than {max_age:g} s ago")
+    return problems
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m binderlab.platform.isolation",
                                      description=__doc__.split("\n\n")[0])
@@ -135,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"the build steps' bridge (default {BUILD_BRIDGE})")
     parser.add_argument("--hub-port", type=int, action="append",
                         help="host port sessions may reach (the hub API; default 8081)")
+    parser.add_argument("--status-file", default=STATUS_FILE,
+                        help=f"where the result is written for /health (default {STATUS_FILE}"
+                        "; empty: nowhere)")
     args = parser.parse_args(argv)
     rules = egress_rules(args.bridge, args.build_bridge, args.hub_port or [8081])
     if args.action == "apply":
@@ -142,9 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         ensure_session_network(docker.from_env(), args.network, args.bridge)
         apply_rules(rules)
-        print(f"session network {args.network} ({args.bridge}) and egress rules in place")
-        return 0
     problems = check_rules(rules)
+    if args.status_file:
+        write_status(args.status_file, problems)
+    if args.action == "apply" and not problems:
+        print(f"session network {args.network} ({args.bridge}) and egress rules in place")
     for problem in problems:
         print(problem, file=sys.stderr)
     return 1 if problems else 0
