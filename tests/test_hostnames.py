@@ -97,7 +97,8 @@ async def test_the_pinned_name_is_the_ascii_name_git_uses(monkeypatch):
             return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("140.82.112.3", port))]
 
     monkeypatch.setattr(netguard.asyncio, "get_running_loop", lambda: Loop())
-    git = GitRepoProvider()
+    # no git at all here (the fake address is a public one): the SHA is taken as given
+    git = GitRepoProvider(allow_unadvertised_commits=True)
     spec = git.parse(quote("https://straße.example/r.git", safe="") + "/" + "a" * 40)
     resolved = await git.resolve(spec, netguard.parse_networks(["127.0.0.0/8"]))
     assert seen == ["xn--strae-oqa.example"]
