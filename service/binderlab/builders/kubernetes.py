@@ -242,8 +242,8 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
         where the daemon's own address is one hop away and NetworkPolicy does not apply:
         without client certificates any repository could drive the daemon, start a
         privileged container and own the node. The certificate is mounted into the build
-        pod's client only, never into build steps. Empty: no TLS (only for a daemon no
-        build step can reach). Unused for 'dind-sidecar' (its daemon listens on the pod's
+        pod's client only, never into build steps. Used for tcp:// daemon URLs (a unix
+        socket needs none). Empty: no TLS (only for a daemon no build step can reach). Unused for 'dind-sidecar' (its daemon listens on the pod's
         loopback, which build steps cannot reach).""",
     ).tag(config=True)
 
@@ -414,17 +414,20 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                           "limits": {"cpu": "500m", "memory": "256Mi"}},
         }]
-        if self.daemon in ("docker", "buildkit") and self.daemon_tls_secret:
+        # TLS is for a daemon on the network; a unix socket is nothing a build step reaches
+        tls = self.daemon in ("docker", "buildkit") and bool(self.daemon_tls_secret) \
+            and self.daemon_url.startswith("tcp://")
+        if tls:
             volumes.append({"name": "daemon-tls", "secret": {
                 "secretName": self.daemon_tls_secret, "defaultMode": 0o400,
                 "items": [{"key": k, "path": k} for k in ("ca.pem", "cert.pem", "key.pem")]}})
             mounts.append({"name": "daemon-tls", "mountPath": DAEMON_CERTS, "readOnly": True})
-        elif self.daemon != "dind-sidecar":
+        elif self.daemon != "dind-sidecar" and self.daemon_url.startswith("tcp://"):
             self.log.warning("c.KubernetesBuilder.daemon_tls_secret is empty: build steps "
                              "that can reach %s can drive it", self.daemon_url)
         if self.daemon == "docker":
             env.append({"name": "DOCKER_HOST", "value": self.daemon_url})
-            if self.daemon_tls_secret:
+            if tls:
                 env += [{"name": "DOCKER_TLS_VERIFY", "value": "1"},
                         {"name": "DOCKER_CERT_PATH", "value": DAEMON_CERTS}]
         elif self.daemon == "buildkit":
@@ -433,7 +436,7 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
             buildkit_tls = ["--driver-opt", ",".join(
                 f"{opt}={DAEMON_CERTS}/{name}" for opt, name in
                 (("cacert", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem")))] \
-                if self.daemon_tls_secret else []
+                if tls else []
             init_containers.append({
                 "name": "buildx-builder",
                 "image": self.build_image,
