@@ -243,8 +243,9 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
         without client certificates any repository could drive the daemon, start a
         privileged container and own the node. The certificate is mounted into the build
         pod's client only, never into build steps. Used for tcp:// daemon URLs (a unix
-        socket needs none). Empty: no TLS (only for a daemon no build step can reach). Unused for 'dind-sidecar' (its daemon listens on the pod's
-        loopback, which build steps cannot reach).""",
+        socket needs none). Empty: no TLS (only for a daemon no build step can reach).
+        Unused for 'dind-sidecar' (its daemon listens on the pod's loopback, which build
+        steps cannot reach).""",
     ).tag(config=True)
 
     dind_image = Unicode(
