@@ -118,3 +118,27 @@ async def test_a_fork_commit_already_in_the_mirror_is_still_refused(parent, tmp_
     with pytest.raises(LaunchError) as info:
         await launch(parent, tmp_path, parent.shas["fork"])
     assert info.value.status_code == 404
+
+
+@pytest.mark.docker
+def test_a_launch_of_a_fork_commit_fails_through_the_service(make_service, git_server):
+    """The same through `binderlab serve`'s /build (the pipeline's wiring): a fork's commit
+    under the parent's name gets a failed event with a 404, the parent's own commit builds."""
+    from tests.harness.gitserver import git as run_git
+    from tests.harness.sse import follow
+
+    repo = git_server.create("dockerfile")
+    own = repo.commit({"lesson.ipynb": "{}"}, "the parent's own")
+    run_git("checkout", "-q", "-b", "fork", cwd=repo.work)
+    fork = repo.commit({"postBuild": "echo fork\n"}, "fork's code", branch="fork")
+    # only a pull-request ref holds it in the parent, as on GitHub
+    run_git("push", "-q", "--force", str(repo.bare), f"{fork}:refs/pull/7/head",
+            ":refs/heads/fork", cwd=repo.work)
+    run_git("update-server-info", cwd=repo.bare)
+    svc = make_service("serve")
+    failed = follow(f"{svc.url}build/gh/{repo.gh_spec}/{fork}",
+                    params={"build_only": "true"})[-1]
+    assert failed["phase"] == "failed" and failed["status_code"] == 404, failed
+    assert "not on any branch or tag" in failed["message"]
+    built = follow(f"{svc.url}build/gh/{repo.gh_spec}/{own}", params={"build_only": "true"})[-1]
+    assert built["phase"] in ("built", "ready"), built
