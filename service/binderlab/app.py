@@ -79,11 +79,12 @@ class BinderLab(Application):
             GitLabRepoProvider,
             GitRepoProvider,
         )
+        from binderlab.web.hookpolicy import GitHubWebhookPolicy
 
         classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
-                   *ARCHIVE_PROVIDERS]
+                   GitHubWebhookPolicy, *ARCHIVE_PROVIDERS]
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:

@@ -150,7 +150,8 @@ class Pipeline:
 
     async def fetch(self, resolved: ResolvedRepo) -> Path:
         return await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
-                                        resolved.allowed_protocols, resolved.git_config)
+                                        resolved.allowed_protocols, resolved.git_config,
+                                        reachable_only=resolved.verify_reachable)
 
     async def plan(self, resolved: ResolvedRepo) -> ImagePlan:
         """Fetch the commit and work out its image (fingerprints are cached per tree)."""
@@ -306,6 +307,10 @@ class Pipeline:
             # the image holds the environment; the commit's files go in at launch
             await self.content_archive(resolved)
             user_options["content"] = resolved.commit
+            serve = getattr(self.builder, "serve_content", None)  # the cluster's session pods
+            if serve is not None:
+                user_options["content_url"] = await serve(
+                    self.content_dir / f"{resolved.commit}.tar")
         self.index.launched(image)
         async with self.session_slot(resolved):
             async for event in self.start_session(image, user_options, gpu_count):

@@ -20,3 +20,5 @@ GPU_QUEUE = Gauge("binderlab_gpu_queue_length", "Launches waiting for a GPU.")
 SESSIONS = Gauge("binderlab_sessions_running", "Sessions of this host running now.")
 BUILDS_WAITING = Gauge("binderlab_builds_waiting", "Builds waiting for a build slot.")
 BUILDS_RUNNING = Gauge("binderlab_builds_running", "Builds running now.")
+WEBHOOK_DELIVERIES = Counter("binderlab_webhook_deliveries_total",
+                             "GitHub webhook deliveries, by what became of them.", ["result"])
