@@ -32,7 +32,7 @@ from binderlab.builders.repo2docker import (
     Builder,
     Repo2DockerBuilder,
 )
-from binderlab.fingerprint.buildpacks import FingerprintWorker
+from binderlab.fingerprint.worker import FingerprintWorker
 from binderlab.gpus.allocator import (
     LABEL_USER,
     GPUAllocator,
@@ -309,7 +309,7 @@ class BinderLab(Application):
 
     def init_fingerprints(self):
         args = self.builder.r2d_args() if hasattr(self.builder, "r2d_args") else []
-        self.fingerprints = FingerprintWorker(args)
+        self.fingerprints = FingerprintWorker(args, parent=self, log=self.log)
         digest = hashlib.sha256(json.dumps([repo2docker_version, __version__, args]).encode())
         config_file = getattr(self.builder, "repo2docker_config", "")
         if config_file:
@@ -488,6 +488,7 @@ class BinderLab(Application):
             await self.serve_until_stopped()
         finally:
             self.http_server.stop()
+            self.fingerprints.close()
 
     def start(self):
         if self.subapp:

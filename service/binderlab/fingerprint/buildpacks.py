@@ -14,22 +14,19 @@ builder uses:
   Dockerfile is rendered again from a context holding only those files; if it differs, the
   key falls back to the tree hash. Correctness first.
 
-The build pack API works on the current directory, so fingerprints are computed in a
-worker process (``FingerprintWorker``), never by changing the service's own directory.
+The build pack API works on the current directory, so fingerprints are computed in worker
+processes (``binderlab.fingerprint.worker``), never by changing the service's own directory.
 """
 
 import argparse
-import asyncio
 import hashlib
 import json
 import os
 import re
 import shutil
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import chdir
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 ENV_FILE_RE = re.compile(r"(^|/)environment\.ya?ml$")
@@ -245,30 +242,6 @@ def compute(checkout: str, tree_hash: str, r2d_args: list[str], env_context: str
     return Fingerprint("env", digest.hexdigest()[:40], name, files).as_dict()
 
 
-def _init_worker():
-    sys.addaudithook(_audit)
-
-
-class FingerprintWorker:
-    """Computes fingerprints in one long-lived worker process (imports happen once)."""
-
-    def __init__(self, r2d_args: list[str]):
-        self.r2d_args = r2d_args
-        self._pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"),
-                                         initializer=_init_worker)
-
-    async def compute(self, checkout: Path, tree_hash: str,
-                      env_context: Path | None = None) -> Fingerprint:
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(
-            self._pool, compute, str(checkout), tree_hash, self.r2d_args,
-            str(env_context) if env_context else None)
-        return Fingerprint(**result)
-
-    def close(self):
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
 def main(argv=None):
     """Print the raw inspection of a checkout (``python -m binderlab.fingerprint PATH``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -279,3 +252,6 @@ def main(argv=None):
     print(json.dumps(compute(os.path.abspath(args.path), "", args.r2d_args, None), indent=2))
 
 
+
+
+from binderlab.fingerprint.worker import FingerprintWorker  # noqa: E402,F401  (its old home)

@@ -167,6 +167,8 @@ class Pipeline:
                                           outside_links="break")
                 try:
                     fingerprint = await self.fingerprints.compute(checkout, tree)
+                except LaunchError:
+                    raise
                 except Exception as e:
                     raise LaunchError(f"repo2docker cannot read this repository: {e}", 400) \
                         from None
