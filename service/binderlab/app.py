@@ -47,6 +47,7 @@ from binderlab.platform import metrics
 from binderlab.platform.docker import DockerEngine
 from binderlab.platform.rfc3339 import timestamp
 from binderlab.repos import netguard
+from binderlab.repos.diskbudget import RepoDiskBudget
 from binderlab.repos.mirrors import RepoMirrors
 from binderlab.repos.providers import RepoProvider
 from binderlab.resources import frontend_dir
@@ -80,7 +81,8 @@ class BinderLab(Application):
 
         classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
-                   LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory]
+                   LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
+                   FingerprintWorker, RepoDiskBudget]
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
@@ -359,6 +361,8 @@ class BinderLab(Application):
             launch_log=LaunchLog(self.state_path / "launches.jsonl"),
             providers=list(self.providers.values()),
             max_repo_bytes=int(self.max_repo_size_mb * 1e6), sessions=self.sessions,
+            disk=RepoDiskBudget(self.state_path / "git", self.state_path / "content",
+                                parent=self, log=self.log),
         )
 
     def init_eviction(self):

@@ -29,6 +29,7 @@ from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
 from binderlab.errors import LaunchError
+from binderlab.platform import metrics
 
 
 class FingerprintWorker(LoggingConfigurable):
@@ -119,6 +120,7 @@ class FingerprintWorker(LoggingConfigurable):
                 self.log.warning("Fingerprint of %s took over %g s; worker %d killed", tree_hash,
                             self.timeout, proc.pid)
                 await self._kill(proc)
+                metrics.FINGERPRINT_FAILURES.labels("timeout").inc()
                 raise LaunchError(
                     f"Reading this repository's environment took longer than "
                     f"{self.timeout:g} s, so it was stopped. Environment files that need "
@@ -130,6 +132,7 @@ class FingerprintWorker(LoggingConfigurable):
             if not line:  # the worker died mid-fingerprint
                 await self._kill(proc)
                 code = proc.returncode
+                metrics.FINGERPRINT_FAILURES.labels("worker_died").inc()
                 why = (f"signal {-code}" if code and code < 0 else f"exit status {code}")
                 self.log.error("Fingerprint worker %d died (%s) on %s; replaced", proc.pid, why,
                           tree_hash)
@@ -141,6 +144,7 @@ class FingerprintWorker(LoggingConfigurable):
             self._idle.append(proc)
         reply = json.loads(line)
         if "error" in reply:
+            metrics.FINGERPRINT_FAILURES.labels(str(reply.get("status", 400))).inc()
             raise LaunchError(reply["error"], reply.get("status", 400))
         return Fingerprint(**reply["result"])
 
