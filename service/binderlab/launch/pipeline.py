@@ -203,7 +203,8 @@ class Pipeline:
         }
         return ImagePlan(image, fingerprint, tree, mirror, labels)
 
-    async def build_events(self, resolved: ResolvedRepo) -> AsyncIterator[dict]:
+    async def build_events(self, resolved: ResolvedRepo,
+                           client: str = "") -> AsyncIterator[dict]:
         """Yield fetching/building events; the last one is "built" or "failed"."""
         yield {"phase": "fetching", "message": f"Fetching {resolved.spec.repo_url} "
                f"at {resolved.commit[:12]}\n"}
@@ -236,7 +237,9 @@ class Pipeline:
                 dest.mkdir(parents=True, exist_ok=True)
 
         started = plan.image not in self.builder.running  # or joined another launch's build
-        build = self.builder.build(plan.image, plan.labels, source)
+        build = self.builder.build(plan.image, plan.labels, source,
+                                   client=self.limits.client_key(client)
+                                   if self.limits is not None else client)
         async for event in build.follow():
             if event["phase"] == "built":
                 event = {**event, "kind": fp.kind, "started_build": started}
@@ -290,7 +293,7 @@ class Pipeline:
         record.repo, record.ref = resolved.spec.repo_url, resolved.commit
         gpu_count = 0 if request.build_only else await self.gpu_request(request, resolved)
         image = kind = None
-        async for event in self.build_events(resolved):
+        async for event in self.build_events(resolved, request.client):
             if event["phase"] == "failed":
                 record.status_code = event.get("status_code", 500)
                 yield event

@@ -26,3 +26,5 @@ DISK_REFUSALS = Counter("binderlab_disk_refusals_total",
                         "Launches refused to protect the state disk, by reason.", ["reason"])
 FINGERPRINT_FAILURES = Counter("binderlab_fingerprint_failures_total",
                                "Fingerprints that failed, by reason.", ["reason"])
+BUILDS_REFUSED = Counter("binderlab_builds_refused_total",
+                         "Builds refused before they started, by reason.", ["reason"])
