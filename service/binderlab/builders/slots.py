@@ -2,8 +2,9 @@
 
 A plain semaphore serves builds first come, first served: one client that queues ten builds
 holds every slot for hours while everyone else waits. ``FairSlots`` hands a free slot to the
-waiting build whose client holds the fewest slots now (then the longest waiting), so one
-client's builds take turns with everyone else's instead of going first.
+waiting build whose client holds the fewest slots now, then whose client was served least
+recently, then the longest waiting: clients take turns (round robin), however many builds
+one of them queued.
 """
 
 import asyncio
@@ -17,6 +18,7 @@ class FairSlots:
         self.held: Counter[str] = Counter()  # client -> slots held
         self._waiting: dict[int, tuple[str, asyncio.Future]] = {}
         self._order = itertools.count()
+        self._last_grant: dict[str, int] = {}  # client -> when it was last given a slot
 
     @property
     def in_use(self) -> int:
@@ -27,7 +29,7 @@ class FairSlots:
 
     async def acquire(self, client: str) -> None:
         if not self.busy() and not self._waiting:
-            self.held[client] += 1
+            self._give(client)
             return
         ticket = next(self._order)
         granted = asyncio.get_running_loop().create_future()
@@ -41,19 +43,27 @@ class FairSlots:
         finally:
             self._waiting.pop(ticket, None)
 
+    def _give(self, client: str) -> None:
+        self.held[client] += 1
+        self._last_grant[client] = next(self._order)
+
     def release(self, client: str) -> None:
         self.held[client] -= 1
         if self.held[client] <= 0:
             del self.held[client]
+            if not any(c == client for c, _ in self._waiting.values()):
+                self._last_grant.pop(client, None)  # bounded: only clients present now
         self._grant()
 
     def _grant(self) -> None:
         while not self.busy() and self._waiting:
-            # fewest slots held by the client first, then the oldest request
-            ticket = min(self._waiting,
-                         key=lambda t: (self.held[self._waiting[t][0]], t))
+            def turn(ticket):
+                client = self._waiting[ticket][0]
+                return self.held[client], self._last_grant.get(client, -1), ticket
+
+            ticket = min(self._waiting, key=turn)
             client, granted = self._waiting.pop(ticket)
             if granted.done():
                 continue
-            self.held[client] += 1
+            self._give(client)
             granted.set_result(None)
