@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures from tests.harness.pipeline are named as arguments)
 """The state disk under attack: many files, large files, a full disk, and the budget's
 least-recently-used clean-up of git mirrors and content archives.
 
@@ -9,57 +10,17 @@ import os
 import shutil
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from binderlab.builders.cacheindex import CacheIndex
 from binderlab.errors import LaunchError
-from binderlab.fingerprint.worker import FingerprintWorker
-from binderlab.launch.pipeline import Pipeline
 from binderlab.repos.diskbudget import RepoDiskBudget
-from binderlab.repos.mirrors import RepoMirrors
-from binderlab.repos.providers import GitHubRepoProvider, ResolvedRepo
 from tests.harness.gitserver import git
-
-HARNESS_CONFIG = Path(__file__).parent / "harness" / "repo2docker_config.py"
+from tests.harness.pipeline import make_pipeline, resolved_of, state  # noqa: F401 (fixtures)
 
 
 def inodes_under(path: Path) -> int:
     return sum(1 + len(files) for _, _, files in os.walk(path)) if path.exists() else 0
-
-
-@pytest.fixture
-def state(tmp_path):
-    return tmp_path / "state"
-
-
-@pytest.fixture
-async def make_pipeline(state):
-    made = []
-
-    def make(max_repo_bytes: int = 0, **budget) -> Pipeline:
-        mirrors = RepoMirrors(state / "git", timeout=60)
-        disk = RepoDiskBudget(state / "git", state / "content", **budget)
-        workers = FingerprintWorker(["--config", str(HARNESS_CONFIG)])
-        made.append(workers)
-        (state / "build").mkdir(parents=True, exist_ok=True)
-        return Pipeline(builder=SimpleNamespace(user_id=1000), launcher=None, mirrors=mirrors,
-                        fingerprints=workers, index=CacheIndex(state / "cache.sqlite"),
-                        config_digest="test", image_prefix="binderlabtest/",
-                        blocked_networks=[], public_url="http://127.0.0.1/",
-                        work_dir=state / "build", content_dir=state / "content",
-                        max_repo_bytes=max_repo_bytes, disk=disk)
-
-    yield make
-    for workers in made:
-        workers.close()
-
-
-def resolved_of(git_server, repo, commit: str) -> ResolvedRepo:
-    provider = GitHubRepoProvider(host=git_server.url, allowed_protocols=["https", "http"])
-    spec = provider.parse(f"{repo.gh_spec}/main")
-    return ResolvedRepo(spec, commit, ("http",))
 
 
 def commit_files(repo, count: int, size: int = 0) -> str:

@@ -52,6 +52,7 @@ from binderlab.repos.mirrors import RepoMirrors
 from binderlab.repos.providers import RepoProvider
 from binderlab.resources import frontend_dir
 from binderlab.sessions.launcher import HubLauncher, Launcher
+from binderlab.sessions.reaping import should_reap
 from binderlab.sessions.trackers import DockerSessionTracker, SessionTracker
 
 
@@ -415,13 +416,12 @@ class BinderLab(Application):
                     self.engine.client.containers.list, all=True,
                     filters={"label": LABEL_USER, "status": ["exited", "dead", "created"]})
                 now = time.time()
+                starting = getattr(self.launcher, "starting", set())
+                # a start may take the launcher's whole start_timeout (content copy included)
+                created_grace = max(120, getattr(self.launcher, "start_timeout", 0) + 60)
                 for c in containers:
-                    if not (c.attrs["Config"]["Image"] or "").startswith(self.image_prefix):
-                        continue
-                    state = c.attrs.get("State", {})
-                    since = timestamp(state.get("FinishedAt", "")) or 0
-                    since = max(since, timestamp(c.attrs.get("Created", "")) or 0)
-                    if now - since > 120:
+                    if should_reap(c.attrs, now, self.image_prefix, starting,
+                                   created_grace=created_grace):
                         self.log.info("Removing stopped session container %s", c.name)
                         await self.engine.call(c.remove, force=True)
             except Exception as e:

@@ -97,6 +97,35 @@ MAX_YAML_NODES = 100_000
 MAX_YAML_DEPTH = 50
 
 
+class EnvironmentFileError(ValueError):
+    """An environment file this host refuses to build from; the message says why."""
+
+
+def check_environment_file(path: str, data: bytes) -> None:
+    """Refuse an environment.yml whose YAML aliases expand past MAX_YAML_NODES values or
+    that nests past MAX_YAML_DEPTH: the fingerprint would survive it (aliases stay
+    references here), but the build's conda/mamba expands them in full ("billion laughs").
+    Files that are not valid YAML are left to repo2docker to report."""
+    if not ENV_FILE_RE.search(path):
+        return
+    from ruamel.yaml import YAML
+
+    try:
+        doc = YAML(typ="safe", pure=True).load(data.decode("utf-8", errors="replace"))
+    except RecursionError:
+        raise EnvironmentFileError(f"{path} is nested too deeply to read (more than "
+                                   f"{MAX_YAML_DEPTH} levels).") from None
+    except Exception:
+        return
+    try:
+        _check_size(doc)
+    except ValueError:
+        raise EnvironmentFileError(
+            f"{path} expands to more than {MAX_YAML_NODES} values or {MAX_YAML_DEPTH} levels "
+            "once its YAML aliases (&name / *name) are followed; this host does not build "
+            "such files. Write the values out instead of aliasing them.") from None
+
+
 def _check_size(doc) -> None:
     """Refuse documents whose expansion is huge: YAML aliases can make a small file stand
     for billions of nodes ("billion laughs"), and deep nesting exhausts the stack. Such a
@@ -191,6 +220,9 @@ def compute(checkout: str, tree_hash: str, r2d_args: list[str], env_context: str
     checkout_path = Path(checkout)
     r2d = make_r2d([*r2d_args, "--no-build", checkout])
     found = _inspect(checkout_path, r2d)
+    for f in sorted(set(found.preassemble_files) | found.opened):
+        if (checkout_path / f).is_file():
+            check_environment_file(f, (checkout_path / f).read_bytes())
     bp, dockerfile = found.buildpack, found.dockerfile
     name = type(bp).__name__
 

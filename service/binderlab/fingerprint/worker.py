@@ -211,6 +211,8 @@ def _serve(memory_bytes: int, max_file_bytes: int) -> None:
         except MemoryError:
             reply = {"error": "Reading this repository's environment files needs more than "
                      f"the {memory_bytes >> 20} MiB this host allows.", "status": 413}
+        except buildpacks.EnvironmentFileError as e:
+            reply = {"error": str(e), "status": 422}
         except RecursionError:
             reply = {"error": "An environment file is nested too deeply to read.",
                      "status": 400}

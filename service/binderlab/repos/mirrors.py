@@ -160,8 +160,13 @@ class RepoMirrors:
             if outside_links == "break":
                 root = dest.resolve()
                 for link in [p for p in dest.rglob("*") if p.is_symlink()]:
-                    target = (link.parent / os.readlink(link)).resolve()
-                    if target != root and root not in target.parents:
+                    try:
+                        target = (link.parent / os.readlink(link)).resolve()
+                    except (RuntimeError, OSError):
+                        # a loop (`ln -s loop loop`) leads nowhere: it cannot be followed,
+                        # so it is broken like a link that leaves the repository
+                        target = None
+                    if target is None or (target != root and root not in target.parents):
                         link.unlink()
                         link.symlink_to(BROKEN_LINK_TARGET)
 
