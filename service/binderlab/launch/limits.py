@@ -98,15 +98,15 @@ class LaunchLimits(LoggingConfigurable):
     def client_key(client: str) -> str:
         """What limits count a client by: its IPv4 address, or its IPv6 /64 (an IPv4
         address written as IPv6, ::ffff:a.b.c.d, counts as that IPv4 address)."""
+        if ":" not in client:
+            return client  # IPv4 (or no address): as the peer's address was written
         try:
-            address = ipaddress.ip_address(client.split("%", 1)[0])
+            address = ipaddress.IPv6Address(client.split("%", 1)[0])
         except ValueError:
             return client
-        if address.version == 6:
-            if address.ipv4_mapped is not None:
-                return str(address.ipv4_mapped)
-            return str(ipaddress.ip_network(f"{address}/64", strict=False))
-        return str(address)
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Address(int(address) >> 64 << 64)) + "/64"
 
     # ---- spec patterns ------------------------------------------------------------------
 
