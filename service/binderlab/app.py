@@ -492,7 +492,7 @@ class BinderLab(Application):
             await self.serve_until_stopped()
         finally:
             self.http_server.stop()
-            self.fingerprints.close()
+            await self.fingerprints.aclose()
 
     def start(self):
         if self.subapp:

@@ -42,7 +42,7 @@ async def make_pipeline(state):
 
     yield make
     for workers in made:
-        workers.close()
+        await workers.aclose()
 
 
 def resolved_of(git_server, repo, commit: str) -> ResolvedRepo:

@@ -148,6 +148,13 @@ class FingerprintWorker(LoggingConfigurable):
             raise LaunchError(reply["error"], reply.get("status", 400))
         return Fingerprint(**reply["result"])
 
+    async def aclose(self):
+        """Kill every worker and wait for them to exit."""
+        procs = list(self._all)
+        self.close()
+        for proc in procs:
+            await proc.wait()
+
     def close(self):
         """Kill every worker (no await: called at shutdown, maybe without a loop)."""
         for proc in list(self._all):
