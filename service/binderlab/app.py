@@ -396,7 +396,7 @@ class BinderLab(Application):
             for _ in range(30):
                 try:
                     containers = await self.engine.call(
-                        self.engine.client.containers.list, all=True,
+                        self.engine.client.containers.list, all=True, ignore_removed=True,
                         filters={"label": f"{LABEL_USER}={username}"})
                     for c in containers:
                         await self.engine.call(c.remove, force=True)
@@ -413,7 +413,7 @@ class BinderLab(Application):
         while self.engine is not None:
             try:
                 containers = await self.engine.call(
-                    self.engine.client.containers.list, all=True,
+                    self.engine.client.containers.list, all=True, ignore_removed=True,
                     filters={"label": LABEL_USER, "status": ["exited", "dead", "created"]})
                 now = time.time()
                 starting = getattr(self.launcher, "starting", set())
