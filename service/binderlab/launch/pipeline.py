@@ -171,7 +171,8 @@ class Pipeline:
         try:
             self.disk.check_tree(files, size, self.max_repo_bytes)
         except LaunchError:
-            if new_mirror:  # fetched only for this refused commit: leave nothing behind
+            if new_mirror and not self.disk.in_use_by_others(mirror):
+                # fetched only for this refused commit: leave nothing behind
                 shutil.rmtree(mirror, ignore_errors=True)
             raise
         self.clean_up_disk()

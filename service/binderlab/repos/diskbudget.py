@@ -96,6 +96,10 @@ class RepoDiskBudget(LoggingConfigurable):
     def lease(self) -> Lease:
         return Lease(self)
 
+    def in_use_by_others(self, path: Path) -> bool:
+        """Whether launches other than the caller's (which holds ``path`` once) use it."""
+        return self._held.get(str(path), 0) > 1
+
     def check_tree(self, files: int, size: int, max_bytes: int) -> None:
         """Refuse a commit by what its tree says it holds (before anything is exported)."""
         if self.max_repo_files and files > self.max_repo_files:
