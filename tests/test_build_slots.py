@@ -176,3 +176,16 @@ async def test_replay_buffer_is_bounded_in_bytes():
     assert build.dropped > 0
     late = [e async for e in build.follow()]
     assert late[-1]["phase"] == "built"
+
+
+async def test_log_options_reach_each_build(tmp_path):
+    builder = SlowBuilder(work_dir=tmp_path, max_log_mb=0.001, max_log_line_kb=1,
+                          abandon_after=0)
+    build = builder.build("img", LABELS, nothing)
+    assert (build.max_bytes, build.max_line_bytes) == (1000, 1024)
+    for _ in range(5):
+        await build.emit({"phase": "building", "message": "y" * 5000 + "\n"})
+    assert len(build.events[0]["message"].encode()) < 1024 + 100
+    assert sum(len(e["message"]) for e in build.events) < 1000 + 200
+    builder.finish.setdefault("img", asyncio.Event()).set()
+    await until(lambda: not builder.running)

@@ -184,3 +184,12 @@ def test_worker_options_have_help():
     for name in ("workers", "timeout", "memory_mb", "max_file_kb"):
         trait = FingerprintWorker.class_traits()[name]
         assert trait.metadata.get("config") and len(trait.help) > 40, name
+
+
+async def test_max_file_kb_is_the_limit(pool, tmp_path):
+    workers = pool(max_file_kb=1)
+    deps = "".join(f"numpy-{i}==1.0\n" for i in range(200))  # ~3 KB
+    with pytest.raises(LaunchError) as e:
+        await workers.compute(checkout(tmp_path / "co", {"requirements.txt": deps}), "t" * 40)
+    assert e.value.status_code == 413 and "requirements.txt" in str(e.value)
+    assert str(e.value).endswith("up to 1 KiB.")

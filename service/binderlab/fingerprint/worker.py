@@ -182,6 +182,8 @@ def _serve(memory_bytes: int, max_file_bytes: int) -> None:
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     guarded: list[str] = []  # the checkout (and env-check context) being read now
+    limit_text = (f"{max_file_bytes >> 20} MiB" if max_file_bytes % (1 << 20) == 0
+                  else f"{max_file_bytes / 1024:g} KiB")
 
     def size_guard(event, args):
         if event != "open" or not guarded or not isinstance(args[0], str):
@@ -195,8 +197,7 @@ def _serve(memory_bytes: int, max_file_bytes: int) -> None:
                     return
                 if size > max_file_bytes:
                     raise _TooLarge(f"{path[len(root):]} is {size / 1e6:.1f} MB; this host "
-                                    f"reads environment files up to "
-                                    f"{max_file_bytes / (1 << 20):g} MiB.")
+                                    f"reads environment files up to {limit_text}.")
                 return
 
     sys.addaudithook(buildpacks._audit)
