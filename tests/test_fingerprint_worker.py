@@ -193,3 +193,35 @@ async def test_max_file_kb_is_the_limit(pool, tmp_path):
         await workers.compute(checkout(tmp_path / "co", {"requirements.txt": deps}), "t" * 40)
     assert e.value.status_code == 413 and "requirements.txt" in str(e.value)
     assert str(e.value).endswith("up to 1 KiB.")
+
+
+def test_a_stuck_worker_does_not_outlive_a_killed_service(tmp_path, config, silent_server):
+    """The service is SIGKILLed while its worker is stuck in a network read: the worker
+    goes too (it has its own session, so nothing else would stop it)."""
+    import subprocess
+    import sys
+    import time
+
+    stalled = checkout(tmp_path / "stall", {**GOOD, "stall.txt": str(silent_server)})
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        from binderlab.fingerprint.worker import FingerprintWorker
+        async def main():
+            workers = FingerprintWorker({config!r}, timeout=600)
+            task = asyncio.ensure_future(workers.compute({str(stalled)!r}, "s" * 40))
+            await asyncio.sleep(3)
+            (proc,) = workers._all
+            print(proc.pid, flush=True)
+            await task
+        asyncio.run(main())
+    """)
+    service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(service.stdout.readline())
+    assert alive(worker)
+    service.kill()
+    service.wait()
+    for _ in range(100):
+        if not alive(worker):
+            break
+        time.sleep(0.1)
+    assert not alive(worker)

@@ -75,7 +75,7 @@ class FingerprintWorker(LoggingConfigurable):
     async def _start(self) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "binderlab.fingerprint.worker",
-            str(self.memory_bytes), str(self.max_file_bytes),
+            str(self.memory_bytes), str(self.max_file_bytes), str(os.getpid()),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             # its own group: a timeout kills whatever repo2docker started too
             start_new_session=True, cwd="/",
@@ -173,8 +173,23 @@ class _TooLarge(BaseException):
     """Not an Exception: repo2docker's own ``except Exception`` must not swallow it."""
 
 
-def _serve(memory_bytes: int, max_file_bytes: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """A worker stuck in a network read must not outlive a service that was killed (it has
+    its own session, so the service's process group signal does not reach it)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the service died before prctl took effect
+        os._exit(1)
+
+
+def _serve(memory_bytes: int, max_file_bytes: int, parent: int) -> None:
     from binderlab.fingerprint import buildpacks
+
+    _die_with_parent(parent)
 
     # replies go to the original stdout; anything repo2docker prints goes to stderr
     replies = os.fdopen(os.dup(1), "w")
@@ -233,4 +248,4 @@ def _serve(memory_bytes: int, max_file_bytes: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]))
+    _serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
