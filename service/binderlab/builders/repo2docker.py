@@ -221,8 +221,11 @@ class Builder(LoggingConfigurable):
         old = self._abandon_timers.pop(build.image, None)
         if old is not None:
             old.cancel()
-        self._abandon_timers[build.image] = asyncio.get_running_loop().call_later(
-            self.abandon_after, abandon)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a follower finalised after the loop ended: nothing to stop
+            return
+        self._abandon_timers[build.image] = loop.call_later(self.abandon_after, abandon)
 
     async def _run(self, build: Build, labels: dict[str, str], source: SourceFactory) -> None:
         started = time.monotonic()
