@@ -23,8 +23,7 @@ class ImageEvictor:
     async def usage(self) -> dict[str, dict]:
         """binderlab's images by name: unique size and containers using them."""
         df = await self.engine.call(self.engine.client.df)
-        containers = await self.engine.call(self.engine.client.containers.list, all=True,
-                                            ignore_removed=True)
+        containers = await self.engine.call(self.engine.client.containers.list, all=True)
         used = {c.attrs["Config"]["Image"].rsplit(":latest", 1)[0] for c in containers}
         used |= {c.attrs["Image"] for c in containers}
         images = {}
