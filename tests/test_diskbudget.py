@@ -150,3 +150,28 @@ def test_budget_options_have_help():
     for name in ("budget_gb", "max_repo_files", "min_free_mb"):
         trait = RepoDiskBudget.class_traits()[name]
         assert trait.metadata.get("config") and "default" in trait.help, name
+
+
+async def test_build_context_needs_room_for_the_files_it_will_hold(git_server, make_pipeline,
+                                                                   state):
+    """A commit whose fingerprint is known already (no checkout on the way) still gets its
+    build context checked against the reserve before it is written."""
+    from binderlab.builders.repo2docker import Builder
+
+    class NoEngineBuilder(Builder):
+        async def image_ready(self, name, key):
+            return False
+
+        async def run_build(self, build, context, labels):
+            raise AssertionError("the build must not start")
+
+    repo = git_server.create("requirements")
+    commit = commit_files(repo, 1, size=400_000_000)
+    pipeline = make_pipeline()
+    pipeline.builder = NoEngineBuilder(engine=None, work_dir=state / "build")
+    resolved = resolved_of(git_server, repo, commit)
+    await pipeline.plan(resolved)  # the fingerprint is now in the index
+    pipeline.disk.min_free_mb = shutil.disk_usage(state).free // 1_000_000 - 150
+    events = [e async for e in pipeline.build_events(resolved)]
+    assert events[-1]["phase"] == "failed" and "low on disk space" in events[-1]["message"]
+    assert inodes_under(state / "build") == 1  # no context was written

@@ -226,6 +226,8 @@ class Pipeline:
 
         async def source(dest: Path):
             """The build context: only the environment files for an env-keyed image."""
+            files, size = await self.mirrors.checkout_stats(plan.mirror, resolved.commit)
+            self.disk.check_free(dest.parent, size + 512 * files)
             if fp.kind == "tree":
                 await self.mirrors.export(plan.mirror, resolved.commit, dest)
                 return
