@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -36,6 +37,7 @@ EXAMPLE = DOCKER / "binderlab_config.py"
 HUB_OVERLAY = DOCKER / "jupyterhub_config.py"
 NGINX = DOCKER / "nginx" / "binderlab.conf"
 HOST = "binder.example.org"
+HUB_HOST = "hub.example.org"  # sessions: <user>.hub.example.org
 
 
 def need(tool: str) -> str:
@@ -83,11 +85,31 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     assert argv[0] == "/opt/binderlab/.venv/bin/binderlab"
     # verify checks that the command exists: point it at this machine's binderlab
     text = UNIT.read_text().replace(argv[0], binderlab_executable())
+    text = text.replace("/opt/binderlab/.venv/bin/python",
+                        str(Path(binderlab_executable()).parent / "python"))
     (tmp_path / "binderlab.service").write_text(text)
     result = subprocess.run([tool, "verify", "--man=no", str(tmp_path / "binderlab.service")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout + result.stderr == "", \
         result.stdout + result.stderr
+
+
+def test_unit_sets_up_session_isolation_before_the_service(monkeypatch):
+    service = parse_unit(UNIT)["Service"]
+    [pre] = service["ExecStartPre"]
+    argv = shlex.split(pre.lstrip("+"))
+    assert pre.startswith("+")  # iptables and the network need root; the service does not
+    assert argv[1:4] == ["-m", "binderlab.platform.isolation", "apply"]
+    from binderlab.platform import isolation
+
+    env = dict(e.split("=", 1) for e in service["Environment"])
+    assert env["BINDERLAB_SESSION_NETWORK"] == isolation.SESSION_NETWORK
+    # the hub then puts sessions there
+    monkeypatch.setenv("BINDERLAB_SESSION_NETWORK", env["BINDERLAB_SESSION_NETWORK"])
+    assert load_hub_overlay(monkeypatch).DockerSpawner.network_name == isolation.SESSION_NETWORK
+    # and the hub port the rules let sessions reach is the hub's own
+    hub_port = int(argv[argv.index("--hub-port") + 1])
+    assert urlparse(load_example().UpApp.hub_internal_url).port == hub_port
 
 
 def test_verify_would_catch_a_mistake(tmp_path):
@@ -167,13 +189,13 @@ def test_example_config_values_are_valid(monkeypatch):
     assert app.github_webhook_secret == "from-the-env-file"
     assert app.hub_config_file == "/etc/binderlab/jupyterhub_config.py"
     launcher = HubLauncher(config=config)
-    assert launcher.hub_url == app.public_url  # one host name
+    assert launcher.hub_url == f"https://{HUB_HOST}/"  # sessions apart from the service
     assert launcher.api_url("/") == "http://127.0.0.1:8000/hub/api/"
     gpus = GPUAllocator(devices=[], tracker=None, config=config)
     assert gpus.max_gpus_per_session == 1
 
 
-def load_hub_overlay(monkeypatch, public_url=f"https://{HOST}/", bind=None) -> Config:
+def load_hub_overlay(monkeypatch, public_url=f"https://{HUB_HOST}/", bind=None) -> Config:
     monkeypatch.setenv("BINDERLAB_HUB_PUBLIC_URL", public_url)
     monkeypatch.setenv("BINDERLAB_SERVICE_TOKEN", "t" * 64)
     if bind:
@@ -189,9 +211,13 @@ def test_hub_overlay_keeps_the_shipped_wiring_and_moves_the_proxy(monkeypatch):
     # the proxy on loopback, where nginx and c.HubLauncher.hub_api_url expect it; the
     # public URL told, not guessed
     assert config.JupyterHub.bind_url == "http://127.0.0.1:8000"
-    assert config.JupyterHub.public_url == f"https://{HOST}/"
+    assert config.JupyterHub.public_url == f"https://{HUB_HOST}/"
+    # every session on an origin of its own, under the hub's name, not the service's
+    assert config.JupyterHub.subdomain_host == f"https://{HUB_HOST}"
     example = load_example()
     assert example.HubLauncher.hub_api_url.startswith(config.JupyterHub.bind_url + "/")
+    assert example.HubLauncher.hub_url == f"https://{HUB_HOST}/"
+    assert example.BinderLab.public_url == f"https://{HOST}/"
 
 
 # ---- nginx ---------------------------------------------------------------------------------
@@ -199,7 +225,8 @@ def test_hub_overlay_keeps_the_shipped_wiring_and_moves_the_proxy(monkeypatch):
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", f"/CN={HOST}", "-addext", f"subjectAltName=DNS:{HOST}",
+                    "-subj", f"/CN={HOST}", "-addext",
+                    f"subjectAltName=DNS:{HOST},DNS:{HUB_HOST},DNS:*.{HUB_HOST}",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     return cert, key
 
@@ -208,8 +235,9 @@ def nginx_site(tmp_path: Path, https: int, http: int, service: int, hub: int) ->
     """The shipped site, with test certificates, ports and a main file of its own."""
     cert, key = self_signed(tmp_path)
     site = NGINX.read_text()
-    site = site.replace(f"/etc/letsencrypt/live/{HOST}/fullchain.pem", str(cert))
-    site = site.replace(f"/etc/letsencrypt/live/{HOST}/privkey.pem", str(key))
+    for name in (HOST, HUB_HOST):
+        site = site.replace(f"/etc/letsencrypt/live/{name}/fullchain.pem", str(cert))
+        site = site.replace(f"/etc/letsencrypt/live/{name}/privkey.pem", str(key))
     site = re.sub(r"listen (\[::\]:)?443 ", lambda m: f"listen {m.group(1) or '127.0.0.1:'}"
                   f"{https} ", site)
     site = re.sub(r"listen (\[::\]:)?80;", lambda m: f"listen {m.group(1) or '127.0.0.1:'}"
@@ -257,6 +285,13 @@ def test_nginx_t_would_catch_a_mistake(tmp_path):
     assert nginx_test(main).returncode != 0
 
 
+def server_blocks(site: str) -> dict[str, str]:
+    """nginx's TLS server blocks by server_name (one level of nested braces)."""
+    blocks = re.findall(r"server \{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}", site)
+    return {re.search(r"server_name ([^;]+);", b).group(1): b for b in blocks
+            if "ssl_certificate " in b}
+
+
 def test_nginx_routes_agree_with_binderlab_config():
     site = NGINX.read_text()
     config = load_example()
@@ -264,18 +299,20 @@ def test_nginx_routes_agree_with_binderlab_config():
     assert upstreams["binderlab_service"] == f"{config.BinderLab.ip}:{config.BinderLab.port}"
     hub_api = config.HubLauncher.hub_api_url
     assert hub_api.startswith(f"http://{upstreams['binderlab_hub']}/")
-    names = set(re.findall(r"server_name ([^;]+);", site))
-    assert names == {HOST} and config.BinderLab.public_url == f"https://{HOST}/"
-    locations = dict(re.findall(r"location (/[^ ]*|= /metrics) \{\s*([^}]*)\}", site))
-    assert "proxy_pass http://binderlab_hub;" in locations["/hub/"]
-    assert "proxy_pass http://binderlab_hub;" in locations["/user/"]
+    blocks = server_blocks(site)
+    assert set(blocks) == {HOST, f"{HUB_HOST} *.{HUB_HOST}"}
+    assert config.BinderLab.public_url == f"https://{HOST}/"
+    assert config.HubLauncher.hub_url == f"https://{HUB_HOST}/"
+    service, hub = blocks[HOST], blocks[f"{HUB_HOST} *.{HUB_HOST}"]
+    locations = dict(re.findall(r"location (/[^ ]*|= /metrics) \{\s*([^}]*)\}", service))
     assert "proxy_pass http://binderlab_service;" in locations["/"]
     assert "proxy_buffering off;" in locations["/"]  # the event stream
     assert "deny all;" in locations["= /metrics"]
-    # the binder service's routes do not collide with the hub's prefixes
-    from binderlab.web import default_handlers
-
-    assert not [p for p, _ in default_handlers if p.startswith(("hub", "user"))]
+    # nothing a repository controls on the service's name; the hub's name strips the
+    # header that would widen a session's service worker
+    assert "binderlab_hub" not in service
+    assert "proxy_pass http://binderlab_hub;" in hub and "binderlab_service" not in hub
+    assert "proxy_hide_header Service-Worker-Allowed;" in hub
 
 
 # ---- logrotate -----------------------------------------------------------------------------
@@ -447,15 +484,19 @@ c.UpApp.proxy_api_url = "http://127.0.0.1:{ports['proxy_api']}"
         assert versions.status_code == 200 and "binderlab" in versions.json()
         index = session.get(f"{base}/", headers={"Host": HOST}, timeout=10)
         assert index.status_code == 200 and "<html" in index.text.lower()
-        # /hub/: JupyterHub, through its proxy on loopback
-        hub = session.get(f"{base}/hub/api/", headers={"Host": HOST}, timeout=10)
+        # hub.example.org: JupyterHub, through its proxy on loopback
+        hub = session.get(f"{base}/hub/api/", headers={"Host": HUB_HOST}, timeout=10)
         assert hub.status_code == 200 and "version" in hub.json(), hub.text
-        # /user/: the hub's proxy answers for sessions; with none running, JupyterHub
-        # sends the browser to its own page for that server
-        user = session.get(f"{base}/user/nobody/api/status", headers={"Host": HOST},
-                           timeout=10, allow_redirects=False)
+        # a session's own name: the hub's proxy answers; with none running, JupyterHub
+        # sends the browser to the hub's page for that server
+        user = session.get(f"{base}/user/nobody/api/status",
+                           headers={"Host": f"nobody.{HUB_HOST}"}, timeout=10,
+                           allow_redirects=False)
         assert user.status_code == 302, user.text
-        assert "/hub/user/nobody/" in user.headers["Location"]
+        assert f"https://{HUB_HOST}/hub/user/nobody/" in user.headers["Location"]
+        # and the service's name serves nothing of the hub's
+        assert session.get(f"{base}/hub/api/", headers={"Host": HOST},
+                           timeout=10).status_code == 404
         # the event stream passes unbuffered, with its type
         with session.get(f"{base}/build/gh/o/r/HEAD", headers={
                 "Host": HOST, "Accept": "text/event-stream"}, timeout=30, stream=True) as stream:

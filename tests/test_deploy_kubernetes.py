@@ -213,14 +213,22 @@ def test_service_pod_is_locked_down(objects):
     assert labels["hub.jupyter.org/network-access-hub"] == "true"
 
 
-def test_ingress_puts_hub_and_binder_service_on_one_name(objects, service_config):
+def test_ingress_gives_service_hub_and_sessions_origins_of_their_own(objects, service_config,
+                                                                     values):
     ingress = objects[("Ingress", "binderlab")]
-    [rule] = ingress["spec"]["rules"]
+    routes = {r["host"]: {p["path"]: p["backend"]["service"]["name"]
+                          for p in r["http"]["paths"]} for r in ingress["spec"]["rules"]}
     public = urlparse(service_config.BinderLab.public_url)
-    assert rule["host"] == public.hostname == urlparse(service_config.HubLauncher.hub_url).hostname
-    assert public.scheme == "https" and rule["host"] in ingress["spec"]["tls"][0]["hosts"]
-    routes = {p["path"]: p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
-    assert routes == {"/hub/": "proxy-public", "/user/": "proxy-public", "/": "binderlab"}
+    hub = urlparse(service_config.HubLauncher.hub_url)
+    subdomain_host = urlparse(values["hub"]["config"]["JupyterHub"]["subdomain_host"])
+    assert public.scheme == hub.scheme == subdomain_host.scheme == "https"
+    assert hub.hostname == subdomain_host.hostname != public.hostname
+    # the service's name serves nothing of the hub's (no /hub/, no /user/)
+    assert routes == {public.hostname: {"/": "binderlab"},
+                      hub.hostname: {"/": "proxy-public"},
+                      f"*.{hub.hostname}": {"/": "proxy-public"}}
+    tls_hosts = {h for t in ingress["spec"]["tls"] for h in t["hosts"]}
+    assert tls_hosts == set(routes)
     assert objects[("Service", "binderlab")]["spec"]["ports"][0]["name"] == "http"
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # SSE
@@ -237,7 +245,7 @@ Z2JH_KEYS = {
     "singleuser.memory", "singleuser.memory.limit", "singleuser.memory.guarantee",
     "singleuser.cpu", "singleuser.cpu.limit", "singleuser.cpu.guarantee",
     "singleuser.networkPolicy", "singleuser.networkPolicy.enabled",
-    "singleuser.networkPolicy.egressAllowRules",
+    "singleuser.networkPolicy.egressAllowRules", "singleuser.networkPolicy.egress",
     "singleuser.networkPolicy.egressAllowRules.cloudMetadataServer",
     "singleuser.networkPolicy.egressAllowRules.privateIPs",
     "singleuser.networkPolicy.egressAllowRules.nonPrivateIPs",
@@ -337,16 +345,41 @@ async def session_pod(hub_config: Config, values: dict, options: dict) -> dict:
     return data
 
 
+CONTENT_URL = "http://10.0.0.5:8586/content/" + "t" * 43 + ".tar"
+
+
 def options(hub_config, gpus: list[str] | None = None) -> dict:
     from binderlab.gpus.allocator import sign_gpus
 
     prefix = hub_config.BinderLabKubeSpawner.image_prefix
     opts = {"image": f"{prefix}env-{'b' * 64}", "token": "a-launch-token-of-enough-length",
-            "repo_url": "https://github.com/o/r", "ref": COMMIT, "content": COMMIT}
+            "repo_url": "https://github.com/o/r", "ref": COMMIT, "content": COMMIT,
+            "content_url": CONTENT_URL}
     if gpus:
         opts["gpus"] = gpus
         opts["gpu_signature"] = sign_gpus(HUB_TOKEN, "mock@name", gpus)
     return opts
+
+
+@pytest.mark.parametrize("url", ["", "http://169.254.169.254:8586/latest/meta-data",
+                                 "https://github.com/o/r.git",
+                                 "http://10.0.0.5:8586/content/x.tar",
+                                 "http://10.0.0.5:80/content/" + "a" * 43 + ".tar"])
+async def test_session_pod_refuses_content_from_elsewhere(kubeconfig, hub_config, values, url):
+    from tornado import web
+
+    with pytest.raises(web.HTTPError) as info:
+        await session_pod(hub_config, values, {**options(hub_config), "content_url": url})
+    assert info.value.status_code == 400
+
+
+def test_sessions_reach_the_content_port_and_nothing_else_of_the_service(values, objects):
+    policies = [session_policy(values)]
+    service = objects[("Deployment", "binderlab")]["spec"]["template"]["metadata"]["labels"]
+    assert egress_allowed(policies, SESSION, peer_labels=service, port=8586)
+    assert not egress_allowed(policies, SESSION, peer_labels=service, port=8585)
+    service_policies = [o for (kind, _), o in objects.items() if kind == "NetworkPolicy"]
+    assert ingress_allowed(service_policies, service, SESSION, 8586)
 
 
 async def test_gpu_session_pod_gets_the_gpu_and_the_gpu_pool(kubeconfig, hub_config, values):
@@ -375,7 +408,9 @@ async def test_session_pod_has_the_content_init_container_locked_down(kubeconfig
     assert ctx["runAsNonRoot"] is True and ctx["allowPrivilegeEscalation"] is False
     assert ctx["capabilities"] == {"drop": ["ALL"]}
     env = {e["name"]: e["value"] for e in init["env"]}
-    assert env["BINDER_REF"] == COMMIT and env["GIT_ALLOW_PROTOCOL"] == "https"
+    # the files the service fetched through its guard, not a git fetch inside the cluster
+    assert env["BINDER_CONTENT_URL"] == CONTENT_URL
+    assert "git" not in init["command"][-1] and "BINDER_REPO_URL" not in env
     notebook = pod["spec"]["containers"][0]
     assert pod["spec"]["containers"][0]["image"].startswith(
         hub_config.BinderLabKubeSpawner.image_prefix)
@@ -452,12 +487,12 @@ def test_sessions_cannot_reach_the_metadata_server_or_private_ranges(values, obj
     assert egress_allowed(policies, SESSION, "140.82.112.3", 443)  # e.g. a git host
     # private ranges: other pods, node addresses, the build daemon's Docker API
     for ip in ("10.0.3.7", "172.20.0.5", "192.168.1.10"):
-        assert not egress_allowed(policies, SESSION, ip, 2375)
+        assert not egress_allowed(policies, SESSION, ip, 2376)
         assert not egress_allowed(policies, SESSION, ip, 443)
     # and the build daemon refuses sessions from its side too
     all_policies = [o for (kind, _), o in objects.items() if kind == "NetworkPolicy"]
     dind = objects[("Deployment", "binderlab-dind")]["spec"]["template"]["metadata"]["labels"]
-    assert not ingress_allowed(all_policies, dind, SESSION, 2375)
+    assert not ingress_allowed(all_policies, dind, SESSION, 2376)
 
 
 def test_iptables_block_stays_on(values):
@@ -478,18 +513,20 @@ def test_build_pods_reach_what_they_need_and_nothing_private(objects, service_co
     assert any(p["metadata"]["name"] == "binderlab-build" for p in policies)
     assert egress_allowed(policies, build, peer_labels=service, port=builder.context_port)
     assert ingress_allowed(policies, service, build, builder.context_port)
-    assert egress_allowed(policies, build, peer_labels=dind, port=2375)
-    assert ingress_allowed(policies, dind, build, 2375)
-    assert ingress_allowed(policies, dind, service, 2375)  # the service's engine calls
+    assert egress_allowed(policies, build, peer_labels=dind, port=2376)
+    assert ingress_allowed(policies, dind, build, 2376)
+    assert ingress_allowed(policies, dind, service, 2376)  # the service's engine calls
     assert egress_allowed(policies, build, "10.0.0.53", 53, "UDP")
     assert egress_allowed(policies, build, "151.101.0.223", 443)  # a public registry
     for labels in (build, dind):  # build steps run in the daemon: same limits there
         assert not egress_allowed(policies, labels, METADATA, 80)
         assert not egress_allowed(policies, labels, "10.0.3.7", 443)
         assert not egress_allowed(policies, labels, "100.100.100.200", 80)  # Alibaba's
-    # nothing gets into a build pod; only build pods get the context port
+    # nothing gets into a build pod; build pods and sessions (their content) get the
+    # context port, at unguessable URLs
     assert not ingress_allowed(policies, build, service, 8585)
-    assert not ingress_allowed(policies, service, SESSION, builder.context_port)
+    assert ingress_allowed(policies, service, SESSION, builder.context_port)
+    assert not ingress_allowed(policies, service, {"app": "other"}, builder.context_port)
     assert ingress_allowed(policies, service, {"app": "ingress-nginx"}, 8585)
 
 

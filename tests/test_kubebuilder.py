@@ -119,12 +119,19 @@ def test_build_pod_manifest_is_a_valid_pod(tmp_path, daemon):
     privileged = [n for n, c in by_name.items()
                   if (c.get("securityContext") or {}).get("privileged")]
     if daemon == "docker":
-        assert env["DOCKER_HOST"] == "tcp://binderlab-dind:2375"
+        # the shared daemon only with the client certificate (build steps have none)
+        assert env["DOCKER_HOST"] == "tcp://binderlab-dind:2376"
+        assert env["DOCKER_TLS_VERIFY"] == "1"
+        assert mounts[env["DOCKER_CERT_PATH"]]["readOnly"] is True
+        assert volumes["daemon-tls"]["secret"]["secretName"] == "binderlab-dind-tls"
         assert privileged == []
     elif daemon == "buildkit":
         assert env["BUILDX_BUILDER"] == "binderlab" and "DOCKER_HOST" not in env
         setup = by_name["buildx-builder"]["command"]
-        assert setup[-2:] == ["remote", "tcp://binderlab-dind:2375"]
+        assert setup[-1] == "tcp://binderlab-dind:2376"
+        assert setup[setup.index("--driver-opt") + 1] == (
+            "cacert=/etc/binderlab/daemon-tls/ca.pem,cert=/etc/binderlab/daemon-tls/cert.pem,"
+            "key=/etc/binderlab/daemon-tls/key.pem")
         assert setup[:4] == ["docker", "buildx", "create", "--name"]
         assert privileged == []
     else:
@@ -134,6 +141,7 @@ def test_build_pod_manifest_is_a_valid_pod(tmp_path, daemon):
         assert env["DOCKER_HOST"] == "tcp://127.0.0.1:2375"
         assert "--host=tcp://127.0.0.1:2375" in dind["args"]  # not on the pod's IP
         assert privileged == ["dind"]
+        assert "daemon-tls" not in volumes  # loopback: build steps cannot reach it
         assert dind["resources"] == builder.dind_resources
 
 
@@ -141,8 +149,18 @@ def test_buildkit_builder_points_at_the_daemon(tmp_path):
     builder = make_builder(tmp_path, daemon="buildkit", daemon_url="tcp://buildkitd:1234")
     pod = builder.pod_manifest(IMAGE, LABELS, "http://x/context/t.tar.gz")
     setup = containers(pod)["buildx-builder"]
-    assert setup["command"][-3:] == ["--driver", "remote", "tcp://buildkitd:1234"]
+    assert setup["command"][-1] == "tcp://buildkitd:1234"
+    assert setup["command"][5:7] == ["--driver", "remote"]
     assert {"name": "BUILDX_CONFIG", "value": "/tmp/buildx"} in setup["env"]
+
+
+def test_an_unauthenticated_shared_daemon_is_possible_but_warned_about(tmp_path, caplog):
+    builder = make_builder(tmp_path, daemon_tls_secret="", daemon_url="tcp://d:2375")
+    with caplog.at_level("WARNING"):
+        pod = builder.pod_manifest(IMAGE, LABELS, "http://x/context/t.tar.gz")
+    env = {e["name"]: e.get("value") for e in containers(pod)["build"]["env"]}
+    assert "DOCKER_TLS_VERIFY" not in env
+    assert "daemon_tls_secret is empty" in caplog.text
 
 
 def test_no_deadline_and_no_secret_when_not_configured(tmp_path):

@@ -5,6 +5,7 @@ import hmac
 import json
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,13 @@ pytestmark = pytest.mark.docker
 REPOS = Path(__file__).parent / "repos"
 
 
-def signed_push(service, payload: dict, secret: str | None = None, event="push"):
+def signed_push(service, payload: dict, secret: str | None = None, event="push",
+                delivery: str | None = None):
     body = json.dumps(payload).encode()
     digest = hmac.new((secret or service.webhook_secret).encode(), body, hashlib.sha256)
     return requests.post(f"{service.url}hooks/github", data=body, timeout=20, headers={
         "X-GitHub-Event": event, "X-Hub-Signature-256": "sha256=" + digest.hexdigest(),
+        "X-GitHub-Delivery": str(uuid.uuid4()) if delivery is None else delivery,
         "Content-Type": "application/json"})
 
 

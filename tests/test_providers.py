@@ -7,8 +7,8 @@ from urllib.parse import quote
 import pytest
 from traitlets.config import Config
 
-from binderlab.repos import gitcmd, netguard
 from binderlab.errors import LaunchError
+from binderlab.repos import gitcmd, netguard
 from binderlab.repos.providers import (
     GistRepoProvider,
     GitHubRepoProvider,
@@ -442,11 +442,25 @@ async def test_resolve_passes_user_values_after_double_dash(server, git_calls):
     assert env["GIT_TERMINAL_PROMPT"] == "0"
 
 
-async def test_full_sha_is_returned_without_git(server, git_calls):
-    provider = GitHubRepoProvider(config=config_for(server))
+async def test_full_sha_is_returned_without_git_when_the_operator_opts_out(server, git_calls):
+    config = config_for(server)
+    config.GitRepoProvider.allow_unadvertised_commits = True
+    provider = GitHubRepoProvider(config=config)
     resolved = await launch(provider, f"test/repo/{SHA}")
     assert resolved.commit == SHA
     assert git_calls == []
+
+
+async def test_full_sha_is_checked_against_branches_and_tags(server, git_calls):
+    # tests/test_fork_commits.py has the fetch side; here: one ls-remote, user values after --
+    provider = GitHubRepoProvider(config=config_for(server))
+    resolved = await launch(provider, f"test/repo/{SHA}")
+    assert resolved.commit == SHA and resolved.verify_reachable
+    [(argv, _)] = git_calls
+    assert argv[argv.index("ls-remote"):] == ("ls-remote", "--heads", "--tags", "--",
+                                              f"{server.url}/test/repo")
+    resolved = await launch(provider, f"test/repo/{server.shas['c2']}")
+    assert not resolved.verify_reachable  # a branch tip: nothing more to show
 
 
 async def test_unknown_ref_is_404(server):

@@ -7,9 +7,12 @@ import os
 c = get_config()  # noqa: F821 (provided by traitlets when the file is loaded)
 
 # ---- where users reach it ------------------------------------------------------------------
-# One host name behind nginx (nginx/binderlab.conf): the binder service at /, JupyterHub at
-# /hub/ and sessions at /user/. Both listen on loopback only; nginx terminates TLS.
+# Behind nginx (nginx/binderlab.conf): the binder service on binder.example.org, JupyterHub
+# on hub.example.org and each session on <user>.hub.example.org, an origin of its own (a
+# session serves what its repository holds; it must not share an origin with the service's
+# pages or other sessions). Both listen on loopback only; nginx terminates TLS.
 PUBLIC_URL = "https://binder.example.org/"
+HUB_URL = "https://hub.example.org/"
 
 c.BinderLab.ip = "127.0.0.1"  # only nginx reaches it (it trusts X-Forwarded-For from it)
 c.BinderLab.port = 8585  # nginx's upstream binderlab_service
@@ -18,8 +21,9 @@ c.BinderLab.public_url = PUBLIC_URL  # in badges, links and binder_launch_host
 # nginx on this machine forwards the client's address; without this every user would share
 # 127.0.0.1's rate limit
 c.BinderLab.trusted_proxies = ["127.0.0.1/32", "::1/128"]
-# session URLs are <hub_url>user/<name>/, on the same public name
-c.HubLauncher.hub_url = PUBLIC_URL
+# JupyterHub's public URL; session URLs come from the hub (https://<name>.hub.example.org/
+# user/<name>/, jupyterhub_config.py sets c.JupyterHub.subdomain_host from this)
+c.HubLauncher.hub_url = HUB_URL
 # the hub's API through its proxy on loopback (nginx's upstream binderlab_hub), not
 # through TLS and back
 c.HubLauncher.hub_api_url = "http://127.0.0.1:8000/hub/api"

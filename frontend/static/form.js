@@ -78,6 +78,8 @@ export function startForm(settings) {
     const logo = $("badge-logo").checked;
     $("out-launch").value = launch;
     $("open-launch").href = launch;
+    // what the environment held, kept after the image is gone (web/environment.py)
+    $("open-environment").href = `${base}environment/${launchSpec(t)}`;
     $("out-markdown").value = badgeMarkdown(base, launch, { logo });
     $("out-rst").value = badgeRst(base, launch, { logo });
     $("out-html").value = badgeHtml(base, launch, { logo });
@@ -168,6 +170,8 @@ export function startForm(settings) {
   });
 
   // Prebuild: build without launching (build_only=true), when the host allows it
+  const refusedText = (said) => "This host does not prebuild on request (its operator has " +
+    `not enabled build-only requests). Launching builds it too. Server said: ${said}`;
   const status = $("prebuild-status");
   const prebuildLog = new LogView($("prebuild-log"));
   prebuildButton.addEventListener("click", async () => {
@@ -197,6 +201,10 @@ export function startForm(settings) {
         status.dataset.state = "ready";
         status.textContent = `Built: ${last.imageName || "the image is ready"}. Launches of ` +
           "this commit now start without a build.";
+      } else if (last && last.phase === "failed" && last.status_code === 403) {
+        // refused before the build: as BinderHub does, the stream says why in a failed event
+        status.dataset.state = "failed";
+        status.textContent = refusedText(last.message.trim());
       } else {
         status.dataset.state = "failed";
         status.textContent = `The prebuild failed: ${last && last.message ? last.message.trim()
@@ -205,8 +213,7 @@ export function startForm(settings) {
     } catch (error) {
       status.dataset.state = "failed";
       if (error instanceof StreamError && error.status === 403) {
-        status.textContent = "This host does not prebuild on request (its operator has not " +
-          `enabled build-only requests). Launching builds it too. Server said: ${error.message}`;
+        status.textContent = refusedText(error.message);
       } else if (error instanceof StreamError) {
         status.textContent = `The prebuild was refused (HTTP ${error.status}): ${error.message}`;
       } else {

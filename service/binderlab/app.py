@@ -25,6 +25,7 @@ from binderlab import web
 from binderlab._version import __version__
 from binderlab.builders.cacheindex import CacheIndex
 from binderlab.builders.eviction import ImageEvictor
+from binderlab.builders.records import EnvironmentRecords, repo2docker_base_image
 from binderlab.builders.repo2docker import (
     LABEL_KEY,
     LABEL_KIND,
@@ -73,17 +74,19 @@ class BinderLab(Application):
     @property
     def classes(self):
         """Every configurable class, so --help-all lists all options."""
+        from binderlab.repos.archives import ARCHIVE_PROVIDERS
         from binderlab.repos.providers import (
             GistRepoProvider,
             GitHubRepoProvider,
             GitLabRepoProvider,
             GitRepoProvider,
         )
+        from binderlab.web.hookpolicy import GitHubWebhookPolicy
 
         classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
-                   FingerprintWorker, RepoDiskBudget]
+                   GitHubWebhookPolicy, *ARCHIVE_PROVIDERS, FingerprintWorker, RepoDiskBudget]
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
@@ -142,9 +145,11 @@ class BinderLab(Application):
 
     repo_providers = List(
         Unicode(),
-        default_value=["gh", "gl", "git", "gist"],
+        default_value=["gh", "gl", "git", "gist", "zenodo", "figshare", "hydroshare",
+                       "dataverse", "ckan", "swhid"],
         help="""Repository providers this host accepts, by entry point name
-        (group binderlab.repo_providers: gh, gl, git, gist).""",
+        (group binderlab.repo_providers: gh, gl, git, gist; DOI and archive records:
+        zenodo, figshare, hydroshare, dataverse, ckan, swhid). Default: all of them.""",
     ).tag(config=True)
 
     builder_class = EntryPointType(
@@ -202,6 +207,12 @@ class BinderLab(Application):
         300, help="Seconds fetching one commit may take (default 300)."
     ).tag(config=True)
 
+    health_cache_seconds = Float(
+        5,
+        help="""Seconds /health reuses its last answer (default 5); 0 computes it for every
+        request. Requests meanwhile share one run of the checks.""",
+    ).tag(config=True)
+
     min_free_disk_gb = Float(
         2, help="/health reports unhealthy below this much free disk in state_dir (GB)."
     ).tag(config=True)
@@ -248,6 +259,17 @@ class BinderLab(Application):
         (default: the engine's containers) or 'kubernetes' (the cluster's session pods).""",
     ).tag(config=True)
 
+    rebuild_from_records = Bool(
+        False,
+        help="""Rebuild an image that is gone (evicted, removed) from the packages its
+        environment record lists, so the same versions come back instead of a fresh solve.
+        Off by default.
+
+        Covers environments defined by one requirements.txt (pip), with apt.txt and
+        runtime.txt beside it: the recorded `pip freeze` replaces requirements.txt in the
+        build. Conda, Pipenv, R and Julia environments are solved afresh.""",
+    ).tag(config=True)
+
     # ---- start-up steps -------------------------------------------------------------
 
     @catch_config_error
@@ -267,6 +289,7 @@ class BinderLab(Application):
         self.init_gpus()
         self.init_limits()
         self.init_pipeline()
+        self.init_records()
         self.init_eviction()
         self.init_tornado()
 
@@ -352,6 +375,10 @@ class BinderLab(Application):
 
     def init_pipeline(self):
         self.mirrors = RepoMirrors(self.state_path / "git", self.git_timeout)
+        for provider in self.providers.values():
+            if hasattr(provider, "attach"):  # archive providers import records as commits
+                provider.attach(mirrors=self.mirrors, work_dir=self.state_path / "build",
+                                max_bytes=int(self.max_repo_size_mb * 1e6))
         self.pipeline = Pipeline(
             builder=self.builder, launcher=self.launcher, mirrors=self.mirrors,
             fingerprints=self.fingerprints, index=self.index, config_digest=self.config_digest,
@@ -365,6 +392,14 @@ class BinderLab(Application):
             disk=RepoDiskBudget(self.state_path / "git", self.state_path / "content",
                                 parent=self, log=self.log),
         )
+
+    def init_records(self):
+        """Environment records of built images (``GET /environment/...``)."""
+        self.records = EnvironmentRecords(
+            self.state_path / "records", engine=self.engine, log=self.log,
+            base_image=repo2docker_base_image(getattr(self.builder, "repo2docker_config", "")))
+        self.pipeline.records = self.records
+        self.pipeline.rebuild_from_records = self.rebuild_from_records
 
     def init_eviction(self):
         if self.engine is None:

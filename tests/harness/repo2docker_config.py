@@ -8,6 +8,8 @@ import os
 from repo2docker.buildpacks.base import BaseImage
 from repo2docker.buildpacks.docker import DockerBuildPack
 
+from binderlab.buildpacks import CondaLockBuildPack, UvLockBuildPack
+
 
 class LocalPipBuildPack(BaseImage):
     """requirements.txt installed with the base image's pip (test machines only)."""
@@ -48,7 +50,18 @@ class LocalPipBuildPack(BaseImage):
         return scripts
 
 
+class LocalUvLockBuildPack(UvLockBuildPack):
+    """uv.lock, with JupyterLab from the local base image's venv (uv itself and the
+    locked packages still come from PyPI, for real)."""
+
+    server_prefix = "/opt/venv"
+    server_packages = ()
+
+
 c.Repo2Docker.base_image = os.environ.get("BINDERLAB_TEST_BASE_IMAGE",  # noqa: F821
                                           "binderlab-test/base:latest")
-c.Repo2Docker.buildpacks = [DockerBuildPack, LocalPipBuildPack]  # noqa: F821
+# what an operator adds (binderlab.buildpacks.with_lockfile_buildpacks does it for
+# repo2docker's own list); conda-lock builds stop at the Dockerfile here (no conda channels)
+c.Repo2Docker.buildpacks = [DockerBuildPack, LocalUvLockBuildPack, CondaLockBuildPack,  # noqa: F821
+                            LocalPipBuildPack]
 c.Repo2Docker.default_buildpack = LocalPipBuildPack  # noqa: F821

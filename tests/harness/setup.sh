@@ -12,7 +12,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
-[ -x /usr/bin/docker ] || missing+=(docker.io)  # the buildx test plugin calls this client
+[ -x /usr/bin/docker ] || missing+=(docker.io)  # the BuildKit bridge (buildx) calls this client
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v docker-registry >/dev/null || missing+=(docker-registry)  # registry tests
@@ -49,6 +49,9 @@ if [ ! -d "$top/tests/browser/node_modules/playwright-core" ] || \
   step "browser test tools (npm: playwright-core)"
   (cd "$top/tests/browser" && npm install --no-fund --no-audit --ignore-scripts)
 fi
+
+# thebe-core's browser bundle for the course-page test (npm pack, integrity-checked)
+bash "$top/tests/browser/fetch-thebe-core.sh"
 
 step "test base image"
 bash "$here/base-image.sh"

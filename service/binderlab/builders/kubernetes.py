@@ -61,19 +61,23 @@ with urllib.request.urlopen(sys.argv[1], timeout=300) as response:
         archive.extractall(sys.argv[2], filter="tar")
 """
 
+# where the build pod's client finds the shared daemon's TLS client certificate
+DAEMON_CERTS = "/etc/binderlab/daemon-tls"
+
 class BuildPodError(Exception):
     """A build pod failed in a way the user is told about as is."""
 
 
 class _ContextHandler(tornado.web.RequestHandler):
-    def initialize(self, contexts: dict[str, Path]):
+    def initialize(self, contexts: dict[str, Path], content_type: str = "application/gzip"):
         self.contexts = contexts
+        self.content_type = content_type
 
     async def get(self, token: str):
         path = self.contexts.get(token)
         if path is None or not path.exists():
             raise tornado.web.HTTPError(404)
-        self.set_header("Content-Type", "application/gzip")
+        self.set_header("Content-Type", self.content_type)
         with path.open("rb") as f:
             while chunk := f.read(1 << 20):
                 self.write(chunk)
@@ -91,6 +95,8 @@ class ContextServer:
         self.ip = ip
         self.port = port
         self.contexts: dict[str, Path] = {}
+        # session content (<commit>.tar, shared with other launches): served, never deleted
+        self.contents: dict[str, Path] = {}
         self.server = None
 
     def start(self) -> None:
@@ -98,7 +104,10 @@ class ContextServer:
             return
         app = tornado.web.Application(
             [(r"/context/([A-Za-z0-9_-]+)\.tar\.gz", _ContextHandler,
-              {"contexts": self.contexts})], log_function=lambda handler: None)
+              {"contexts": self.contexts}),
+             (r"/content/([A-Za-z0-9_-]+)\.tar", _ContextHandler,
+              {"contexts": self.contents, "content_type": "application/x-tar"})],
+            log_function=lambda handler: None)
         sockets = bind_sockets(self.port, self.ip)
         self.port = sockets[0].getsockname()[1]  # the one the OS picked for port 0
         self.server = HTTPServer(app)
@@ -109,6 +118,13 @@ class ContextServer:
         await asyncio.get_running_loop().run_in_executor(None, _pack, context, archive)
         token = secrets.token_urlsafe(32)
         self.contexts[token] = archive
+        return token
+
+    def share(self, archive: Path, lifetime: float) -> str:
+        """Serve ``archive`` (not removed afterwards) for ``lifetime`` seconds; its token."""
+        token = secrets.token_urlsafe(32)
+        self.contents[token] = archive
+        asyncio.get_running_loop().call_later(lifetime, self.contents.pop, token, None)
         return token
 
     def remove(self, token: str) -> None:
@@ -210,10 +226,26 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
     ).tag(config=True)
 
     daemon_url = Unicode(
-        "tcp://binderlab-dind:2375",
+        "tcp://binderlab-dind:2376",
         help="""Address of the shared daemon ('docker': a DOCKER_HOST URL, default
-        tcp://binderlab-dind:2375; 'buildkit': a buildkitd address such as
+        tcp://binderlab-dind:2376; 'buildkit': a buildkitd address such as
         tcp://buildkitd:1234). Unused for 'dind-sidecar'.""",
+    ).tag(config=True)
+
+    daemon_tls_secret = Unicode(
+        "binderlab-dind-tls",
+        help="""Secret with the TLS client certificate for the shared daemon (keys ca.pem,
+        cert.pem, key.pem; deploy/kubernetes/dind-certs.sh makes it). Default
+        'binderlab-dind-tls'.
+
+        Build steps (a repository's RUN and postBuild) run as containers of that daemon,
+        where the daemon's own address is one hop away and NetworkPolicy does not apply:
+        without client certificates any repository could drive the daemon, start a
+        privileged container and own the node. The certificate is mounted into the build
+        pod's client only, never into build steps. Used for tcp:// daemon URLs (a unix
+        socket needs none). Empty: no TLS (only for a daemon no build step can reach).
+        Unused for 'dind-sidecar' (its daemon listens on the pod's loopback, which build
+        steps cannot reach).""",
     ).tag(config=True)
 
     dind_image = Unicode(
@@ -304,6 +336,23 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
         reach this very replica, not a Service in front of several.""",
     ).tag(config=True)
 
+    content_lifetime = Float(
+        900,
+        help="""Seconds a session's content stays fetchable by its pod's init container
+        (default 900: pulling a new image first can take minutes).""",
+    ).tag(config=True)
+
+    async def serve_content(self, archive: Path) -> str:
+        """The URL a session pod's init container fetches the commit's files from.
+
+        The session then never runs `git fetch` of a user-supplied URL inside the cluster,
+        outside the SSRF guard and its pinned address: it gets the files this service
+        fetched through the guard, from this pod, at an unguessable URL.
+        """
+        self.contexts.start()
+        token = self.contexts.share(archive, self.content_lifetime)
+        return f"{self.context_url.rstrip('/')}/content/{token}.tar"
+
     @default("context_url")
     def _default_context_url(self):
         ip = os.environ.get("POD_IP") or socket.gethostbyname(socket.gethostname())
@@ -366,19 +415,38 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                           "limits": {"cpu": "500m", "memory": "256Mi"}},
         }]
+        # TLS is for a daemon on the network; a unix socket is nothing a build step reaches
+        tls = self.daemon in ("docker", "buildkit") and bool(self.daemon_tls_secret) \
+            and self.daemon_url.startswith("tcp://")
+        if tls:
+            volumes.append({"name": "daemon-tls", "secret": {
+                "secretName": self.daemon_tls_secret, "defaultMode": 0o400,
+                "items": [{"key": k, "path": k} for k in ("ca.pem", "cert.pem", "key.pem")]}})
+            mounts.append({"name": "daemon-tls", "mountPath": DAEMON_CERTS, "readOnly": True})
+        elif self.daemon != "dind-sidecar" and self.daemon_url.startswith("tcp://"):
+            self.log.warning("c.KubernetesBuilder.daemon_tls_secret is empty: build steps "
+                             "that can reach %s can drive it", self.daemon_url)
         if self.daemon == "docker":
             env.append({"name": "DOCKER_HOST", "value": self.daemon_url})
+            if tls:
+                env += [{"name": "DOCKER_TLS_VERIFY", "value": "1"},
+                        {"name": "DOCKER_CERT_PATH", "value": DAEMON_CERTS}]
         elif self.daemon == "buildkit":
             # a buildx builder for the shared buildkitd, written where the build container
-            # looks for builders (BUILDX_CONFIG), then selected by name
+            # looks for builders (BUILDX_CONFIG), then selected by name; mTLS as for docker
+            buildkit_tls = ["--driver-opt", ",".join(
+                f"{opt}={DAEMON_CERTS}/{name}" for opt, name in
+                (("cacert", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem")))] \
+                if tls else []
             init_containers.append({
                 "name": "buildx-builder",
                 "image": self.build_image,
                 "command": ["docker", "buildx", "create", "--name", "binderlab",
-                            "--driver", "remote", self.daemon_url],
+                            "--driver", "remote", *buildkit_tls, self.daemon_url],
                 "env": [{"name": "HOME", "value": "/tmp"},
                         {"name": "BUILDX_CONFIG", "value": "/tmp/buildx"}],
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                                 *[m for m in mounts if m["name"] == "daemon-tls"]],
                 "securityContext": self.security_context,
                 "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}},
             })

@@ -82,6 +82,9 @@ class ImagePlan:
 
 
 class Pipeline:
+    records = None  # builders.records.EnvironmentRecords, set by the app
+    rebuild_from_records = False  # c.BinderLab.rebuild_from_records
+
     def __init__(self, *, builder: Builder, launcher: Launcher | None, mirrors: RepoMirrors,
                  fingerprints: FingerprintWorker, index: CacheIndex, config_digest: str,
                  image_prefix: str, blocked_networks, public_url: str, work_dir: Path,
@@ -153,7 +156,8 @@ class Pipeline:
     async def fetch(self, resolved: ResolvedRepo) -> Path:
         self.disk.check_free(self.mirrors.root)
         path = await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
-                                        resolved.allowed_protocols, resolved.git_config)
+                                        resolved.allowed_protocols, resolved.git_config,
+                                        reachable_only=resolved.verify_reachable)
         os.utime(path)  # its last use, for the disk budget's least-recently-used order
         return path
 
@@ -223,6 +227,13 @@ class Pipeline:
                    "message": f"Found built image {plan.image}\n"}
             return
         metrics.CACHE.labels("miss").inc()
+        frozen = None
+        if self.rebuild_from_records and self.records is not None and fp.kind == "env":
+            # an evicted image comes back with the versions it had, not a fresh solve
+            frozen = self.records.frozen_requirements(plan.image, fp.files)
+            if frozen:
+                yield {"phase": "fetching", "message": f"Rebuilding from the recorded "
+                       f"packages ({frozen[1].count(chr(10)) - 1} pinned in {frozen[0]})\n"}
 
         async def source(dest: Path):
             """The build context: only the environment files for an env-keyed image."""
@@ -238,11 +249,15 @@ class Pipeline:
                     (dest / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(checkout / name, dest / name, follow_symlinks=False)
                 dest.mkdir(parents=True, exist_ok=True)
+                if frozen:
+                    (dest / frozen[0]).write_text(frozen[1])
 
         started = plan.image not in self.builder.running  # or joined another launch's build
         build = self.builder.build(plan.image, plan.labels, source,
                                    client=self.limits.client_key(client)
                                    if self.limits is not None else client)
+        if started and self.records is not None:
+            self.records.follow(build, plan, resolved)  # kept after the image is gone
         async for event in build.follow():
             if event["phase"] == "built":
                 event = {**event, "kind": fp.kind, "started_build": started}
@@ -320,12 +335,19 @@ class Pipeline:
             "spec": resolved.spec.spec,
             "repo_key": self.repo_key(resolved),
             "client": request.client,
+            # BinderHub's spawner puts these in the session's environment (BINDER_REQUEST,
+            # ...): notebooks and extensions that build "share this" links read them
+            **self.binder_links(request, resolved),
             **request.extra,
         }
         if kind == "env":
             # the image holds the environment; the commit's files go in at launch
             await self.content_archive(resolved)
             user_options["content"] = resolved.commit
+            serve = getattr(self.builder, "serve_content", None)  # the cluster's session pods
+            if serve is not None:
+                user_options["content_url"] = await serve(
+                    self.content_dir / f"{resolved.commit}.tar")
         self.index.launched(image)
         async with self.session_slot(resolved):
             async for event in self.start_session(image, user_options, gpu_count):
@@ -398,18 +420,25 @@ class Pipeline:
                                   "'gpu: 1'.", 400) from None
         return None
 
+    def binder_links(self, request: LaunchRequest, resolved: ResolvedRepo) -> dict:
+        """The launch's links, as BinderHub names them (ready event, session environment)."""
+        spec = resolved.spec
+        return {
+            "binder_ref_url": request.provider.ref_url(spec, resolved.commit),
+            "binder_launch_host": self.public_url,
+            "binder_request": f"v2/{spec.provider}/{spec.spec}",
+            "binder_persistent_request": f"v2/{spec.provider}/{resolved.persistent_spec}",
+        }
+
     def ready_event(self, event: dict, request: LaunchRequest, resolved: ResolvedRepo,
                     image: str) -> dict:
-        spec = resolved.spec
-        provider = spec.provider
         return {
             **event,
             "image": image,
-            "repo_url": spec.repo_url,
-            "binder_ref_url": request.provider.ref_url(spec, resolved.commit),
-            "binder_launch_host": self.public_url,
-            "binder_request": f"v2/{provider}/{spec.spec}",
-            "binder_persistent_request": f"v2/{provider}/{resolved.persistent_spec}",
+            "repo_url": resolved.spec.repo_url,
+            **self.binder_links(request, resolved),
+            "environment_url": f"{self.public_url}environment/{resolved.spec.provider}/"
+                               f"{resolved.persistent_spec}",
             "message": f"server running at {event['url']}\n",
         }
 

@@ -28,3 +28,5 @@ FINGERPRINT_FAILURES = Counter("binderlab_fingerprint_failures_total",
                                "Fingerprints that failed, by reason.", ["reason"])
 BUILDS_REFUSED = Counter("binderlab_builds_refused_total",
                          "Builds refused before they started, by reason.", ["reason"])
+WEBHOOK_DELIVERIES = Counter("binderlab_webhook_deliveries_total",
+                             "GitHub webhook deliveries, by what became of them.", ["result"])

@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import signal
+import unicodedata
 
 from binderlab.errors import LaunchError
 
@@ -95,6 +96,12 @@ def check_ref(ref: str) -> None:
         raise LaunchError("The ref is empty.", 400)
     if ref.startswith("-"):
         raise LaunchError(f"Invalid ref {ref!r}: a ref cannot start with '-'.", 400)
+    # git allows them, but bidi overrides (U+202E), zero-width and other invisible or
+    # space characters make the loading page show another ref than the one launched
+    # (CVE-2021-42574's "Trojan Source" trick applied to a ref name)
+    if any(unicodedata.category(c)[0] in "CZ" for c in ref):
+        raise LaunchError(f"Invalid ref {ascii(ref)}: refs with invisible, bidirectional "
+                          "or space characters are not accepted.", 400)
     parts = ref.split("/")
     if (
         any(ord(c) < 32 or ord(c) == 127 or c in " ~^:?*[\\" for c in ref)
@@ -124,6 +131,16 @@ def pick_ref(ls_remote_output: str, ref: str) -> str | None:
             if candidate in refs:
                 return refs[candidate]
     return None
+
+
+def branch_and_tag_tips(ls_remote_output: str) -> set[str]:
+    """Commits at the tip of a branch or tag (annotated tags peeled) in ``ls-remote`` output."""
+    tips = set()
+    for line in ls_remote_output.splitlines():
+        sha, _, name = line.partition("\t")
+        if name.startswith(("refs/heads/", "refs/tags/")) and SHA_RE.match(sha):
+            tips.add(sha)
+    return tips
 
 
 def pin_config(host: str, port: int, address: str | None) -> tuple[str, ...]:

@@ -30,6 +30,10 @@ class RepoMirrors:
     def _path(self, clone_url: str) -> Path:
         return self.root / (hashlib.sha256(clone_url.encode()).hexdigest()[:24] + ".git")
 
+    def path_for(self, clone_url: str) -> Path:
+        """Where the mirror of ``clone_url`` lives (archive providers import into it)."""
+        return self._path(clone_url)
+
     async def _git(self, path: Path, *args: str, env: dict | None = None,
                    config: tuple[str, ...] = ()) -> str:
         return await gitcmd.run_git(
@@ -38,11 +42,15 @@ class RepoMirrors:
         )
 
     async def fetch(self, clone_url: str, commit: str, allowed_protocols: list[str],
-                    config: tuple[str, ...] = ()) -> Path:
+                    config: tuple[str, ...] = (), reachable_only: bool = False) -> Path:
         """Make sure ``commit`` is in the mirror of ``clone_url``; return the mirror's path.
 
         Only ``allowed_protocols`` may be used to reach ``clone_url`` (GIT_ALLOW_PROTOCOL).
+        ``reachable_only``: the commit must be in the history of a branch or tag the
+        repository advertises (see ``check_reachable``); LaunchError(404) otherwise.
         """
+        if reachable_only:
+            await self.check_reachable(clone_url, commit, allowed_protocols, config)
         env = gitcmd.git_env(allowed_protocols)
         path = self._path(clone_url)
         lock = self._locks.setdefault(str(path), asyncio.Lock())
@@ -73,6 +81,50 @@ class RepoMirrors:
             if not await self.has_commit(path, commit):
                 raise LaunchError(f"Commit {commit} is not in {clone_url}.", 404)
         return path
+
+    async def check_reachable(self, clone_url: str, commit: str,
+                              allowed_protocols: list[str], config: tuple[str, ...]) -> None:
+        """Refuse a commit that no branch or tag of ``clone_url`` contains.
+
+        GitHub (and GitLab) serve every commit of every fork, and pull-request heads, through
+        the parent's URL: ``gh/allowed-org/repo/<sha of a fork commit>`` would run a fork's
+        code under an allowed name and its GPU policy. So the branches and tags (only those:
+        refs/pull/* are forks' commits) are fetched with their history into the mirror under
+        refs/binderlab/, pruned so a deleted branch stops counting, and the commit must be
+        an ancestor of one of them.
+        """
+        path = self._path(clone_url)
+        lock = self._locks.setdefault(str(path), asyncio.Lock())
+        async with lock:
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                await gitcmd.run_git("init", "--bare", "-q", "--", str(path), env=self.env,
+                                     timeout=self.timeout)
+            if await self._contained(path, commit):
+                return
+            try:
+                await self._git(path, "fetch", "-q", "--prune", "--no-tags", "--", clone_url,
+                                "+refs/heads/*:refs/binderlab/heads/*",
+                                "+refs/tags/*:refs/binderlab/tags/*",
+                                env=gitcmd.git_env(allowed_protocols), config=config)
+            except gitcmd.GitError as e:
+                self._drop_partial_objects(path)
+                raise LaunchError(f"Could not fetch the branches of {clone_url}: {e}", 404) \
+                    from None
+            if not await self._contained(path, commit):
+                raise LaunchError(
+                    f"Commit {commit} is not on any branch or tag of {clone_url}. Hosts serve "
+                    "commits of forks and pull requests through the parent repository's URL; "
+                    "this server launches a commit only under the repository it belongs to: "
+                    "launch it from the fork.", 404)
+
+    async def _contained(self, path: Path, commit: str) -> bool:
+        try:
+            out = await self._git(path, "for-each-ref", "--count=1", f"--contains={commit}",
+                                  "--format=%(refname)", "refs/binderlab/")
+        except gitcmd.GitError:  # the commit is not here at all
+            return False
+        return bool(out.strip())
 
     @staticmethod
     def _drop_partial_objects(path: Path) -> None:
@@ -193,7 +245,3 @@ class RepoMirrors:
             count += 1
             total += int(meta[3]) if meta[3].isdigit() else 0
         return count, total
-
-    def path_for(self, clone_url: str) -> Path:
-        """Where the mirror of ``clone_url`` lives (whether or not it exists yet)."""
-        return self._path(clone_url)

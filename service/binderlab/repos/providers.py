@@ -8,15 +8,16 @@ GitHub Enterprise, a self-hosted GitLab or a test server on 127.0.0.1 can stand 
 import re
 import unicodedata
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from traitlets import Float, List, Unicode
+from traitlets import Bool, Float, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from binderlab.errors import LaunchError
 from binderlab.repos import gitcmd, netguard
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+DEFAULT_PORTS = {"https": 443, "http": 80, "git": 9418, "ssh": 22}
 
 
 def valid_name(name: str) -> bool:
@@ -49,6 +50,9 @@ class ResolvedRepo:
     commit: str
     allowed_protocols: tuple[str, ...] = ("https",)
     git_config: tuple[str, ...] = ()  # e.g. the address checked against blocked networks
+    # a commit asked for by SHA that is no branch's or tag's tip: the fetch must show it is
+    # in their history (a fork's commit is not)
+    verify_reachable: bool = False
 
     @property
     def persistent_spec(self) -> str:
@@ -97,6 +101,18 @@ class GitRepoProvider(RepoProvider):
         """,
     ).tag(config=True)
 
+    allow_unadvertised_commits = Bool(
+        False,
+        help="""Launch commits that are on no branch or tag of the repository (default False).
+
+        Git hosts serve commits of forks and pull requests (refs/pull/*) through the parent
+        repository's URL, so by default a commit given by SHA must be in the history of a
+        branch or tag the repository advertises, and refs outside refs/heads/ and
+        refs/tags/ are refused: allow lists, bans and GPU policy then apply to the code
+        they name. True restores launching any commit the host serves (fetched by SHA).
+        """,
+    ).tag(config=True)
+
     resolve_timeout = Float(
         30, help="Seconds `git ls-remote` may take before the launch fails (default 30)."
     ).tag(config=True)
@@ -109,8 +125,7 @@ class GitRepoProvider(RepoProvider):
                 "e.g. https%3A%2F%2Fexample.org%2Frepo.git/main",
                 400,
             )
-        url = unquote(escaped_url)
-        self.check_url(url)
+        url = self.check_url(unquote(escaped_url))
         return RepoSpec(
             self.prefix, quote(url, safe=""), url, url, self.unquote_ref(raw_ref)
         )
@@ -121,7 +136,14 @@ class GitRepoProvider(RepoProvider):
         gitcmd.check_ref(ref)
         return ref
 
-    def check_url(self, url: str) -> None:
+    def check_url(self, url: str) -> str:
+        """Refuse URLs git could misread; return the URL in the one spelling git gets.
+
+        The host is converted once to the ASCII name curl will look up (netguard.ascii_host:
+        IDNA 2008, full-width forms, numeric addresses), lowercased, without a trailing dot
+        or a default port: the SSRF guard, the pinned address, ban and allow lists all see
+        the name git connects to.
+        """
         if "::" in url.split("/", 1)[0]:  # git's transport syntax, e.g. ext::<command>
             raise LaunchError(f"Not a repository URL: {url!r}. Use e.g. https://host/repo", 400)
         # urlsplit drops tabs and newlines silently: refuse them before, so what is checked
@@ -132,7 +154,7 @@ class GitRepoProvider(RepoProvider):
                               400)
         try:
             parts = urlsplit(url)
-            parts.port  # noqa: B018 (raises ValueError for a port it cannot read)
+            port = parts.port
         except ValueError as e:
             raise LaunchError(f"Not a repository URL: {url!r} ({e}).", 400) from None
         if not parts.scheme:
@@ -146,27 +168,41 @@ class GitRepoProvider(RepoProvider):
             )
         if not parts.hostname:
             raise LaunchError(f"Not a repository URL: {url!r}. Use e.g. https://host/repo", 400)
-        if parts.username or parts.password:
+        if "@" in parts.netloc:
             raise LaunchError("Repository URLs must not carry credentials.", 400)
         if url.startswith("-"):
             raise LaunchError(f"Not a repository URL: {url!r}", 400)
+        raw_host = parts.netloc
+        if raw_host.startswith("["):
+            raw_host = raw_host[: raw_host.index("]") + 1]
+        elif ":" in raw_host:
+            raw_host = raw_host.rsplit(":", 1)[0]
+        netloc = netguard.ascii_host(raw_host)
+        if port is not None and port != DEFAULT_PORTS.get(scheme):
+            netloc += f":{port}"
+        return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
 
     async def resolve(self, spec: RepoSpec, blocked_networks) -> ResolvedRepo:
         parts = urlsplit(spec.clone_url)
         port = parts.port or (80 if parts.scheme == "http" else 443)
         address = await netguard.check_host(parts.hostname, port, blocked_networks)
         pinned = gitcmd.pin_config(parts.hostname, port, address)
+        protocols = tuple(self.allowed_protocols)
         if gitcmd.SHA_RE.match(spec.ref):
-            return ResolvedRepo(spec, spec.ref, tuple(self.allowed_protocols), pinned)
-        env = gitcmd.git_env(self.allowed_protocols)
-        try:
-            out = await gitcmd.run_git(
-                "ls-remote", "--", spec.clone_url, spec.ref,
-                *([] if spec.ref == "HEAD" else [f"{spec.ref}^{{}}"]),
-                env=env, timeout=self.resolve_timeout, config=pinned,
-            )
-        except gitcmd.GitError as e:
-            raise LaunchError(f"Could not reach repository {spec.repo_url}: {e}", 404) from None
+            if self.allow_unadvertised_commits:
+                return ResolvedRepo(spec, spec.ref, protocols, pinned)
+            tips = gitcmd.branch_and_tag_tips(
+                await self._ls_remote(spec, pinned, "--heads", "--tags"))
+            return ResolvedRepo(spec, spec.ref, protocols, pinned,
+                                verify_reachable=spec.ref not in tips)
+        if spec.ref.startswith("refs/") and not spec.ref.startswith(("refs/heads/",
+                                                                     "refs/tags/")) \
+                and not self.allow_unadvertised_commits:
+            raise LaunchError(f"Ref {spec.ref!r} is not a branch or tag; refs such as "
+                              "refs/pull/* hold commits of forks, which this server launches "
+                              "only from the fork.", 404)
+        out = await self._ls_remote(spec, pinned, "--", spec.clone_url, spec.ref,
+                                    *([] if spec.ref == "HEAD" else [f"{spec.ref}^{{}}"]))
         commit = gitcmd.pick_ref(out, spec.ref)
         if commit is None:
             raise LaunchError(
@@ -174,7 +210,18 @@ class GitRepoProvider(RepoProvider):
                 "of that name.",
                 404,
             )
-        return ResolvedRepo(spec, commit, tuple(self.allowed_protocols), pinned)
+        return ResolvedRepo(spec, commit, protocols, pinned)
+
+    async def _ls_remote(self, spec: RepoSpec, pinned: tuple[str, ...], *args: str) -> str:
+        if "--" not in args:
+            args = (*args, "--", spec.clone_url)
+        try:
+            return await gitcmd.run_git(
+                "ls-remote", *args, env=gitcmd.git_env(self.allowed_protocols),
+                timeout=self.resolve_timeout, config=pinned,
+            )
+        except gitcmd.GitError as e:
+            raise LaunchError(f"Could not reach repository {spec.repo_url}: {e}", 404) from None
 
 
 class _HostedRepoProvider(GitRepoProvider):
@@ -185,9 +232,7 @@ class _HostedRepoProvider(GitRepoProvider):
         return {**super().info(), "host": self.host.rstrip("/")}
 
     def hosted_url(self, path: str) -> str:
-        url = f"{self.host.rstrip('/')}/{path}"
-        self.check_url(url)
-        return url
+        return self.check_url(f"{self.host.rstrip('/')}/{path}")
 
 
 class GitHubRepoProvider(_HostedRepoProvider):
@@ -275,16 +320,25 @@ def repo_key(spec: RepoSpec, providers: list[RepoProvider]) -> str:
 
     A plain git URL on the host of the gh or gl provider maps to that provider's key, so
     `git/https%3A%2F%2Fgithub.com%2Fo%2Fr` counts as `gh/o/r` and cannot escape a ban.
+    Both sides are in check_url's one spelling (ASCII host, lowercase, no trailing dot,
+    no default port): `https://GitHub.com.:443/o/r` is `gh/o/r` too.
     """
     if spec.provider == "git":
         url = _schemeless(spec.clone_url)
         for provider in providers:
             if isinstance(provider, GitHubRepoProvider | GitLabRepoProvider):
-                base = _schemeless(provider.host).rstrip("/") + "/"
+                base = _schemeless(_spelled(provider, provider.host)).rstrip("/") + "/"
                 if url.lower().startswith(base.lower()):
                     path = url[len(base):].strip("/").removesuffix(".git")
                     return f"{provider.prefix}/{path}"
     return f"{spec.provider}/{unquote(spec.repo_part)}"
+
+
+def _spelled(provider: GitRepoProvider, url: str) -> str:
+    try:
+        return provider.check_url(url)
+    except LaunchError:  # a host the provider itself cannot use matches nothing
+        return url
 
 
 def _schemeless(url: str) -> str:

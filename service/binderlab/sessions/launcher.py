@@ -55,7 +55,8 @@ class HubLauncher(Launcher):
         "http://127.0.0.1:8000",
         help="""Public URL of JupyterHub (its proxy), as users' browsers reach it.
 
-        Session URLs are <hub_url>/user/<name>/.""",
+        Session URLs are <hub_url>/user/<name>/, or the URL JupyterHub gives when it puts
+        each session on its own origin (c.JupyterHub.subdomain_host).""",
     ).tag(config=True)
 
     hub_api_url = Unicode(
@@ -170,7 +171,11 @@ class HubLauncher(Launcher):
             raise
         finally:
             self.starting.discard(username)
-        url = self.hub_url.rstrip("/") + server["url"]
+        url = server["url"]
+        if not url.startswith(("https://", "http://")):
+            # with JupyterHub's subdomain_host the hub already gives the session's own
+            # origin (https://<user>.hub.example.org/user/<user>/); otherwise a path
+            url = self.hub_url.rstrip("/") + url
         yield {"phase": "ready", "url": url, "token": token, "username": username}
 
     async def spawn(self, username: str, options: dict) -> AsyncIterator[dict]:

@@ -65,6 +65,9 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
     async def create_object(self):
         """Create the container; for an environment-keyed image, copy the requested commit's
         files into the repository directory (as the notebook user) before it starts."""
+        # self.image is the session's image from here on (DockerSpawner applied user_options)
+        self.extra_create_kwargs = {**self.extra_create_kwargs,
+                                    "user": await self.notebook_user()}
         obj = await super().create_object()
         info = await self.docker("inspect_image", self.image)
         config = info.get("Config") or {}
@@ -100,6 +103,7 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         """Check binderlab's user_options (image, launch token), then start the container."""
         self.check_user_options()
         gpus = self.session_gpus()
+        self._session_gpu_ids = list(gpus)
         self.extra_create_kwargs = {**self.extra_create_kwargs,
                                     "labels": self.session_labels(gpus)}
         if gpus:
@@ -135,8 +139,28 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
                 next_container_check = loop.time() + 1
             await asyncio.sleep(self.server_poll_interval)
 
+    async def notebook_user(self) -> str:
+        """``uid:gid`` the session runs as: the notebook user binderlab built the image for
+        (its label), whatever the image's own USER says. A repository's Dockerfile may end
+        with `USER root`; the README promises non-root sessions, and a root session could
+        undo what the spawner set up (the content's owner, files outside the home)."""
+        info = await self.docker("inspect_image", self.image)
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        uid = labels.get(LABEL_UID, "1000")
+        if not uid.isdigit() or int(uid) == 0:
+            raise web.HTTPError(403, f"Image {self.image!r} names no non-root notebook user.")
+        return f"{uid}:{uid}"  # repo2docker gives NB_USER a group of the same id
+
     def get_env(self):
-        return self.session_env(super().get_env())
+        env = self.session_env(super().get_env())
+        # The NVIDIA runtime hands a container the devices its environment names; an image
+        # may say ENV NVIDIA_VISIBLE_DEVICES=all, and on a host whose default runtime is
+        # nvidia every session would get every GPU. The container's own value wins over the
+        # image's: a GPU session names exactly its devices, a CPU session none ("void":
+        # the runtime then adds nothing, as for runc).
+        gpus = getattr(self, "_session_gpu_ids", [])
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpus) if gpus else "void"
+        return env
 
     async def get_command(self):
         if not self.anonymous:

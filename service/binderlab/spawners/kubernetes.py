@@ -2,22 +2,32 @@
 
 Content overlay on Kubernetes: for an environment-keyed image an init container, running
 the session image itself as the notebook user, copies the image's repository directory
-into an emptyDir volume and then writes the requested commit's files over it (a shallow
-`git fetch` of exactly that commit); the notebook container mounts the volume at the
-repository directory. The repository URL and commit reach the init container as
-environment variables, never inside the shell text, and git may use https only.
+into an emptyDir volume and then writes the requested commit's files over it; the notebook
+container mounts the volume at the repository directory. The files come from the binder
+service (``user_options["content_url"]``: the archive it made from the commit it fetched
+through its SSRF guard), not from a `git fetch` of the repository URL inside the cluster,
+which would bypass the guard and its pinned address. The URL reaches the init container as
+an environment variable, never inside the shell text, and must match content_url_pattern.
 """
 
+import re
+
 from kubespawner import KubeSpawner
+from tornado import web
 from traitlets import Integer, Unicode
 
 from binderlab.spawners.mixin import BinderLabSessionMixin
 
 OVERLAY_SCRIPT = """set -eu
 cp -a "$REPO_DIR/." /content/
-git init -q /tmp/content
-git -C /tmp/content fetch -q --depth 1 -- "$BINDER_REPO_URL" "$BINDER_REF"
-git -C /tmp/content archive FETCH_HEAD | tar -x -C /content
+exec python3 -c '
+import sys, tarfile, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=300) as response:
+    with tarfile.open(fileobj=response, mode="r|") as archive:
+        if hasattr(tarfile, "data_filter"):
+            archive.extraction_filter = tarfile.data_filter
+        archive.extractall(sys.argv[2])
+' "$BINDER_CONTENT_URL" /content
 """
 
 
@@ -30,6 +40,15 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
 
     notebook_uid = Integer(
         1000, help="UID of the notebook user in session images (repo2docker's --user-id)."
+    ).tag(config=True)
+
+    content_url_pattern = Unicode(
+        r"^http://[0-9a-f.:\[\]]+:8586/content/[A-Za-z0-9_-]{43}\.tar$",
+        help="""Regular expression a session's content URL must match: the binder
+        service's content server (a pod IP and c.KubernetesBuilder.context_port, 8586) and
+        a token. user_options can be sent by anyone allowed to start servers through the
+        hub API; a URL elsewhere would make the init container fetch it inside the
+        cluster.""",
     ).tag(config=True)
 
     async def start(self):
@@ -57,6 +76,13 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
     def get_env(self):
         return self.session_env(super().get_env())
 
+    def content_url(self) -> str:
+        url = str(self.user_options.get("content_url", ""))
+        if not re.fullmatch(self.content_url_pattern, url):
+            raise web.HTTPError(400, "user_options.content_url must be the binder service's "
+                                "content URL for this launch.")
+        return url
+
     def add_content_overlay(self) -> None:
         volume = "repo-content"
         self.volumes = [*self.volumes, {"name": volume, "emptyDir": {}}]
@@ -68,9 +94,7 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
             "command": ["/bin/sh", "-c", OVERLAY_SCRIPT],
             "env": [
                 {"name": "REPO_DIR", "value": self.repo_dir},
-                {"name": "BINDER_REPO_URL", "value": str(self.user_options["repo_url"])},
-                {"name": "BINDER_REF", "value": str(self.user_options["content"])},
-                {"name": "GIT_ALLOW_PROTOCOL", "value": "https"},
+                {"name": "BINDER_CONTENT_URL", "value": self.content_url()},
                 {"name": "HOME", "value": "/tmp"},
             ],
             "volumeMounts": [{"name": volume, "mountPath": "/content"}],

@@ -106,6 +106,11 @@ class BinderLabSessionMixin(Configurable):
             env["JUPYTER_TOKEN"] = self.user_options["token"]
         env["BINDER_REPO_URL"] = str(self.user_options.get("repo_url", ""))
         env["BINDER_REF"] = str(self.user_options.get("ref", ""))
+        # as BinderHub's spawner sets them: what a session needs to link to its own launch
+        for key in ("binder_ref_url", "binder_launch_host", "binder_persistent_request",
+                    "binder_request"):
+            if isinstance(self.user_options.get(key), str):
+                env[key.upper()] = self.user_options[key]
         return env
 
     def anonymous_command(self) -> list[str]:

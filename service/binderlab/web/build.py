@@ -35,8 +35,31 @@ class BuildHandler(BaseHandler):
             except StreamClosedError:
                 self.closed.set()
 
+    def wants_stream(self) -> bool:
+        return "text/event-stream" in self.request.headers.get("Accept", "")
+
+    def send_error(self, status_code: int = 500, **kwargs) -> None:
+        """Errors before the stream starts go out as a ``failed`` event, as BinderHub sends
+        them: a browser's EventSource cannot read an HTTP error's status or body (it only
+        reports a lost connection), so the reason would never reach the user (BinderHub's
+        /build answers its errors this way too, jupyterhub/binderhub#1266). A request
+        that did not ask for an event stream gets the plain JSON error."""
+        if self._headers_written or not self.wants_stream():
+            return super().send_error(status_code, **kwargs)
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        self.clear()
+        self.set_status(200)
+        self.set_cors_headers()
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        event = {"phase": "failed", "status_code": status_code, "message": f"{message}\n"}
+        self.finish(f"data: {json.dumps(event)}\n\n")
+
     async def get(self, provider_prefix: str, _spec: str):
-        if "text/event-stream" not in self.request.headers.get("Accept", ""):
+        if not self.wants_stream():
             raise web.HTTPError(400, "This is an event stream: send Accept: text/event-stream.")
         provider, raw_spec = self.provider_and_spec("build", provider_prefix)
         try:
@@ -90,7 +113,10 @@ class BuildHandler(BaseHandler):
 
     def options(self, *args):
         self.set_cors_headers()
-        self.set_header("Access-Control-Allow-Headers", "Accept, Cache-Control")
+        # BinderHub's JS client (@jupyterhub/binderhub-client) sends Authorization: Bearer
+        # with an API token, else X-Xsrftoken from an _xsrf cookie
+        self.set_header("Access-Control-Allow-Headers",
+                        "Accept, Cache-Control, Authorization, X-Xsrftoken")
         self.set_status(204)
 
 

@@ -11,7 +11,17 @@ import json
 from tornado import web
 
 from binderlab.launch.pipeline import LaunchRequest
+from binderlab.platform import metrics
 from binderlab.web.base import BaseHandler
+from binderlab.web.hookpolicy import GitHubWebhookPolicy
+
+
+def webhook_policy(app) -> GitHubWebhookPolicy:
+    """The app's webhook policy (one per app, configured from the app's config)."""
+    policy = getattr(app, "_github_webhook_policy", None)
+    if policy is None:
+        policy = app._github_webhook_policy = GitHubWebhookPolicy(parent=app)
+    return policy
 
 
 class GitHubHookHandler(BaseHandler):
@@ -19,25 +29,41 @@ class GitHubHookHandler(BaseHandler):
         pass
 
     def post(self):
-        secret = self.binderlab.github_webhook_secret
-        if not secret:
+        policy = webhook_policy(self.binderlab)
+        host_secret = self.binderlab.github_webhook_secret
+        if not host_secret and not policy.enabled_without_host_secret:
             raise web.HTTPError(404, "The GitHub webhook is not enabled on this host.")
+        event = self.request.headers.get("X-GitHub-Event", "")
+        try:
+            payload = json.loads(self.request.body) if self.request.body else {}
+        except ValueError:
+            payload = None
+        # the repository names the secret; nothing in the payload is trusted before the
+        # signature over the whole body is checked with it
+        full_name = ""
+        if isinstance(payload, dict) and isinstance(payload.get("repository"), dict):
+            full_name = str(payload["repository"].get("full_name", ""))
+        secret = policy.secret_for(full_name, host_secret)
         signature = self.request.headers.get("X-Hub-Signature-256", "")
         expected = "sha256=" + hmac.new(secret.encode(), self.request.body,
                                         hashlib.sha256).hexdigest()
         # constant-time comparison: the time taken must not reveal how much matched
-        if not hmac.compare_digest(signature.encode(), expected.encode()):
+        if not secret or not hmac.compare_digest(signature.encode(), expected.encode()):
+            metrics.WEBHOOK_DELIVERIES.labels("bad_signature").inc()
             raise web.HTTPError(401, "Bad or missing X-Hub-Signature-256.")
-        event = self.request.headers.get("X-GitHub-Event", "")
+        delivery = self.request.headers.get("X-GitHub-Delivery", "")
+        if not delivery or len(delivery) > 100:
+            raise web.HTTPError(400, "Missing X-GitHub-Delivery.")
+        if not policy.first_delivery(delivery):
+            return self.finish({"status": "ignored", "reason": "delivery already received"})
         if event == "ping":
             return self.finish({"status": "ok"})
         if event != "push":
             raise web.HTTPError(400, f"Unsupported event {event!r}: send push events.")
         try:
-            payload = json.loads(self.request.body)
-            full_name = payload["repository"]["full_name"]
             commit = payload["after"]
-        except (ValueError, KeyError, TypeError):
+            assert full_name and isinstance(commit, str)
+        except (KeyError, TypeError, AssertionError):
             raise web.HTTPError(400, "Not a GitHub push payload.") from None
         if payload.get("deleted") or set(commit) == {"0"}:
             return self.finish({"status": "ignored", "reason": "branch deleted"})
@@ -49,6 +75,12 @@ class GitHubHookHandler(BaseHandler):
             provider.parse(spec)
         except Exception as e:
             raise web.HTTPError(400, str(e)) from None
+        if not policy.allow_prebuild(full_name):
+            self.binderlab.log.warning("Webhook: prebuilds of %s over %d per hour; %s not "
+                                       "built", full_name, policy.prebuilds_per_hour, commit)
+            raise web.HTTPError(429, f"More than {policy.prebuilds_per_hour} prebuilds of "
+                                f"{full_name} in an hour; this push is not built.")
+        metrics.WEBHOOK_DELIVERIES.labels("prebuild").inc()
         self.binderlab.background_task(self.prebuild(LaunchRequest(provider, spec,
                                                                    build_only=True)))
         self.set_status(202)
