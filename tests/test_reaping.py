@@ -3,12 +3,12 @@ because its launch is copying a large repository's content is left alone; a stop
 abandoned one is removed in time."""
 
 import time
-import uuid
 
 import pytest
 
 from binderlab.platform.rfc3339 import timestamp
 from binderlab.sessions.reaping import should_reap
+from tests.harness import leftovers
 from tests.harness.service import BASE_IMAGE
 
 pytestmark = pytest.mark.docker
@@ -17,7 +17,7 @@ PREFIX = BASE_IMAGE.split("/")[0] + "/"
 
 @pytest.fixture
 def created_container(docker_client):
-    user = f"binderlabtest-{uuid.uuid4().hex[:8]}"
+    user = leftovers.name("reap")  # found by the end-of-run check if it were left behind
     container = docker_client.containers.create(
         BASE_IMAGE, ["true"], name=user, labels={"binderlab.user": user})
     yield container, user

@@ -2,13 +2,13 @@
 (BINDERLAB_SESSION_DISK_LIMIT -> storage_opt), refused with the engine's own message where it
 cannot (overlay2 over ext4, as on this machine); see the README, "Disk budget"."""
 
-import uuid
 from pathlib import Path
 
 import docker
 import pytest
 from traitlets.config import Config
 
+from tests.harness import leftovers
 from tests.harness.service import BASE_IMAGE
 
 HUB_CONFIG = Path(__file__).resolve().parent.parent / "jupyterhub_config.py"
@@ -38,7 +38,7 @@ def test_engine_bounds_the_writable_layer_or_says_it_cannot(docker_client, monke
     host_config = hub_config(monkeypatch, BINDERLAB_SESSION_DISK_LIMIT="1G") \
         .DockerSpawner.extra_host_config
     driver = docker_client.info()["DriverStatus"]
-    name = f"binderlabtest-disk-{uuid.uuid4().hex[:8]}"
+    name = leftovers.name("disk")  # found by the end-of-run check if it were left behind
     try:
         out = docker_client.containers.run(
             BASE_IMAGE, ["sh", "-c", "df -B1 / | tail -1"], name=name,
