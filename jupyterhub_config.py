@@ -79,6 +79,12 @@ c.DockerSpawner.extra_host_config = {
     "security_opt": ["no-new-privileges"],
     "pids_limit": int(env("BINDERLAB_SESSION_PIDS_LIMIT", "1024")),
 }
+# A session's writable layer can fill the engine's disk. The engine bounds it only where its
+# storage driver can (overlay2 over xfs mounted with pquota, btrfs, zfs); elsewhere (overlay2
+# over ext4) the engine refuses the option, so it stays off unless the operator sets it.
+if env("BINDERLAB_SESSION_DISK_LIMIT"):
+    c.DockerSpawner.extra_host_config["storage_opt"] = {
+        "size": env("BINDERLAB_SESSION_DISK_LIMIT")}
 c.DockerSpawner.volumes = {}
 c.Spawner.start_timeout = int(env("BINDERLAB_START_TIMEOUT", "120"))
 c.Spawner.http_timeout = int(env("BINDERLAB_HTTP_TIMEOUT", "60"))

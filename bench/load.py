@@ -54,6 +54,9 @@ SERVICE_CONFIG = """
 # one address (127.0.0.1) stands for every client here: no per-address limit
 c.LaunchLimits.per_client = 0
 c.LaunchLimits.per_client_with_page = 0
+c.LaunchLimits.page_views_per_client = 0
+# the benchmark measures many sessions at once, not the host-sized default session quota
+c.LaunchLimits.max_sessions = 0
 """
 # what a clear quota/limit refusal says (binderlab's LaunchLimits, JupyterHub's spawn limit)
 LIMIT_WORDS = ("too many", "is full", "quota", "limit", "sessions running")

@@ -33,7 +33,7 @@ from binderlab.builders.repo2docker import (
     Builder,
     Repo2DockerBuilder,
 )
-from binderlab.fingerprint.buildpacks import FingerprintWorker
+from binderlab.fingerprint.worker import FingerprintWorker
 from binderlab.gpus.allocator import (
     LABEL_USER,
     GPUAllocator,
@@ -48,10 +48,12 @@ from binderlab.platform import metrics
 from binderlab.platform.docker import DockerEngine
 from binderlab.platform.rfc3339 import timestamp
 from binderlab.repos import netguard
+from binderlab.repos.diskbudget import RepoDiskBudget
 from binderlab.repos.mirrors import RepoMirrors
 from binderlab.repos.providers import RepoProvider
 from binderlab.resources import frontend_dir
 from binderlab.sessions.launcher import HubLauncher, Launcher
+from binderlab.sessions.reaping import should_reap
 from binderlab.sessions.trackers import DockerSessionTracker, SessionTracker
 
 
@@ -84,7 +86,7 @@ class BinderLab(Application):
         classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
-                   GitHubWebhookPolicy, *ARCHIVE_PROVIDERS]
+                   GitHubWebhookPolicy, *ARCHIVE_PROVIDERS, FingerprintWorker, RepoDiskBudget]
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
@@ -333,7 +335,7 @@ class BinderLab(Application):
 
     def init_fingerprints(self):
         args = self.builder.r2d_args() if hasattr(self.builder, "r2d_args") else []
-        self.fingerprints = FingerprintWorker(args)
+        self.fingerprints = FingerprintWorker(args, parent=self, log=self.log)
         digest = hashlib.sha256(json.dumps([repo2docker_version, __version__, args]).encode())
         config_file = getattr(self.builder, "repo2docker_config", "")
         if config_file:
@@ -387,6 +389,8 @@ class BinderLab(Application):
             launch_log=LaunchLog(self.state_path / "launches.jsonl"),
             providers=list(self.providers.values()),
             max_repo_bytes=int(self.max_repo_size_mb * 1e6), sessions=self.sessions,
+            disk=RepoDiskBudget(self.state_path / "git", self.state_path / "content",
+                                parent=self, log=self.log),
         )
 
     def init_records(self):
@@ -427,7 +431,7 @@ class BinderLab(Application):
             for _ in range(30):
                 try:
                     containers = await self.engine.call(
-                        self.engine.client.containers.list, all=True,
+                        self.engine.client.containers.list, all=True, ignore_removed=True,
                         filters={"label": f"{LABEL_USER}={username}"})
                     for c in containers:
                         await self.engine.call(c.remove, force=True)
@@ -444,16 +448,15 @@ class BinderLab(Application):
         while self.engine is not None:
             try:
                 containers = await self.engine.call(
-                    self.engine.client.containers.list, all=True,
+                    self.engine.client.containers.list, all=True, ignore_removed=True,
                     filters={"label": LABEL_USER, "status": ["exited", "dead", "created"]})
                 now = time.time()
+                starting = getattr(self.launcher, "starting", set())
+                # a start may take the launcher's whole start_timeout (content copy included)
+                created_grace = max(120, getattr(self.launcher, "start_timeout", 0) + 60)
                 for c in containers:
-                    if not (c.attrs["Config"]["Image"] or "").startswith(self.image_prefix):
-                        continue
-                    state = c.attrs.get("State", {})
-                    since = timestamp(state.get("FinishedAt", "")) or 0
-                    since = max(since, timestamp(c.attrs.get("Created", "")) or 0)
-                    if now - since > 120:
+                    if should_reap(c.attrs, now, self.image_prefix, starting,
+                                   created_grace=created_grace):
                         self.log.info("Removing stopped session container %s", c.name)
                         await self.engine.call(c.remove, force=True)
             except Exception as e:
@@ -524,6 +527,7 @@ class BinderLab(Application):
             await self.serve_until_stopped()
         finally:
             self.http_server.stop()
+            await self.fingerprints.aclose()
 
     def start(self):
         if self.subapp:

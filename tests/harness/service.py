@@ -51,6 +51,10 @@ c.BinderLab.github_webhook_secret = {self.webhook_secret!r}
 # every test launches from 127.0.0.1: per-address rate limits are tested on their own
 c.LaunchLimits.per_client = 0
 c.LaunchLimits.per_client_with_page = 0
+c.LaunchLimits.page_views_per_client = 0
+c.Repo2DockerBuilder.max_builds_per_client = 0
+# the shared service runs many tests' sessions; quotas are tested on their own
+c.LaunchLimits.max_sessions = 0
 {'c.BinderLab.blocked_networks = []' if allow_loopback else ''}
 c.GitRepoProvider.allowed_protocols = ["https", "http"]
 c.GitHubRepoProvider.host = {git_host!r}

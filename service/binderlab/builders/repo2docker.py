@@ -11,12 +11,15 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from traitlets import Bool, Float, Integer, List, Unicode
 from traitlets.config import Configurable, LoggingConfigurable
 
+from binderlab.builders.build import Build
+from binderlab.builders.slots import FairSlots
+from binderlab.errors import LaunchError
 from binderlab.platform import metrics
 from binderlab.platform.docker import DockerEngine
 from binderlab.platform.registry import Registry
@@ -26,51 +29,6 @@ LABEL_REPO = "binderlab.repo"
 LABEL_COMMIT = "binderlab.commit"
 LABEL_KIND = "binderlab.kind"
 LABEL_UID = "binderlab.uid"
-
-
-class Build:
-    """One build of one image, watched by any number of clients.
-
-    Events are kept from the start, so a watcher that joins late still sees the whole log.
-    ``outcome`` is None while running, then "built" or "failed".
-    """
-
-    def __init__(self, image: str, max_events: int):
-        self.image = image
-        self.events: list[dict] = []
-        self.outcome: str | None = None
-        self.max_events = max_events
-        self.dropped = 0
-        self._changed = asyncio.Condition()
-        self.task: asyncio.Task | None = None
-
-    async def emit(self, event: dict) -> None:
-        async with self._changed:
-            if len(self.events) < self.max_events:
-                self.events.append(event)
-            else:
-                self.dropped += 1
-            self._changed.notify_all()
-
-    async def finish(self, outcome: str, event: dict) -> None:
-        async with self._changed:
-            self.events.append(event)
-            self.outcome = outcome
-            self._changed.notify_all()
-
-    async def follow(self) -> AsyncIterator[dict]:
-        """Yield every event of this build from its start until it ends."""
-        seen = 0
-        while True:
-            async with self._changed:
-                await self._changed.wait_for(lambda: len(self.events) > seen or self.outcome)  # noqa: B023
-                new = self.events[seen:]
-                done = self.outcome is not None
-            seen += len(new)
-            for event in new:
-                yield event
-            if done and seen >= len(self.events):
-                return
 
 
 SourceFactory = Callable[[Path], Awaitable[None]]
@@ -99,13 +57,41 @@ class Builder(LoggingConfigurable):
         help="Log lines kept per build for late watchers; later lines are counted, not kept.",
     ).tag(config=True)
 
+    max_log_mb = Float(
+        8,
+        help="""Megabytes of log messages kept per build for late watchers (default 8);
+        later lines are counted, not kept. 0: no byte limit (max_log_events still applies).""",
+    ).tag(config=True)
+
+    max_log_line_kb = Integer(
+        16,
+        help="""Longest log line (KiB) sent to watchers and kept (default 16); the rest of a
+        longer line is cut, with a note of how much. 0: lines are not cut.""",
+    ).tag(config=True)
+
+    abandon_after = Float(
+        120,
+        help="""Seconds a build goes on with nobody following it (default 120) before it is
+        stopped, freeing its slot; a client that comes back within that time finds it still
+        running. Prebuilds (webhook, `binderlab build`) follow their own builds, so they are
+        never abandoned. 0: builds always run to the end.""",
+    ).tag(config=True)
+
+    max_builds_per_client = Integer(
+        2,
+        help="""Builds one client (address, or /64 for IPv6) may have running or waiting at
+        once (default 2); another gets a 429. Joining a build that is already running is
+        always allowed. 0: no cap.""",
+    ).tag(config=True)
+
     def __init__(self, *, engine: DockerEngine, work_dir: Path, index=None, **kwargs):
         super().__init__(**kwargs)
         self.engine = engine
         self.work_dir = work_dir
         self.index = index
         self.running: dict[str, Build] = {}
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: FairSlots | None = None
+        self._abandon_timers: dict[str, asyncio.TimerHandle] = {}
         # called with the image name after each successful build (e.g. eviction)
         self.after_build: Callable[[str], Awaitable[object]] | None = None
 
@@ -113,14 +99,52 @@ class Builder(LoggingConfigurable):
         labels = await self.engine.image_labels(name)
         return labels is not None and labels.get(LABEL_KEY) == key
 
-    def build(self, name: str, labels: dict[str, str], source: SourceFactory) -> Build:
-        """Start building ``name`` (or join the build already running)."""
+    def build(self, name: str, labels: dict[str, str], source: SourceFactory,
+              client: str = "") -> Build:
+        """Start building ``name`` (or join the build already running).
+
+        Raises LaunchError(429) when ``client`` already has ``max_builds_per_client`` builds
+        running or waiting."""
         if name in self.running:
+            timer = self._abandon_timers.pop(name, None)
+            if timer is not None:
+                timer.cancel()
             return self.running[name]
-        build = Build(name, self.max_log_events)
+        if client and self.max_builds_per_client:
+            mine = sum(1 for b in self.running.values() if b.client == client)
+            if mine >= self.max_builds_per_client:
+                metrics.BUILDS_REFUSED.labels("per_client").inc()
+                raise LaunchError(f"You have {mine} builds running or waiting on this host, "
+                                  "the most it allows at once; launch again when one has "
+                                  "finished.", 429)
+        build = Build(name, self.max_log_events, int(self.max_log_mb * 1e6),
+                      self.max_log_line_kb << 10, client)
+        build.on_unwatched = self._unwatched
         self.running[name] = build
         build.task = asyncio.create_task(self._run(build, labels, source))
         return build
+
+    def _unwatched(self, build: Build) -> None:
+        """Nobody follows ``build`` any more: stop it unless someone comes back in time."""
+        if not self.abandon_after or build.task is None or build.task.done():
+            return
+
+        def abandon():
+            self._abandon_timers.pop(build.image, None)
+            if not build.watchers and build.outcome is None and not build.task.done():
+                self.log.info("Stopping build of %s: nobody has followed it for %g s",
+                              build.image, self.abandon_after)
+                build.abandoned = True
+                build.task.cancel()
+
+        old = self._abandon_timers.pop(build.image, None)
+        if old is not None:
+            old.cancel()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a follower finalised after the loop ended: nothing to stop
+            return
+        self._abandon_timers[build.image] = loop.call_later(self.abandon_after, abandon)
 
     async def _run(self, build: Build, labels: dict[str, str], source: SourceFactory) -> None:
         started = time.monotonic()
@@ -128,13 +152,13 @@ class Builder(LoggingConfigurable):
         outcome = "failed"
         try:
             if self._slots is None:
-                self._slots = asyncio.Semaphore(max(self.max_concurrent_builds, 1))
-            if self._slots.locked():
+                self._slots = FairSlots(self.max_concurrent_builds)
+            if self._slots.busy():
                 await build.emit({"phase": "waiting", "message": "Waiting for a build slot "
                                   f"({self.max_concurrent_builds} builds running)\n"})
             metrics.BUILDS_WAITING.inc()
             try:
-                await self._slots.acquire()
+                await self._slots.acquire(build.client)
             finally:
                 metrics.BUILDS_WAITING.dec()
             metrics.BUILDS_RUNNING.inc()
@@ -144,7 +168,7 @@ class Builder(LoggingConfigurable):
                 error = await self.run_build(build, context, labels)
             finally:
                 metrics.BUILDS_RUNNING.dec()
-                self._slots.release()
+                self._slots.release(build.client)
             if error is None and not await self.image_ready(build.image, labels[LABEL_KEY]):
                 error = "The build finished but its image is missing."
             if error is None:
@@ -160,10 +184,20 @@ class Builder(LoggingConfigurable):
                 })
             else:
                 await build.finish("failed", {"phase": "failed", "message": error})
+        except asyncio.CancelledError:
+            if not build.abandoned:
+                raise
+            outcome = "abandoned"  # a watcher arriving now still gets an ending
+            await build.finish("failed", {"phase": "failed", "message": "The build was "
+                               f"stopped: nobody followed it for {self.abandon_after:g} s. "
+                               "Launch again to start it anew.\n"})
         except Exception as e:  # a build must always end with an event
             self.log.exception("Build of %s crashed", build.image)
             await build.finish("failed", {"phase": "failed", "message": f"Build error: {e}\n"})
         finally:
+            timer = self._abandon_timers.pop(build.image, None)
+            if timer is not None:
+                timer.cancel()
             shutil.rmtree(context, ignore_errors=True)
             self.running.pop(build.image, None)
             metrics.BUILDS.labels(outcome).inc()

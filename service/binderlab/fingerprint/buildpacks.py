@@ -14,22 +14,19 @@ builder uses:
   Dockerfile is rendered again from a context holding only those files; if it differs, the
   key falls back to the tree hash. Correctness first.
 
-The build pack API works on the current directory, so fingerprints are computed in a
-worker process (``FingerprintWorker``), never by changing the service's own directory.
+The build pack API works on the current directory, so fingerprints are computed in worker
+processes (``binderlab.fingerprint.worker``), never by changing the service's own directory.
 """
 
 import argparse
-import asyncio
 import hashlib
 import json
 import os
 import re
 import shutil
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import chdir
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 ENV_FILE_RE = re.compile(r"(^|/)environment\.ya?ml$")
@@ -98,6 +95,35 @@ def canonical_environment_yml(text: str) -> str:
 
 MAX_YAML_NODES = 100_000
 MAX_YAML_DEPTH = 50
+
+
+class EnvironmentFileError(ValueError):
+    """An environment file this host refuses to build from; the message says why."""
+
+
+def check_environment_file(path: str, data: bytes) -> None:
+    """Refuse an environment.yml whose YAML aliases expand past MAX_YAML_NODES values or
+    that nests past MAX_YAML_DEPTH: the fingerprint would survive it (aliases stay
+    references here), but the build's conda/mamba expands them in full ("billion laughs").
+    Files that are not valid YAML are left to repo2docker to report."""
+    if not ENV_FILE_RE.search(path):
+        return
+    from ruamel.yaml import YAML
+
+    try:
+        doc = YAML(typ="safe", pure=True).load(data.decode("utf-8", errors="replace"))
+    except RecursionError:
+        raise EnvironmentFileError(f"{path} is nested too deeply to read (more than "
+                                   f"{MAX_YAML_DEPTH} levels).") from None
+    except Exception:
+        return
+    try:
+        _check_size(doc)
+    except ValueError:
+        raise EnvironmentFileError(
+            f"{path} expands to more than {MAX_YAML_NODES} values or {MAX_YAML_DEPTH} levels "
+            "once its YAML aliases (&name / *name) are followed; this host does not build "
+            "such files. Write the values out instead of aliasing them.") from None
 
 
 def _check_size(doc) -> None:
@@ -194,6 +220,9 @@ def compute(checkout: str, tree_hash: str, r2d_args: list[str], env_context: str
     checkout_path = Path(checkout)
     r2d = make_r2d([*r2d_args, "--no-build", checkout])
     found = _inspect(checkout_path, r2d)
+    for f in sorted(set(found.preassemble_files) | found.opened):
+        if (checkout_path / f).is_file():
+            check_environment_file(f, (checkout_path / f).read_bytes())
     bp, dockerfile = found.buildpack, found.dockerfile
     name = type(bp).__name__
 
@@ -245,30 +274,6 @@ def compute(checkout: str, tree_hash: str, r2d_args: list[str], env_context: str
     return Fingerprint("env", digest.hexdigest()[:40], name, files).as_dict()
 
 
-def _init_worker():
-    sys.addaudithook(_audit)
-
-
-class FingerprintWorker:
-    """Computes fingerprints in one long-lived worker process (imports happen once)."""
-
-    def __init__(self, r2d_args: list[str]):
-        self.r2d_args = r2d_args
-        self._pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"),
-                                         initializer=_init_worker)
-
-    async def compute(self, checkout: Path, tree_hash: str,
-                      env_context: Path | None = None) -> Fingerprint:
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(
-            self._pool, compute, str(checkout), tree_hash, self.r2d_args,
-            str(env_context) if env_context else None)
-        return Fingerprint(**result)
-
-    def close(self):
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
 def main(argv=None):
     """Print the raw inspection of a checkout (``python -m binderlab.fingerprint PATH``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -279,3 +284,6 @@ def main(argv=None):
     print(json.dumps(compute(os.path.abspath(args.path), "", args.r2d_args, None), indent=2))
 
 
+
+
+from binderlab.fingerprint.worker import FingerprintWorker  # noqa: E402,F401  (its old home)

@@ -10,16 +10,25 @@ is 10 an hour) refuses. binderlab's answer, in two parts:
   (``per_client_with_page``), a launch without one (a script calling /build) against the
   strict one (``per_client``);
 - operator-listed course repositories (``course_repos``) get their own, larger allowance.
+
+A ticket is bound to the client it was issued to (its address, or its /64 for IPv6), so
+tickets minted by one machine are worth nothing to another, and page views that mint them
+are limited per client too (``page_views_per_client``). IPv6 clients are counted per /64:
+one host usually owns a whole /64 and could otherwise take a new address per launch. All
+per-client state expires after the window and is bounded (``max_tracked_clients``); the
+work per check stays constant however many clients are tracked.
 """
 
 import fnmatch
 import hashlib
 import hmac
+import ipaddress
+import os
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
-from traitlets import Float, Integer, List, Unicode
+from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from binderlab.errors import LaunchError
@@ -50,7 +59,9 @@ class LaunchLimits(LoggingConfigurable):
         Unicode(), help="""If set, only these repositories ('<provider>/<repo>' patterns) can
         be launched. Empty (default): all that are not banned.""").tag(config=True)
     max_sessions = Integer(
-        0, help="Most sessions running at once on this host; 0 (default): no quota."
+        help="""Most sessions running at once on this host. Default: one per GiB of the
+        host's memory (sessions are limited to 2 GiB each but mostly use far less); 0: no
+        quota. Over it, launches get a 503 "host is full".""",
     ).tag(config=True)
     max_sessions_per_repo = Integer(
         0, help="Most sessions of one repository at once; 0 (default): no quota."
@@ -58,12 +69,44 @@ class LaunchLimits(LoggingConfigurable):
     ticket_max_age = Float(
         3600, help="Seconds a loading-page launch ticket stays valid (default 3600)."
     ).tag(config=True)
+    page_views_per_client = Integer(
+        300, help="""Loading-page views per window from one client that get a launch ticket
+        (default 300); later views still show the page, but their launches count against
+        per_client like a script's. 0: no limit.""").tag(config=True)
+    max_tracked_clients = Integer(
+        100_000, help="""Most clients whose recent launches are remembered (default 100000).
+        Entries expire after the window; past this many active clients the least recently
+        seen are forgotten first, so memory and the cost of a check stay bounded.""",
+    ).tag(config=True)
+
+    @default("max_sessions")
+    def _default_max_sessions(self):
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            return 0
+        return max(2, memory // (1 << 30))
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._key = secrets.token_bytes(32)
-        self._recent: dict[tuple[str, str], deque] = {}
-        self._used_tickets: dict[str, float] = {}
+        # (client, kind) -> launch times; ordered by last use, so expired ones are in front
+        self._recent: OrderedDict[tuple[str, str], deque] = OrderedDict()
+        self._used_tickets: OrderedDict[str, float] = OrderedDict()  # in order of use
+
+    @staticmethod
+    def client_key(client: str) -> str:
+        """What limits count a client by: its IPv4 address, or its IPv6 /64 (an IPv4
+        address written as IPv6, ::ffff:a.b.c.d, counts as that IPv4 address)."""
+        if ":" not in client:
+            return client  # IPv4 (or no address): as the peer's address was written
+        try:
+            address = ipaddress.IPv6Address(client.split("%", 1)[0])
+        except ValueError:
+            return client
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Address(int(address) >> 64 << 64)) + "/64"
 
     # ---- spec patterns ------------------------------------------------------------------
 
@@ -78,16 +121,22 @@ class LaunchLimits(LoggingConfigurable):
 
     # ---- loading-page tickets -----------------------------------------------------------
 
-    def issue_ticket(self, spec_path: str) -> str:
+    def issue_ticket(self, spec_path: str, client: str = "") -> str:
+        """A ticket for one launch of ``spec_path`` by ``client``; empty once the client has
+        viewed page_views_per_client pages in the window."""
+        if client and self.page_views_per_client and self._count(
+                self.client_key(client), "views", self.page_views_per_client) is not True:
+            return ""
         stamp = f"{int(time.time())}.{secrets.token_hex(6)}"
-        return f"{stamp}.{self._sign(spec_path, stamp)}"
+        return f"{stamp}.{self._sign(spec_path, stamp, client)}"
 
-    def _sign(self, spec_path: str, stamp: str) -> str:
-        message = f"{spec_path}|{stamp}".encode()
+    def _sign(self, spec_path: str, stamp: str, client: str = "") -> str:
+        message = f"{spec_path}|{stamp}|{self.client_key(client)}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
 
-    def redeem_ticket(self, ticket: str, spec_path: str) -> bool:
-        """True once for a valid ticket issued for ``spec_path`` within ticket_max_age."""
+    def redeem_ticket(self, ticket: str, spec_path: str, client: str = "") -> bool:
+        """True once for a valid ticket issued for ``spec_path`` to ``client`` (or its /64)
+        within ticket_max_age."""
         try:
             issued, nonce, signature = ticket.split(".")
             if len(issued) > 12:  # a POSIX time in seconds; a huge number overflows
@@ -97,12 +146,18 @@ class LaunchLimits(LoggingConfigurable):
             return False
         if not (0 <= age <= self.ticket_max_age) or ticket in self._used_tickets:
             return False
-        if not hmac.compare_digest(signature, self._sign(spec_path, f"{issued}.{nonce}")):
+        if not hmac.compare_digest(signature, self._sign(spec_path, f"{issued}.{nonce}",
+                                                         client)):
             return False
-        self._used_tickets[ticket] = time.time()
-        if len(self._used_tickets) > 100_000:  # forget the expired ones
-            cutoff = time.time() - self.ticket_max_age
-            self._used_tickets = {t: s for t, s in self._used_tickets.items() if s > cutoff}
+        now = time.time()
+        self._used_tickets[ticket] = now
+        # a used ticket is remembered only as long as it could be valid; they are in order
+        # of use, so the expired ones are at the front
+        while self._used_tickets:
+            first, used = next(iter(self._used_tickets.items()))
+            if now - used <= self.ticket_max_age:
+                break
+            del self._used_tickets[first]
         return True
 
     # ---- rate ---------------------------------------------------------------------------
@@ -120,21 +175,40 @@ class LaunchLimits(LoggingConfigurable):
             kind, limit = "api", self.per_client
         if not limit:
             return
-        now = time.monotonic()
-        recent = self._recent.setdefault((client, kind), deque())
-        while recent and now - recent[0] > self.window:
-            recent.popleft()
-        if len(recent) >= limit:
-            retry = int(self.window - (now - recent[0])) + 1
+        retry = self._count(self.client_key(client), kind, limit)
+        if retry is not True:
             raise LaunchError(
                 f"Too many launches from your address ({limit} in {self.window:g} s). Try "
                 f"again in {retry} s" + ("; launching from the repository's badge or "
                                          "loading page allows more." if kind == "api" else "."),
                 429)
+
+    def _count(self, client: str, kind: str, limit: int):
+        """Count one event of ``kind`` for ``client``: True if within ``limit`` per window,
+        else the seconds until one is allowed again (nothing counted). Constant work per
+        call: expired clients are dropped from the front of the last-use order."""
+        now = time.monotonic()
+        key = (client, kind)
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = deque()
+        else:
+            self._recent.move_to_end(key)
+        while recent and now - recent[0] > self.window:
+            recent.popleft()
+        for _ in range(2):  # forget a couple of expired (or, when full, the oldest) clients
+            if len(self._recent) <= 1:
+                break
+            first_key, first = next(iter(self._recent.items()))
+            if first_key != key and (not first or now - first[-1] > self.window
+                                     or len(self._recent) > self.max_tracked_clients):
+                del self._recent[first_key]
+            else:
+                break
+        if len(recent) >= limit:
+            return int(self.window - (now - recent[0])) + 1
         recent.append(now)
-        if len(self._recent) > 50_000:
-            self._recent = {k: v for k, v in self._recent.items()
-                            if v and now - v[-1] <= self.window}
+        return True
 
     # ---- quotas -------------------------------------------------------------------------
 

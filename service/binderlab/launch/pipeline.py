@@ -33,6 +33,7 @@ from binderlab.gpus.allocator import LABEL_REPO_KEY, GPUAllocator
 from binderlab.launch.launchlog import LaunchLog
 from binderlab.launch.limits import LaunchLimits
 from binderlab.platform import metrics
+from binderlab.repos.diskbudget import RepoDiskBudget
 from binderlab.repos.mirrors import RepoMirrors
 from binderlab.repos.providers import RepoProvider, ResolvedRepo, repo_key
 from binderlab.sessions.launcher import Launcher
@@ -90,7 +91,8 @@ class Pipeline:
                  content_dir: Path, gpus: GPUAllocator | None = None,
                  limits: LaunchLimits | None = None, launch_log: LaunchLog | None = None,
                  providers: list[RepoProvider] = (), max_repo_bytes: int = 0,
-                 sessions: SessionTracker | None = None):
+                 sessions: SessionTracker | None = None,
+                 disk: RepoDiskBudget | None = None):
         self.builder = builder
         self.launcher = launcher
         self.mirrors = mirrors
@@ -108,6 +110,9 @@ class Pipeline:
         self.providers = list(providers)
         self.max_repo_bytes = max_repo_bytes
         self.sessions = sessions
+        self.disk = disk or RepoDiskBudget(mirrors.root, content_dir, budget_gb=0,
+                                           max_repo_files=0, min_free_mb=0)
+        self._cleanups: set[asyncio.Task] = set()
         self._quota_lock = asyncio.Lock()
         self._starting: Counter[str] = Counter()
 
@@ -149,28 +154,46 @@ class Pipeline:
             self._starting[key] -= 1
 
     async def fetch(self, resolved: ResolvedRepo) -> Path:
-        return await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
+        self.disk.check_free(self.mirrors.root)
+        path = await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
                                         resolved.allowed_protocols, resolved.git_config,
                                         reachable_only=resolved.verify_reachable)
+        os.utime(path)  # its last use, for the disk budget's least-recently-used order
+        return path
+
+    def clean_up_disk(self) -> None:
+        """Bring mirrors and archives back under the disk budget, in the background."""
+        task = asyncio.ensure_future(self.disk.enforce())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     async def plan(self, resolved: ResolvedRepo) -> ImagePlan:
         """Fetch the commit and work out its image (fingerprints are cached per tree)."""
+        new_mirror = not self.mirrors.path_for(resolved.spec.clone_url).exists()
         mirror = await self.fetch(resolved)
-        size = await self.mirrors.checkout_size(mirror, resolved.commit)
-        if self.max_repo_bytes and size > self.max_repo_bytes:
-            raise LaunchError(f"This repository's files take {size / 1e6:.0f} MB, more than "
-                              f"the {self.max_repo_bytes / 1e6:.0f} MB this host accepts.", 413)
+        files, size = await self.mirrors.checkout_stats(mirror, resolved.commit)
+        try:
+            self.disk.check_tree(files, size, self.max_repo_bytes)
+        except LaunchError:
+            if new_mirror and not self.disk.in_use_by_others(mirror):
+                # fetched only for this refused commit: leave nothing behind
+                shutil.rmtree(mirror, ignore_errors=True)
+            raise
+        self.clean_up_disk()
         tree = await self.mirrors.tree_hash(mirror, resolved.commit)
         known = self.index.fingerprint(tree, self.config_digest)
         if known is not None:
             fingerprint = Fingerprint(**known)
         else:
+            self.disk.check_free(self.work_dir, size + 512 * files)
             with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
                 checkout = Path(tmp) / "checkout"
                 await self.mirrors.export(mirror, resolved.commit, checkout,
                                           outside_links="break")
                 try:
                     fingerprint = await self.fingerprints.compute(checkout, tree)
+                except LaunchError:
+                    raise
                 except Exception as e:
                     raise LaunchError(f"repo2docker cannot read this repository: {e}", 400) \
                         from None
@@ -185,7 +208,8 @@ class Pipeline:
         }
         return ImagePlan(image, fingerprint, tree, mirror, labels)
 
-    async def build_events(self, resolved: ResolvedRepo) -> AsyncIterator[dict]:
+    async def build_events(self, resolved: ResolvedRepo,
+                           client: str = "") -> AsyncIterator[dict]:
         """Yield fetching/building events; the last one is "built" or "failed"."""
         yield {"phase": "fetching", "message": f"Fetching {resolved.spec.repo_url} "
                f"at {resolved.commit[:12]}\n"}
@@ -213,6 +237,8 @@ class Pipeline:
 
         async def source(dest: Path):
             """The build context: only the environment files for an env-keyed image."""
+            files, size = await self.mirrors.checkout_stats(plan.mirror, resolved.commit)
+            self.disk.check_free(dest.parent, size + 512 * files)
             if fp.kind == "tree":
                 await self.mirrors.export(plan.mirror, resolved.commit, dest)
                 return
@@ -227,7 +253,9 @@ class Pipeline:
                     (dest / frozen[0]).write_text(frozen[1])
 
         started = plan.image not in self.builder.running  # or joined another launch's build
-        build = self.builder.build(plan.image, plan.labels, source)
+        build = self.builder.build(plan.image, plan.labels, source,
+                                   client=self.limits.client_key(client)
+                                   if self.limits is not None else client)
         if started and self.records is not None:
             self.records.follow(build, plan, resolved)  # kept after the image is gone
         async for event in build.follow():
@@ -241,14 +269,19 @@ class Pipeline:
         if target.exists():
             os.utime(target)
             return
-        await self.mirrors.archive(await self.fetch(resolved), resolved.commit, target)
+        mirror = await self.fetch(resolved)
+        files, size = await self.mirrors.checkout_stats(mirror, resolved.commit)
+        self.disk.check_free(self.content_dir, size + 512 * files + 1024)
+        await self.mirrors.archive(mirror, resolved.commit, target)
+        self.clean_up_disk()
 
     async def events(self, request: LaunchRequest) -> AsyncIterator[dict]:
         """The whole launch as events; always ends with "ready" or "failed"."""
         started = time.monotonic()
         record = LaunchRecord(request.provider.prefix, request.raw_spec)
+        lease = self.disk.lease()  # what this launch reads stays on disk until it ends
         try:
-            async for event in self._events(request, record):
+            async for event in self._events(request, record, lease):
                 yield event
         except LaunchError as e:
             record.status_code = e.status_code
@@ -262,19 +295,23 @@ class Pipeline:
                    "message": "Internal error in the binder service; the operator's log has "
                    "the details.\n"}
         finally:
+            lease.release()
             duration = time.monotonic() - started
             metrics.LAUNCHES.labels(record.status).inc()
             metrics.LAUNCH_SECONDS.labels(record.status).observe(duration)
             if self.launch_log is not None:
                 self.launch_log.record(**asdict(record), duration=round(duration, 3))
 
-    async def _events(self, request: LaunchRequest, record: "LaunchRecord"):
+    async def _events(self, request: LaunchRequest, record: "LaunchRecord", lease=None):
         yield {"phase": "fetching", "message": "Resolving the requested ref\n"}
         resolved = await self.resolve(request)
+        if lease is not None:
+            lease.hold(self.mirrors.path_for(resolved.spec.clone_url),
+                       self.content_dir / f"{resolved.commit}.tar")
         record.repo, record.ref = resolved.spec.repo_url, resolved.commit
         gpu_count = 0 if request.build_only else await self.gpu_request(request, resolved)
         image = kind = None
-        async for event in self.build_events(resolved):
+        async for event in self.build_events(resolved, request.client):
             if event["phase"] == "failed":
                 record.status_code = event.get("status_code", 500)
                 yield event

@@ -20,5 +20,13 @@ GPU_QUEUE = Gauge("binderlab_gpu_queue_length", "Launches waiting for a GPU.")
 SESSIONS = Gauge("binderlab_sessions_running", "Sessions of this host running now.")
 BUILDS_WAITING = Gauge("binderlab_builds_waiting", "Builds waiting for a build slot.")
 BUILDS_RUNNING = Gauge("binderlab_builds_running", "Builds running now.")
+REPO_DISK_BYTES = Gauge("binderlab_repo_disk_bytes",
+                        "Bytes git mirrors and content archives take on the state disk.")
+DISK_REFUSALS = Counter("binderlab_disk_refusals_total",
+                        "Launches refused to protect the state disk, by reason.", ["reason"])
+FINGERPRINT_FAILURES = Counter("binderlab_fingerprint_failures_total",
+                               "Fingerprints that failed, by reason.", ["reason"])
+BUILDS_REFUSED = Counter("binderlab_builds_refused_total",
+                         "Builds refused before they started, by reason.", ["reason"])
 WEBHOOK_DELIVERIES = Counter("binderlab_webhook_deliveries_total",
                              "GitHub webhook deliveries, by what became of them.", ["result"])

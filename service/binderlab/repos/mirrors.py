@@ -212,8 +212,13 @@ class RepoMirrors:
             if outside_links == "break":
                 root = dest.resolve()
                 for link in [p for p in dest.rglob("*") if p.is_symlink()]:
-                    target = (link.parent / os.readlink(link)).resolve()
-                    if target != root and root not in target.parents:
+                    try:
+                        target = (link.parent / os.readlink(link)).resolve()
+                    except (RuntimeError, OSError):
+                        # a loop (`ln -s loop loop`) leads nowhere: it cannot be followed,
+                        # so it is broken like a link that leaves the repository
+                        target = None
+                    if target is None or (target != root and root not in target.parents):
                         link.unlink()
                         link.symlink_to(BROKEN_LINK_TARGET)
 
@@ -226,9 +231,17 @@ class RepoMirrors:
 
     async def checkout_size(self, path: Path, commit: str) -> int:
         """Bytes the files of ``commit`` take once checked out (from git's tree listing)."""
-        out = await self._git(path, "ls-tree", "-r", "-l", "--full-tree", commit)
-        total = 0
-        for line in out.splitlines():
-            size = line.split(None, 4)[3] if len(line.split(None, 4)) > 3 else "-"
-            total += int(size) if size.isdigit() else 0
-        return total
+        return (await self.checkout_stats(path, commit))[1]
+
+    async def checkout_stats(self, path: Path, commit: str) -> tuple[int, int]:
+        """(entries, bytes) of the files of ``commit`` once checked out, from git's tree
+        listing alone: nothing is written to learn it."""
+        out = await self._git(path, "ls-tree", "-r", "-l", "-z", "--full-tree", commit)
+        count = total = 0
+        for entry in out.split("\0"):
+            meta = entry.split("\t", 1)[0].split()
+            if len(meta) < 4:
+                continue
+            count += 1
+            total += int(meta[3]) if meta[3].isdigit() else 0
+        return count, total

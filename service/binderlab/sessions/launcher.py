@@ -91,6 +91,10 @@ class HubLauncher(Launcher):
         300, help="Seconds a session may take to start before the launch fails (default 300)."
     ).tag(config=True)
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.starting: set[str] = set()  # users whose session is being started now
+
     @property
     def http(self) -> AsyncHTTPClient:
         """This launcher's own HTTP client: Tornado's shared one allows 10 requests at once,
@@ -146,7 +150,13 @@ class HubLauncher(Launcher):
         options = {**user_options, "image": image, "token": token}
         if options.get("gpus"):
             options["gpu_signature"] = sign_gpus(self.api_token, username, options["gpus"])
-        await self.api("POST", f"/users/{quote(username)}")
+        # the reaper leaves this user's container alone while it is still "created"
+        self.starting.add(username)
+        try:
+            await self.api("POST", f"/users/{quote(username)}")
+        except BaseException:
+            self.starting.discard(username)
+            raise
         try:
             yield {"phase": "launching", "message": f"Starting a session as {username}\n"}
             async with asyncio.timeout(self.start_timeout):
@@ -159,6 +169,8 @@ class HubLauncher(Launcher):
         except BaseException:
             await self.stop(username)
             raise
+        finally:
+            self.starting.discard(username)
         url = server["url"]
         if not url.startswith(("https://", "http://")):
             # with JupyterHub's subdomain_host the hub already gives the session's own

@@ -63,7 +63,10 @@ class DockerSessionTracker(SessionTracker):
         self.engine = engine
 
     async def sessions(self) -> list[Session]:
+        # a container removed between the listing and its inspection is not a session:
+        # without ignore_removed that race (a session ending) failed every quota check
         containers = await self.engine.call(self.engine.client.containers.list, all=True,
+                                            ignore_removed=True,
                                             filters={"label": LABEL_USER})
         found = []
         for c in containers:

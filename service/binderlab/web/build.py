@@ -79,7 +79,7 @@ class BuildHandler(BaseHandler):
         self.set_header("X-Accel-Buffering", "no")
         ticket = self.get_argument("launch_ticket", "")
         from_page = bool(ticket) and self.binderlab.limits.redeem_ticket(
-            ticket, f"{provider.prefix}/{raw_spec}")
+            ticket, f"{provider.prefix}/{raw_spec}", self.client_address)
         request = LaunchRequest(provider, raw_spec, build_only=build_only,
                                 gpu=int(gpu) if gpu is not None else None,
                                 client=self.client_address, from_page=from_page)

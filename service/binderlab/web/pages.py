@@ -30,7 +30,10 @@ class LoadingPageHandler(BaseHandler):
         limits = getattr(self.binderlab, "limits", None)
         if limits is not None:
             # a person's page view: launches with it count against the allowance for people
-            params["launch_ticket"] = limits.issue_ticket(f"{provider.prefix}/{raw_spec}")
+            # (bound to this client; none once it viewed too many pages)
+            ticket = limits.issue_ticket(f"{provider.prefix}/{raw_spec}", self.client_address)
+            if ticket:
+                params["launch_ticket"] = ticket
         # each view carries a fresh single-use ticket: never serve this page from a cache
         self.set_header("Cache-Control", "no-store")
         self.render(
