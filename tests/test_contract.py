@@ -1,5 +1,8 @@
 """The service/hub contract: user_options round trip and the spawner's checks of them."""
 
+import subprocess
+import sys
+
 import pytest
 
 from binderlab.contract import (
@@ -87,3 +90,23 @@ def test_content_archive_takes_only_a_commit(tmp_path):
     assert content_archive(tmp_path, COMMIT) == tmp_path / f"{COMMIT}.tar"
     with pytest.raises(ValueError):
         content_archive(tmp_path, "../../etc/passwd")
+
+
+def test_the_spawners_import_nothing_of_the_service():
+    """The hub loads the spawners: they may use the contract and platform helpers only, not
+    the builders, GPU allocator, launch pipeline or the service's metrics."""
+    code = (
+        "import sys\n"
+        "from importlib.metadata import entry_points\n"
+        "names = {e.name: e for e in entry_points(group='jupyterhub.spawners')}\n"
+        "for name in ('binderlab', 'binderlab-kubernetes'):\n"
+        "    names[name].load()\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('binderlab'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert "binderlab.spawners.docker" in out and "binderlab.spawners.kubernetes" in out
+    allowed = {"binderlab", "binderlab._version", "binderlab.contract", "binderlab.platform",
+               "binderlab.platform.registry", "binderlab.spawners", "binderlab.spawners.docker",
+               "binderlab.spawners.kubernetes", "binderlab.spawners.mixin"}
+    assert set(out) - allowed == set()

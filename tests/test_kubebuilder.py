@@ -32,7 +32,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets.config import Config
 
 from binderlab.builders.kubernetes import FETCH_CONTEXT, KubernetesBuilder
-from binderlab.builders.repo2docker import LABEL_KEY, LABEL_KIND, LABEL_REPO
+from binderlab.contract import LABEL_KEY, LABEL_KIND, LABEL_REPO
 from tests.test_deploy_k8s_validate import validate
 
 HARNESS = Path(__file__).parent / "harness"

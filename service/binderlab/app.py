@@ -25,16 +25,10 @@ from binderlab import web
 from binderlab._version import __version__
 from binderlab.builders.cacheindex import CacheIndex
 from binderlab.builders.eviction import ImageEvictor
-from binderlab.builders.repo2docker import (
-    LABEL_KEY,
-    LABEL_KIND,
-    LABEL_REPO,
-    Builder,
-    Repo2DockerBuilder,
-)
+from binderlab.builders.repo2docker import Builder, Repo2DockerBuilder
+from binderlab.contract import LABEL_KEY, LABEL_KIND, LABEL_REPO, LABEL_USER, image_prefix_trait
 from binderlab.fingerprint.buildpacks import FingerprintWorker
 from binderlab.gpus.allocator import (
-    LABEL_USER,
     GPUAllocator,
     GPUInventory,
     NvidiaSmiGPUInventory,
@@ -121,12 +115,7 @@ class BinderLab(Application):
         base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         return os.path.join(base, "binderlab")
 
-    image_prefix = Unicode(
-        "binderlab/",
-        help="""Prefix of the names of images binderlab builds (e.g. a registry path).
-
-        The session spawner runs only images with this prefix and binderlab's labels.""",
-    ).tag(config=True)
+    image_prefix = image_prefix_trait()
 
     blocked_networks = List(
         Unicode(),

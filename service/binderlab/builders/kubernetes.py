@@ -42,12 +42,12 @@ from tornado.netutil import bind_sockets
 from traitlets import Dict, Enum, Float, Integer, List, Unicode, default
 
 from binderlab.builders.repo2docker import (
-    LABEL_KEY,
     Build,
     Builder,
     Repo2DockerOptions,
     log_message,
 )
+from binderlab.contract import LABEL_KEY
 from binderlab.platform import metrics
 from binderlab.platform.registry import Registry
 from binderlab.sessions.trackers import core_v1_api, pod_namespace

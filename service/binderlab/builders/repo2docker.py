@@ -17,15 +17,10 @@ from pathlib import Path
 from traitlets import Bool, Float, Integer, List, Unicode
 from traitlets.config import Configurable, LoggingConfigurable
 
+from binderlab.contract import LABEL_KEY, LABEL_KIND, LABEL_REPO
 from binderlab.platform import metrics
 from binderlab.platform.docker import DockerEngine
 from binderlab.platform.registry import Registry
-
-LABEL_KEY = "binderlab.key"
-LABEL_REPO = "binderlab.repo"
-LABEL_COMMIT = "binderlab.commit"
-LABEL_KIND = "binderlab.kind"
-LABEL_UID = "binderlab.uid"
 
 
 class Build:

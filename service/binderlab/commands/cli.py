@@ -14,8 +14,8 @@ from traitlets.config import Application
 
 from binderlab._version import __version__
 from binderlab.app import BinderLab
-from binderlab.builders.repo2docker import LABEL_KEY, LABEL_KIND, LABEL_REPO, LABEL_UID
 from binderlab.commands.up import UpApp
+from binderlab.contract import LABEL_KEY, LABEL_KIND, LABEL_REPO, LABEL_UID
 from binderlab.launch.pipeline import LaunchRequest
 
 

@@ -19,17 +19,18 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from binderlab.builders.cacheindex import CacheIndex
-from binderlab.builders.repo2docker import (
+from binderlab.builders.repo2docker import Builder
+from binderlab.contract import (
     LABEL_COMMIT,
     LABEL_KEY,
     LABEL_KIND,
     LABEL_REPO,
+    LABEL_REPO_KEY,
     LABEL_UID,
-    Builder,
 )
 from binderlab.errors import LaunchError
 from binderlab.fingerprint.buildpacks import Fingerprint, FingerprintWorker
-from binderlab.gpus.allocator import LABEL_REPO_KEY, GPUAllocator
+from binderlab.gpus.allocator import GPUAllocator
 from binderlab.launch.launchlog import LaunchLog
 from binderlab.launch.limits import LaunchLimits
 from binderlab.platform import metrics

@@ -14,8 +14,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from binderlab.contract import sign_gpus
 from binderlab.errors import LaunchError
-from binderlab.gpus.allocator import sign_gpus
 
 
 class HubAPIError(LaunchError):

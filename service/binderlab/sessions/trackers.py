@@ -13,7 +13,8 @@ from pathlib import Path
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from binderlab.gpus.allocator import LABEL_USER, LIVE_STATES
+from binderlab.contract import LABEL_USER
+from binderlab.gpus.allocator import LIVE_STATES
 from binderlab.platform.rfc3339 import timestamp
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
