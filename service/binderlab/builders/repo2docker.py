@@ -94,15 +94,16 @@ class Builder(LoggingConfigurable):
         help="Log lines kept per build for late watchers; later lines are counted, not kept.",
     ).tag(config=True)
 
-    def __init__(self, *, engine: DockerEngine, work_dir: Path, index=None, **kwargs):
+    def __init__(self, *, engine: DockerEngine, work_dir: Path, index=None, evictor=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.engine = engine
         self.work_dir = work_dir
         self.index = index
+        # the ImageEvictor run after each successful build (it keeps the new image), or None
+        self.evictor = evictor
         self.running: dict[str, Build] = {}
         self._slots: asyncio.Semaphore | None = None
-        # called with the image name after each successful build (e.g. eviction)
-        self.after_build: Callable[[str], Awaitable[object]] | None = None
 
     async def image_ready(self, name: str, key: str) -> bool:
         labels = await self.engine.image_labels(name)
@@ -147,8 +148,8 @@ class Builder(LoggingConfigurable):
                 if self.index is not None:
                     self.index.add(build.image, labels[LABEL_KEY], labels.get(LABEL_KIND, ""),
                                    labels.get(LABEL_REPO))
-                if self.after_build is not None:
-                    asyncio.ensure_future(self.after_build(build.image))
+                if self.evictor is not None:
+                    asyncio.ensure_future(self.evictor.run(keep={build.image}))
                 await build.finish("built", {
                     "phase": "built", "imageName": build.image,
                     "message": f"Built image {build.image}\n",

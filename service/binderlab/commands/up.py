@@ -119,7 +119,7 @@ class UpApp(BinderLab):
             if hub_exit.done():
                 self.log.error("JupyterHub exited (code %s); stopping.", hub.returncode)
         finally:
-            self.http_server.stop()
+            await self.shutdown()
             if hub.returncode is None:
                 hub.terminate()
                 try:

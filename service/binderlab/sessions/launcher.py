@@ -7,7 +7,7 @@ to create a temporary user and start its server with the image.
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -40,6 +40,12 @@ class Launcher(LoggingConfigurable):
     ends with one event ``{"phase": "ready", "url": ..., "token": ...}``; it raises
     LaunchError when the session cannot start, after cleaning up what it created.
     """
+
+    def __init__(self, *, lifecycle=None, **kwargs):
+        super().__init__(**kwargs)
+        # the SessionLifecycle told of every stop (it removes what the hub could not, e.g.
+        # while the engine restarted); None: nobody to tell
+        self.lifecycle = lifecycle
 
     async def launch(self, image: str, user_options: dict) -> AsyncIterator[dict]:
         raise NotImplementedError
@@ -100,9 +106,6 @@ class HubLauncher(Launcher):
         return self._http
 
     _http = None
-    # called with the user name after a session was stopped (the service removes what the
-    # hub could not, e.g. while the engine restarted)
-    after_stop: Callable[[str], Awaitable[object]] | None = None
 
     def api_url(self, path: str) -> str:
         base = (self.hub_api_url or self.hub_url.rstrip("/") + "/hub/api").rstrip("/")
@@ -249,5 +252,5 @@ class HubLauncher(Launcher):
         if not removed:
             self.log.warning("Could not remove temporary user %s; the idle culler will.",
                              username)
-        if self.after_stop is not None:
-            await self.after_stop(username)
+        if self.lifecycle is not None:
+            await self.lifecycle.stopped(username)
