@@ -31,7 +31,8 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets.config import Config
 
-from binderlab.builders.kubernetes import FETCH_CONTEXT, KubernetesBuilder
+from binderlab.builders.buildpod import FETCH_CONTEXT
+from binderlab.builders.kubernetes import KubernetesBuilder
 from binderlab.contract import LABEL_KEY, LABEL_KIND, LABEL_REPO
 from tests.test_deploy_k8s_validate import validate
 

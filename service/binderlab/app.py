@@ -25,7 +25,14 @@ from binderlab._version import __version__
 from binderlab.builders.cacheindex import CacheIndex
 from binderlab.builders.eviction import ImageEvictor
 from binderlab.builders.repo2docker import Builder, Repo2DockerBuilder
-from binderlab.contract import LABEL_KEY, LABEL_KIND, LABEL_REPO, image_prefix_trait
+from binderlab.contract import (
+    LABEL_KEY,
+    LABEL_KIND,
+    LABEL_REPO,
+    built_by_binderlab,
+    image_prefix_trait,
+    split_tag,
+)
 from binderlab.fingerprint.buildpacks import FingerprintWorker
 from binderlab.gpus.allocator import (
     GPUAllocator,
@@ -296,8 +303,8 @@ class BinderLab(Application):
         for image in local:
             labels = image.labels or {}
             for tag in image.tags:
-                name = tag.rsplit(":", 1)[0]
-                if name.startswith(self.image_prefix) and name.endswith(labels[LABEL_KEY]):
+                name, _ = split_tag(tag)
+                if built_by_binderlab(name, self.image_prefix, labels):
                     images.append({"name": name, "key": labels[LABEL_KEY],
                                    "kind": labels.get(LABEL_KIND, ""),
                                    "repo": labels.get(LABEL_REPO),
@@ -306,12 +313,11 @@ class BinderLab(Application):
         self.log.info("Cache index: %d images", len(images))
 
     def init_fingerprints(self):
-        args = self.builder.r2d_args() if hasattr(self.builder, "r2d_args") else []
+        args = self.builder.r2d_args()
         self.fingerprints = FingerprintWorker(args)
         digest = hashlib.sha256(json.dumps([repo2docker_version, __version__, args]).encode())
-        config_file = getattr(self.builder, "repo2docker_config", "")
-        if config_file:
-            digest.update(Path(config_file).read_bytes())
+        if self.builder.repo2docker_config:
+            digest.update(Path(self.builder.repo2docker_config).read_bytes())
         self.config_digest = digest.hexdigest()
 
     def init_providers(self):
@@ -327,7 +333,7 @@ class BinderLab(Application):
     def init_builder(self):
         self.builder = self.builder_class(
             parent=self, log=self.log, engine=self.engine, work_dir=self.state_path / "build",
-            index=self.index, evictor=self.evictor,
+            index=self.index, evictor=self.evictor, image_prefix=self.image_prefix,
         )
 
     def init_launcher(self):
