@@ -1,8 +1,13 @@
 """The binderlab service: a Tornado app whose start-up is a list of small steps.
 
+Read top to bottom: the options (traits), ``initialize`` as one ``init_*`` step per
+collaborator (engine, sessions, cache index, providers, eviction, builder, fingerprints,
+launcher, GPUs, limits, pipeline, Tornado), then running (``listen``, ``serve``) and
+``shutdown``, which closes what the steps opened.
+
 ``binderlab serve`` runs this service alone (JupyterHub runs elsewhere);
-``binderlab up`` (hub.py) runs JupyterHub beside it; ``binderlab build`` (cli.py) builds
-without launching.
+``binderlab up`` (commands/up.py) runs JupyterHub beside it; ``binderlab build``
+(commands/cli.py) builds without launching.
 """
 
 import asyncio

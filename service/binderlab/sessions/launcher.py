@@ -14,7 +14,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
-from binderlab.contract import sign_gpus
+from binderlab.contract import OPT_GPU_SIGNATURE, OPT_GPUS, OPT_IMAGE, OPT_TOKEN, sign_gpus
 from binderlab.errors import LaunchError
 
 
@@ -145,9 +145,9 @@ class HubLauncher(Launcher):
     async def launch(self, image: str, user_options: dict) -> AsyncIterator[dict]:
         username = self.username_prefix + secrets.token_hex(8)
         token = secrets.token_urlsafe(24)
-        options = {**user_options, "image": image, "token": token}
-        if options.get("gpus"):
-            options["gpu_signature"] = sign_gpus(self.api_token, username, options["gpus"])
+        options = {**user_options, OPT_IMAGE: image, OPT_TOKEN: token}
+        if options.get(OPT_GPUS):
+            options[OPT_GPU_SIGNATURE] = sign_gpus(self.api_token, username, options[OPT_GPUS])
         await self.api("POST", f"/users/{quote(username)}")
         try:
             yield {"phase": "launching", "message": f"Starting a session as {username}\n"}
