@@ -40,6 +40,8 @@ LABEL_USER = "binderlab.user"  # the hub user the session runs as
 LABEL_REPO_KEY = "binderlab.repo-key"  # '<provider>/<repo>' the session was launched from
 LABEL_CLIENT = "binderlab.client"  # the address that launched it
 LABEL_GPUS = "binderlab.gpus"  # comma-separated device IDs the session holds
+# Docker states in which a session container still counts (its GPUs held, its quota used)
+LIVE_STATES = ("created", "running", "restarting", "paused")
 
 # --- user_options keys --------------------------------------------------------------------
 OPT_IMAGE = "image"

@@ -16,7 +16,7 @@ from traitlets import Dict, Enum, List, Unicode, default
 from traitlets.config import Configurable
 
 from binderlab.contract import LABEL_KEY
-from binderlab.sessions.trackers import pod_namespace
+from binderlab.platform.kubernetes import pod_namespace
 
 # Run by the build pod's first init container, with the context URL and the target folder
 # as arguments (never inside the program text). The "tar" filter refuses members that would

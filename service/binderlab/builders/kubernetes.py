@@ -38,7 +38,7 @@ from binderlab.builders.buildpod import (
 )
 from binderlab.builders.contextserver import ContextServer
 from binderlab.platform import metrics
-from binderlab.sessions.trackers import core_v1_api
+from binderlab.platform.kubernetes import core_v1_api
 
 
 class KubernetesBuilder(BuildPodSpec, Builder):

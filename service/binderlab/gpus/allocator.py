@@ -25,8 +25,6 @@ from binderlab.launch.limits import matches
 from binderlab.platform import metrics
 from binderlab.platform.rfc3339 import timestamp
 
-LIVE_STATES = ("created", "running", "restarting", "paused")
-
 
 @dataclass(frozen=True)
 class GPUDevice:
