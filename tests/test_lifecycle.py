@@ -7,6 +7,7 @@ import sqlite3
 import time
 import uuid
 
+import docker.errors
 import pytest
 
 from binderlab.app import BinderLab
@@ -93,3 +94,32 @@ def test_shutdown_closes_what_initialize_opened(tmp_path):
         app.index.db.execute("select 1")
     with pytest.raises(RuntimeError):  # so is the fingerprint worker's pool
         app.fingerprints._pool.submit(print)
+
+
+@pytest.mark.docker
+def test_start_up_indexes_this_hosts_images_only(docker_client, tmp_path):
+    """initialize() rebuilds the cache index from the engine's images: binderlab's (prefix
+    and a key label matching the name), not others'."""
+    import io
+
+    prefix = f"binderlabtest{uuid.uuid4().hex[:8]}/"
+    key = "d" * 40
+    ours, mislabelled = f"{prefix}env-{key}", f"{prefix}env-{'e' * 40}"
+    dockerfile = f"FROM {BASE_IMAGE}\nLABEL binderlab.key={key} binderlab.kind=env\n"
+    image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True)
+    try:
+        image.tag(ours)
+        image.tag(mislabelled)  # its name does not end with the key its label records
+        app = BinderLab()
+        app.initialize([f"--BinderLab.image_prefix={prefix}", f"--BinderLab.state_dir={tmp_path}",
+                        f"--BinderLab.config_file={tmp_path / 'none.py'}"])
+        try:
+            assert [name for name, _ in app.index.by_last_use()] == [ours]
+        finally:
+            asyncio.run(app.shutdown())
+    finally:
+        for name in (ours, mislabelled, image.id):  # the last tag gone, the image goes too
+            try:
+                docker_client.images.remove(name)
+            except docker.errors.ImageNotFound:
+                pass

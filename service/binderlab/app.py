@@ -49,7 +49,6 @@ from binderlab.launch.launchlog import LaunchLog
 from binderlab.launch.limits import LaunchLimits
 from binderlab.launch.pipeline import Pipeline
 from binderlab.platform.docker import DockerEngine
-from binderlab.platform.rfc3339 import timestamp
 from binderlab.repos import netguard
 from binderlab.repos.mirrors import RepoMirrors
 from binderlab.repos.providers import RepoProvider
@@ -303,17 +302,19 @@ class BinderLab(Application):
         """Open the cache index and rebuild its image table from the engine's images."""
         self.index = CacheIndex(self.state_path / "cache.sqlite")
         images = []
-        local = self.engine.client.images.list(filters={"label": LABEL_KEY}) \
+        # the engine's image list as one answer (the SDK's images.list inspects each image
+        # afterwards, and fails when another client removes one in between)
+        local = self.engine.client.api.images(filters={"label": LABEL_KEY}) \
             if self.engine else []
         for image in local:
-            labels = image.labels or {}
-            for tag in image.tags:
+            labels = image.get("Labels") or {}
+            for tag in image.get("RepoTags") or []:
                 name, _ = split_tag(tag)
                 if built_by_binderlab(name, self.image_prefix, labels):
                     images.append({"name": name, "key": labels[LABEL_KEY],
                                    "kind": labels.get(LABEL_KIND, ""),
                                    "repo": labels.get(LABEL_REPO),
-                                   "created": timestamp(image.attrs.get("Created", "")) or 0.0})
+                                   "created": float(image.get("Created") or 0)})
         self.index.rebuild(images)
         self.log.info("Cache index: %d images", len(images))
 
