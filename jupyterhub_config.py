@@ -26,6 +26,10 @@ c.JupyterHub.services = [
     {"name": "binderlab", "api_token": env("BINDERLAB_SERVICE_TOKEN"),
      "url": None},
     {"name": "idle-culler",
+     # JupyterHub gives services a clean environment: pass on the BINDERLAB_MARK_* markers,
+     # by which `binderlab up` (and a test run) finds every process it started, even one
+     # whose parent died (binderlab/commands/processes.py)
+     "environment": {k: v for k, v in os.environ.items() if k.startswith("BINDERLAB_MARK_")},
      "command": [sys.executable, "-m", "jupyterhub_idle_culler",
                  f"--timeout={env('BINDERLAB_CULL_TIMEOUT', '3600')}",
                  f"--max-age={env('BINDERLAB_MAX_AGE', '21600')}",

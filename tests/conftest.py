@@ -10,6 +10,7 @@ import docker
 import pytest
 
 from tests.harness.gitserver import GitServer
+from tests.harness.leftovers import pytest_sessionfinish  # noqa: F401 (end-of-run check)
 from tests.harness.service import BASE_IMAGE, Service, remove_prefix
 
 

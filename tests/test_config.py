@@ -7,6 +7,7 @@ import pytest
 
 from binderlab.app import BinderLab
 from binderlab.commands.cli import BuildApp, EnvHashApp
+from binderlab.commands.down import DownApp
 from binderlab.commands.up import UpApp
 from binderlab.spawners.docker import BinderLabSpawner
 from binderlab.spawners.kubernetes import BinderLabKubeSpawner
@@ -18,14 +19,14 @@ OURS = "binderlab."
 def own_traits(cls):
     """Configurable traits defined by binderlab's own classes (not inherited from others)."""
     for klass in cls.mro():
-        if not klass.__module__.startswith(OURS):
-            continue
+        if not klass.__module__.startswith(OURS) or not hasattr(klass, "class_own_traits"):
+            continue  # (plain mixins such as commands.preflight.EngineFirst hold no traits)
         for name, trait in klass.class_own_traits(config=True).items():
             yield klass.__name__, name, trait
 
 
 @pytest.mark.parametrize("cls", [
-    *BinderLab().classes, UpApp, BuildApp, EnvHashApp, BinderLabSpawner,
+    *BinderLab().classes, UpApp, BuildApp, DownApp, EnvHashApp, BinderLabSpawner,
     BinderLabKubeSpawner, BinderLabSessionMixin,
 ], ids=lambda c: c.__name__)
 def test_every_option_has_help(cls):
@@ -34,7 +35,8 @@ def test_every_option_has_help(cls):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["up", "--help-all"], ["serve", "--help"],
-                                  ["build", "--help"], ["env-hash", "--help"]])
+                                  ["build", "--help"], ["env-hash", "--help"],
+                                  ["down", "--help"]])
 def test_cli_help(args):
     out = subprocess.run([sys.executable, "-m", "binderlab", *args],
                          capture_output=True, text=True, timeout=60)

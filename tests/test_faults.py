@@ -30,10 +30,13 @@ import docker.errors
 import pytest
 import requests
 
+from binderlab.commands.processes import MARK_PREFIX, marked, stop
 from binderlab.contract import LABEL_KEY, LABEL_REPO, LABEL_USER
 from binderlab.resources import hub_config_file
 from tests.harness.service import HARNESS, Service, free_port, remove_prefix
 from tests.harness.sse import follow
+
+HUB_MARK = MARK_PREFIX + "FAULT_HUB"
 
 pytestmark = pytest.mark.docker
 
@@ -440,6 +443,7 @@ class Hub:
                  image_prefix: str):
         self.state = state
         self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.mark = secrets.token_hex(8)
         self.config_file = config_file
         self.url = f"http://127.0.0.1:{free_port()}"
         self.env = {
@@ -453,10 +457,12 @@ class Hub:
             "BINDERLAB_IMAGE_PREFIX": image_prefix,
             "BINDERLAB_CONTENT_DIR": str(service.workdir / "state" / "content"),
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32),
+            # the hub hands BINDERLAB_MARK_* to its proxy and services: their marker finds
+            # them after the hub was killed (they are no longer its children then)
+            HUB_MARK: self.mark,
         }
         self.log_path = state / "jupyterhub.log"
         self.proc: subprocess.Popen | None = None
-        self.helpers: list[int] = []  # the proxy and the idle culler the hub started
 
     def start(self, timeout: float = 60) -> "Hub":
         with open(self.log_path, "ab") as log:
@@ -474,8 +480,6 @@ class Hub:
                 time.sleep(0.3)
         else:
             raise AssertionError("JupyterHub did not answer:\n" + self.log())
-        self.helpers += [int(p) for p in subprocess.run(
-            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()]
         return self
 
     def log(self) -> str:
@@ -488,13 +492,7 @@ class Hub:
 
     def kill_helpers(self) -> None:
         """The hub's proxy and culler outlive a hub that was killed or told to keep them."""
-        for pid in self.helpers:
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if b"configurable-http-proxy" in cmdline or b"idle_culler" in cmdline:
-                    os.kill(pid, signal.SIGTERM)
-            except (OSError, ProcessLookupError):
-                pass
+        stop(marked(HUB_MARK, self.mark))
 
 
 HUB_CONFIGS = {

@@ -78,6 +78,8 @@ export function startForm(settings) {
     const logo = $("badge-logo").checked;
     $("out-launch").value = launch;
     $("open-launch").href = launch;
+    // what the environment held, kept after the image is gone (web/environment.py)
+    $("open-environment").href = `${base}environment/${launchSpec(t)}`;
     $("out-markdown").value = badgeMarkdown(base, launch, { logo });
     $("out-rst").value = badgeRst(base, launch, { logo });
     $("out-html").value = badgeHtml(base, launch, { logo });

@@ -207,6 +207,9 @@ export function startLoadingPage(settings) {
       state.finished = true;
       clearInterval(timer);
       log.flush();
+      // the record of this exact commit, not of the branch the link names
+      const envLink = $("environment-link");
+      if (envLink && event.environment_url) envLink.href = event.environment_url;
       if (Array.isArray(event.gpus) && event.gpus.length) {
         const gpus = $("gpus");
         gpus.textContent = `${event.gpus.length === 1 ? "GPU" : "GPUs"} ` +

@@ -18,17 +18,27 @@
 // `providers` is what /api/repoproviders answers: [{id, display_name, host?}]. URLs are
 // recognised by the configured hosts, so a GitHub Enterprise (or a test server) works too.
 
+import {
+  RECORD_PROVIDERS, RecordError, parseRecord, recordSpec, recordTarget,
+} from "./records.js";
+
 export const DEFAULT_PROVIDERS = [
   { id: "gh", display_name: "GitHub", host: "https://github.com" },
   { id: "gl", display_name: "GitLab", host: "https://gitlab.com" },
   { id: "git", display_name: "Git repository" },
   { id: "gist", display_name: "Gist", host: "https://gist.github.com" },
+  { id: "zenodo", display_name: "Zenodo", host: "https://zenodo.org", kind: "record" },
+  { id: "figshare", display_name: "Figshare", host: "https://figshare.com", kind: "record" },
+  { id: "hydroshare", display_name: "HydroShare", host: "https://www.hydroshare.org", kind: "record" },
+  { id: "dataverse", display_name: "Dataverse", kind: "record" },
+  { id: "ckan", display_name: "CKAN", kind: "record" },
+  { id: "swhid", display_name: "Software Heritage", kind: "record" },
 ];
 
 const NAME = /^[A-Za-z0-9_.-]+$/;
 const HEX = /^[0-9a-f]+$/i;
 // BinderHub's provider prefixes: a pasted binder link names one of them after /v2/
-const BINDER_PREFIXES = "gh|gl|git|gist|zenodo|figshare|dataverse|hydroshare|ckan";
+const BINDER_PREFIXES = "gh|gl|git|gist|zenodo|figshare|dataverse|hydroshare|ckan|swhid";
 const EXAMPLES = "e.g. https://github.com/owner/repo, a GitLab project URL, " +
   "https://example.org/repo.git or owner/repo";
 
@@ -82,7 +92,7 @@ function hostKey(url) {
 function providerHosts(providers) {
   const hosts = new Map();
   for (const provider of providers) {
-    if (!provider.host) continue;
+    if (!provider.host || provider.kind === "record") continue;
     try {
       hosts.set(hostKey(new URL(provider.host)), provider);
     } catch {
@@ -196,6 +206,10 @@ function parseBinderLink(url, providers) {
   if (!providers.some((p) => p.id === prefix)) {
     fail(`That binder link uses the "${prefix}" provider, which this host does not offer.`);
   }
+  if (RECORD_PROVIDERS.includes(prefix)) {
+    // a record's spec is its identifier (a DOI keeps its "/"), never followed by a ref
+    return recordTarget(prefix, decode(spec).replace(/\/+$/, ""));
+  }
   const parts = spec.split("/");
   let t;
   if (prefix === "gh" || prefix === "gist") {
@@ -269,6 +283,9 @@ function parse(text, providers) {
   let input = text.trim().replace(/^<(.*)>$/, "$1").replace(/^(["'])(.*)\1$/, "$2").trim();
   if (!input) fail(`Paste a repository URL, ${EXAMPLES}.`);
   if (/\s/.test(input)) fail("A repository URL has no spaces: paste one URL.");
+  // a DOI, SWHID or record page (Zenodo, Figshare, ...) before anything git-shaped
+  const rec = parseRecord(input, providers);
+  if (rec) return rec;
   const byHost = providerHosts(providers);
   const enabled = (id) => providers.some((p) => p.id === id);
 
@@ -350,7 +367,9 @@ export function parseRepoInput(text, providers = DEFAULT_PROVIDERS) {
     }
     return { ok: true, target: t };
   } catch (error) {
-    if (error instanceof InputError) return { ok: false, message: error.message };
+    if (error instanceof InputError || error instanceof RecordError) {
+      return { ok: false, message: error.message };
+    }
     return { ok: false, message: `Could not read that URL (${error.message}).` };
   }
 }
@@ -391,6 +410,7 @@ export const encodeRef = (ref) => encodeURIComponent(ref).replace(/%2F/gi, "/");
 
 /** "<prefix>/<spec>" for /v2/ and /build/. */
 export function launchSpec(t) {
+  if (t.record) return recordSpec(t);
   const ref = encodeRef(t.ref || "HEAD");
   if (t.provider === "gl" || t.provider === "git") {
     return `${t.provider}/${encodeURIComponent(t.repo)}/${ref}`;
@@ -402,7 +422,8 @@ export function launchSpec(t) {
 export function describeTarget(t, providers = DEFAULT_PROVIDERS) {
   const name = providers.find((p) => p.id === t.provider)?.display_name
     || DEFAULT_PROVIDERS.find((p) => p.id === t.provider)?.display_name || t.provider;
-  const parts = [`${name}: ${t.repo}`, t.ref ? `ref ${t.ref}` : "default branch"];
+  const parts = [`${name}: ${t.repo}`];
+  if (!t.record) parts.push(t.ref ? `ref ${t.ref}` : "default branch");
   if (t.urlpath) parts.push(`opens /${t.urlpath}`);
   else if (t.path) parts.push(t.pathKind === "dir" ? `opens folder ${t.path}/` : `opens ${t.path}`);
   return parts.join(" · ");

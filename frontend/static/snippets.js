@@ -69,6 +69,12 @@ const scriptJson = (value) => JSON.stringify(value, null, 2).replace(/</g, "\\u0
 
 /** For the page's <head>: the config block, thebe's stylesheet and script from this host. */
 export function thebeHead(base, t, opts = {}) {
+  if (!THEBE_PROVIDERS[t.provider]) {
+    // thebe 0.9 builds /build/<prefix>/<spec> itself and knows only these providers
+    return `<!-- thebe launches git repositories only (GitHub, GitLab, git URLs, gists); ` +
+      `for live cells from this ${t.provider} record, publish its files as a git repository. ` +
+      `The launch link and badges above work for the record. -->`;
+  }
   const config = scriptJson(thebeConfig(base, t, opts)).replace(/\n/g, "\n  ");
   return [
     `<script type="text/x-thebe-config">`,

@@ -29,6 +29,7 @@ from binderlab import web
 from binderlab._version import __version__
 from binderlab.builders.cacheindex import CacheIndex
 from binderlab.builders.eviction import ImageEvictor
+from binderlab.builders.records import EnvironmentRecords, repo2docker_base_image
 from binderlab.builders.repo2docker import Builder, Repo2DockerBuilder
 from binderlab.contract import (
     LABEL_KEY,
@@ -79,6 +80,7 @@ class BinderLab(Application):
     @property
     def classes(self):
         """Every configurable class, so --help-all lists all options."""
+        from binderlab.repos.archives import ARCHIVE_PROVIDERS
         from binderlab.repos.providers import (
             GistRepoProvider,
             GitHubRepoProvider,
@@ -89,7 +91,7 @@ class BinderLab(Application):
         classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
-                   KubernetesSessionTracker]
+                   KubernetesSessionTracker, *ARCHIVE_PROVIDERS]
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
@@ -143,9 +145,11 @@ class BinderLab(Application):
 
     repo_providers = List(
         Unicode(),
-        default_value=["gh", "gl", "git", "gist"],
+        default_value=["gh", "gl", "git", "gist", "zenodo", "figshare", "hydroshare",
+                       "dataverse", "ckan", "swhid"],
         help="""Repository providers this host accepts, by entry point name
-        (group binderlab.repo_providers: gh, gl, git, gist).""",
+        (group binderlab.repo_providers: gh, gl, git, gist; DOI and archive records:
+        zenodo, figshare, hydroshare, dataverse, ckan, swhid). Default: all of them.""",
     ).tag(config=True)
 
     builder_class = EntryPointType(
@@ -203,6 +207,12 @@ class BinderLab(Application):
         300, help="Seconds fetching one commit may take (default 300)."
     ).tag(config=True)
 
+    health_cache_seconds = Float(
+        5,
+        help="""Seconds /health reuses its last answer (default 5); 0 computes it for every
+        request. Requests meanwhile share one run of the checks.""",
+    ).tag(config=True)
+
     min_free_disk_gb = Float(
         2, help="/health reports unhealthy below this much free disk in state_dir (GB)."
     ).tag(config=True)
@@ -249,6 +259,17 @@ class BinderLab(Application):
         (default: the engine's containers) or 'kubernetes' (the cluster's session pods).""",
     ).tag(config=True)
 
+    rebuild_from_records = Bool(
+        False,
+        help="""Rebuild an image that is gone (evicted, removed) from the packages its
+        environment record lists, so the same versions come back instead of a fresh solve.
+        Off by default.
+
+        Covers environments defined by one requirements.txt (pip), with apt.txt and
+        runtime.txt beside it: the recorded `pip freeze` replaces requirements.txt in the
+        build. Conda, Pipenv, R and Julia environments are solved afresh.""",
+    ).tag(config=True)
+
     # ---- start-up steps -------------------------------------------------------------
 
     @catch_config_error
@@ -270,6 +291,7 @@ class BinderLab(Application):
         self.init_gpus()
         self.init_limits()
         self.init_pipeline()
+        self.init_records()
         self.init_tornado()
 
     def init_logging(self):
@@ -358,6 +380,10 @@ class BinderLab(Application):
 
     def init_pipeline(self):
         self.mirrors = RepoMirrors(self.state_path / "git", self.git_timeout)
+        for provider in self.providers.values():
+            if hasattr(provider, "attach"):  # archive providers import records as commits
+                provider.attach(mirrors=self.mirrors, work_dir=self.state_path / "build",
+                                max_bytes=int(self.max_repo_size_mb * 1e6))
         self.pipeline = Pipeline(
             builder=self.builder, launcher=self.launcher, mirrors=self.mirrors,
             fingerprints=self.fingerprints, index=self.index, config_digest=self.config_digest,
@@ -369,6 +395,14 @@ class BinderLab(Application):
             providers=list(self.providers.values()),
             max_repo_bytes=int(self.max_repo_size_mb * 1e6), sessions=self.sessions,
         )
+
+    def init_records(self):
+        """Environment records of built images (``GET /environment/...``)."""
+        self.records = EnvironmentRecords(
+            self.state_path / "records", engine=self.engine, log=self.log,
+            base_image=repo2docker_base_image(self.builder.repo2docker_config))
+        self.pipeline.records = self.records
+        self.pipeline.rebuild_from_records = self.rebuild_from_records
 
     def init_eviction(self):
         self.evictor = None if self.engine is None else ImageEvictor(

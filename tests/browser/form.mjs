@@ -60,6 +60,7 @@ await runBrowserCheck({
         outputsShown: shown($("outputs")),
         launchDisabled: $("launch").disabled,
         launchUrl: $("out-launch").value,
+        environmentUrl: $("open-environment") ? $("open-environment").href : null,
         openHref: $("open-launch").getAttribute("href"),
         markdown: $("out-markdown").value,
         rst: $("out-rst").value,

@@ -21,6 +21,10 @@ awk '$2 ~ "^/var/lib/docker/buildkit/" {print $2}' /proc/mounts | sort -r | \
   while read -r mount; do umount -l "$mount" || true; done
 rm -rf /var/lib/docker/buildkit || echo "warning: could not clear BuildKit's cache" >&2
 # --live-restore: sessions keep running while the engine restarts (tests restart it)
+# The engine is shared and outlives any test run: it (and every containerd shim it starts)
+# must not carry a test run's BINDERLAB_MARK_* markers, or the run's leftover check (and
+# binderlab up's clean-up) would count it as theirs.
+unset $(env | sed -n 's/^\(BINDERLAB_MARK_[A-Za-z0-9_]*\)=.*/\1/p')
 PATH="$here/nvidia-stub:$PATH" nohup dockerd --live-restore >/var/log/binderlab-dockerd.log 2>&1 &
 for _ in $(seq 1 60); do
   docker info >/dev/null 2>&1 && exit 0

@@ -9,7 +9,10 @@ import time
 import uuid
 from pathlib import Path
 
+import docker.errors
 import requests
+
+from tests.harness import leftovers
 
 HARNESS = Path(__file__).resolve().parent
 DOCKER_CONFIG = HARNESS / "docker-config"
@@ -26,13 +29,15 @@ class Service:
     """One binderlab process with its own ports, state dir and image prefix."""
 
     def __init__(self, workdir: Path, git_host: str, command: str = "up",
-                 extra_config: str = "", allow_loopback: bool = True):
+                 extra_config: str = "", allow_loopback: bool = True,
+                 env: dict[str, str] | None = None):
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port, self.hub_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.hub_url = f"http://127.0.0.1:{self.hub_port}"
-        self.image_prefix = f"binderlabtest{uuid.uuid4().hex[:8]}/"
+        self.image_prefix = leftovers.image_prefix()  # names the test run (leftover check)
+        self.env = env or {}
         self.webhook_secret = uuid.uuid4().hex
         self.command = command
         self.config = self.workdir / "binderlab_config.py"
@@ -65,7 +70,7 @@ c.UpApp.keep_sessions_on_exit = False
         return (self.workdir / "state" / "hub" / "binderlab-service-token").read_text().strip()
 
     def start(self, timeout: float = 90) -> "Service":
-        env = {**os.environ, "DOCKER_CONFIG": str(DOCKER_CONFIG)}
+        env = {**os.environ, "DOCKER_CONFIG": str(DOCKER_CONFIG), **self.env}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "binderlab", self.command, "--config", str(self.config)],
@@ -116,11 +121,20 @@ c.UpApp.keep_sessions_on_exit = False
 
 
 def remove_prefix(client, prefix: str) -> None:
-    """Remove the containers and images of one image prefix (a test's or bench's service)."""
-    for container in client.containers.list(all=True):
-        if (container.attrs["Config"]["Image"] or "").startswith(prefix):
-            container.remove(force=True)
-    for image in client.images.list():
-        for tag in image.tags:
+    """Remove the containers and images of one image prefix (a test's or bench's service).
+
+    From the low-level lists (one call each): other runs on the same engine remove their
+    containers meanwhile, which must not fail this clean-up."""
+    for container in client.api.containers(all=True):
+        if (container.get("Image") or "").startswith(prefix):
+            try:
+                client.api.remove_container(container["Id"], force=True)
+            except docker.errors.NotFound:
+                pass
+    for image in client.api.images():
+        for tag in image.get("RepoTags") or []:
             if tag.startswith(prefix):
-                client.images.remove(tag, force=True)
+                try:
+                    client.images.remove(tag, force=True)
+                except docker.errors.NotFound:
+                    pass

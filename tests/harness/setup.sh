@@ -12,7 +12,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
-[ -x /usr/bin/docker ] || missing+=(docker.io)  # the buildx test plugin calls this client
+[ -x /usr/bin/docker ] || missing+=(docker.io)  # the BuildKit bridge (buildx) calls this client
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v docker-registry >/dev/null || missing+=(docker-registry)  # registry tests

@@ -52,6 +52,7 @@ class Build:
         self.events: list[dict] = []
         self.outcome: str | None = None
         self.max_events = max_events
+        self.dropped = 0  # log lines past max_events: counted, not kept (environment records)
         self._changed = asyncio.Condition()
         self.task: asyncio.Task | None = None
 
@@ -59,6 +60,8 @@ class Build:
         async with self._changed:
             if len(self.events) < self.max_events:
                 self.events.append(event)
+            else:
+                self.dropped += 1
             self._changed.notify_all()
 
     async def finish(self, outcome: str, event: dict) -> None:

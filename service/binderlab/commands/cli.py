@@ -14,11 +14,14 @@ from traitlets.config import Application
 
 from binderlab._version import __version__
 from binderlab.app import BinderLab
+from binderlab.builders.preflight import builder_checks
+from binderlab.commands.down import DownApp
+from binderlab.commands.preflight import EngineFirst, require
 from binderlab.commands.up import UpApp
 from binderlab.launch.pipeline import LaunchRequest
 
 
-class BuildApp(BinderLab):
+class BuildApp(EngineFirst, BinderLab):
     name = "binderlab-build"
     description = """Build (or find) the image of a repository and print its name.
 
@@ -51,6 +54,8 @@ class BuildApp(BinderLab):
         return LaunchRequest(self.providers[prefix], spec, build_only=True)
 
     async def run(self) -> int:
+        # before the fetch: a host that cannot build says so at once, not after the wait
+        require(await builder_checks(self.builder, self.engine), self.log)
         if len(self.extra_args) == 1 and os.path.isdir(self.extra_args[0]):
             events = self.local_build(Path(self.extra_args[0]))
         else:
@@ -64,6 +69,8 @@ class BuildApp(BinderLab):
             if event["phase"] in ("fetching", "building"):
                 sys.stderr.write(message)
             image = event.get("imageName", image)
+        if getattr(self, "records", None) is not None:
+            await self.records.settle()  # the environment record of what was just built
         if self.pin:
             self.index.pin(image, note=self.extra_args[0])
             sys.stderr.write(f"Pinned {image}\n")
@@ -144,6 +151,7 @@ class BinderLabCommand(Application):
     """
     subcommands = {
         "up": (UpApp, "Start JupyterHub, its proxy and the binder service on this machine."),
+        "down": (DownApp, "Stop the proxy and sessions a stopped `binderlab up` kept running."),
         "serve": (BinderLab, "Run the binder service only (JupyterHub runs elsewhere)."),
         "build": (BuildApp, "Build or find a repository's image and print its name."),
         "env-hash": (EnvHashApp, "Print a checkout's environment fingerprint and its files."),

@@ -3,13 +3,18 @@
 import asyncio
 import os
 import secrets
+import signal
 import sys
+import uuid
 from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Float, Unicode, default
 
 from binderlab.app import BinderLab
+from binderlab.builders.preflight import builder_checks
+from binderlab.commands import processes
+from binderlab.commands.preflight import EngineFirst, require
 from binderlab.contract import HubSettings
 from binderlab.resources import hub_config_file
 
@@ -23,7 +28,7 @@ def _secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-class UpApp(BinderLab):
+class UpApp(EngineFirst, BinderLab):
     name = "binderlab-up"
     description = """Start everything for one box: JupyterHub (DockerSpawner,
     configurable-http-proxy, SQLite) and the binder service; print their URLs."""
@@ -49,7 +54,9 @@ class UpApp(BinderLab):
     keep_sessions_on_exit = Bool(
         True,
         help="""When `binderlab up` stops, leave running sessions (and the hub's proxy) up, so
-        a restart or upgrade does not end them (default). False: stop every session.""",
+        a restart or upgrade does not end them (default); it says so and names the command
+        that stops them (`binderlab down`). Every other process it started ends either way.
+        False: stop every session and the proxy too, leaving nothing running.""",
     ).tag(config=True)
 
     hub_start_timeout = Float(
@@ -74,6 +81,8 @@ class UpApp(BinderLab):
                           signing_key=self.launcher.api_token).to_env(),
             "CONFIGPROXY_AUTH_TOKEN": _secret(state / "proxy-token"),
             "BINDERLAB_HUB_CLEANUP": "0" if self.keep_sessions_on_exit else "1",
+            # every process this run starts carries it (see commands/processes.py)
+            processes.UP_MARK: self.up_id,
         }
 
     async def start_hub(self) -> asyncio.subprocess.Process:
@@ -81,29 +90,50 @@ class UpApp(BinderLab):
         log = open(log_path, "ab")
         env = self.hub_env()
         self.log.info("Starting JupyterHub (log: %s)", log_path)
+        # in binderlab's process group: a SIGKILL of the group (the last resort of a
+        # supervisor) reaches the hub too; a terminal's Ctrl-C reaches both, which is fine
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jupyterhub", "-f", self.hub_config_file,
             cwd=env["BINDERLAB_HUB_STATE_DIR"], env=env, stdout=log, stderr=log,
             stdin=asyncio.subprocess.DEVNULL,
         )
         log.close()
+        self.hub = proc
         client = AsyncHTTPClient()
         deadline = asyncio.get_running_loop().time() + self.hub_start_timeout
         while asyncio.get_running_loop().time() < deadline:
-            if proc.returncode is not None:
+            if proc.returncode is not None or self.stopping.is_set():
                 break
             try:
                 await client.fetch(self.launcher.api_url("/"), request_timeout=2)
                 return proc
             except Exception:
                 await asyncio.sleep(0.5)
+        if self.stopping.is_set():
+            return proc
         tail = log_path.read_text(errors="replace").splitlines()[-30:]
-        if proc.returncode is None:
-            proc.terminate()
         raise SystemExit("JupyterHub did not start. The end of its log:\n" + "\n".join(tail))
 
     async def serve(self):
-        hub = await self.start_hub()
+        # handlers first: a stop while the hub is still starting must stop it too (before,
+        # a SIGTERM then killed this process and left the hub and its children running)
+        self.up_id = uuid.uuid4().hex
+        self.hub = None
+        self.stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        try:
+            require(await builder_checks(self.builder, self.engine), self.log)
+            if not self.stopping.is_set():
+                await self.start_hub()
+            if not self.stopping.is_set():
+                await self.run_until_stopped()
+        finally:
+            await self.stop_everything()
+            await self.shutdown()
+
+    async def run_until_stopped(self):
         self.listen()
         print(
             "\nbinderlab is running:\n"
@@ -113,16 +143,50 @@ class UpApp(BinderLab):
             flush=True,
         )
         try:
-            stopped = asyncio.ensure_future(super().serve_until_stopped())
-            hub_exit = asyncio.ensure_future(hub.wait())
+            stopped = asyncio.ensure_future(self.stopping.wait())
+            hub_exit = asyncio.ensure_future(self.hub.wait())
             await asyncio.wait({stopped, hub_exit}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
             if hub_exit.done():
-                self.log.error("JupyterHub exited (code %s); stopping.", hub.returncode)
+                self.log.error("JupyterHub exited (code %s); stopping.", self.hub.returncode)
         finally:
-            await self.shutdown()
-            if hub.returncode is None:
-                hub.terminate()
-                try:
-                    await asyncio.wait_for(hub.wait(), 30)
-                except TimeoutError:
-                    hub.kill()
+            self.http_server.stop()
+
+    async def stop_everything(self):
+        """Stop the hub, then whatever this run started that outlived it (the hub's services
+        after a hub crash, say); keep only the proxy when sessions are kept on purpose."""
+        hub = self.hub
+        if hub is not None and hub.returncode is None:
+            hub.terminate()
+            try:
+                await asyncio.wait_for(hub.wait(), 30)
+            except TimeoutError:
+                self.log.warning("JupyterHub did not stop within 30 s; killing it.")
+                hub.kill()
+                await hub.wait()
+        left = await asyncio.to_thread(processes.marked, processes.UP_MARK, self.up_id)
+        kept = [p for p in left if self.keep_sessions_on_exit and processes.is_proxy(p)]
+        orphans = [p for p in left if p not in kept]
+        if orphans:
+            self.log.info("Stopping %d processes the hub left: %s", len(orphans),
+                          "; ".join(f"{p.pid} {p.command[:80]}" for p in orphans))
+            await asyncio.to_thread(processes.stop, orphans)
+        if self.keep_sessions_on_exit and hub is not None:
+            await self.say_what_is_kept(kept)
+
+    async def say_what_is_kept(self, kept: list[processes.Process]) -> None:
+        try:
+            sessions = [s for s in await self.sessions.sessions()
+                        if s.image.startswith(self.image_prefix)]
+        except Exception:
+            sessions = []
+        if not kept and not sessions:
+            return
+        what = [f"the proxy (pid {', '.join(str(p.pid) for p in kept)})"] if kept else []
+        if sessions:
+            what.append(f"{len(sessions)} session(s)")
+        config = f" --config {os.path.abspath(self.config_file)}" if os.path.exists(
+            self.config_file) else ""
+        print(f"binderlab stopped. Left running on purpose (c.UpApp.keep_sessions_on_exit): "
+              f"{' and '.join(what)}; the next `binderlab up` takes them over. To stop them "
+              f"too: binderlab down{config}", flush=True)

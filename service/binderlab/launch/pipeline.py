@@ -77,6 +77,9 @@ class ImagePlan:
 
 
 class Pipeline:
+    records = None  # builders.records.EnvironmentRecords, set by the app
+    rebuild_from_records = False  # c.BinderLab.rebuild_from_records
+
     def __init__(self, *, builder: Builder, launcher: Launcher | None, mirrors: RepoMirrors,
                  fingerprints: FingerprintWorker, index: CacheIndex, config_digest: str,
                  image_prefix: str, blocked_networks, public_url: str, work_dir: Path,
@@ -189,6 +192,13 @@ class Pipeline:
                    "message": f"Found built image {plan.image}\n"}
             return
         metrics.CACHE.labels("miss").inc()
+        frozen = None
+        if self.rebuild_from_records and self.records is not None and fp.kind == "env":
+            # an evicted image comes back with the versions it had, not a fresh solve
+            frozen = self.records.frozen_requirements(plan.image, fp.files)
+            if frozen:
+                yield {"phase": "fetching", "message": f"Rebuilding from the recorded "
+                       f"packages ({frozen[1].count(chr(10)) - 1} pinned in {frozen[0]})\n"}
 
         async def source(dest: Path):
             """The build context: only the environment files for an env-keyed image."""
@@ -202,9 +212,13 @@ class Pipeline:
                     (dest / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(checkout / name, dest / name, follow_symlinks=False)
                 dest.mkdir(parents=True, exist_ok=True)
+                if frozen:
+                    (dest / frozen[0]).write_text(frozen[1])
 
         started = plan.image not in self.builder.running  # or joined another launch's build
         build = self.builder.build(plan.image, plan.labels, source)
+        if started and self.records is not None:
+            self.records.follow(build, plan, resolved)  # kept after the image is gone
         async for event in build.follow():
             if event["phase"] == "built":
                 event = {**event, "kind": fp.kind, "started_build": started}
@@ -363,6 +377,8 @@ class Pipeline:
             "binder_launch_host": self.public_url,
             "binder_request": f"v2/{provider}/{spec.spec}",
             "binder_persistent_request": f"v2/{provider}/{resolved.persistent_spec}",
+            "environment_url": f"{self.public_url}environment/{provider}/"
+                               f"{resolved.persistent_spec}",
             "message": f"server running at {event['url']}\n",
         }
 

@@ -30,6 +30,10 @@ class RepoMirrors:
     def _path(self, clone_url: str) -> Path:
         return self.root / (hashlib.sha256(clone_url.encode()).hexdigest()[:24] + ".git")
 
+    def path_for(self, clone_url: str) -> Path:
+        """Where the mirror of ``clone_url`` lives (archive providers import into it)."""
+        return self._path(clone_url)
+
     async def _git(self, path: Path, *args: str, env: dict | None = None,
                    config: tuple[str, ...] = ()) -> str:
         return await gitcmd.run_git(

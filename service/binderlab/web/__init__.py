@@ -1,11 +1,12 @@
 """HTTP handlers; each module ends with its ``default_handlers`` routes."""
 
-from binderlab.web import badges, build, hooks, pages, status
+from binderlab.web import badges, build, environment, hooks, pages, status
 
 default_handlers = [
     *build.default_handlers,
     *hooks.default_handlers,
     *status.default_handlers,
     *badges.default_handlers,
+    *environment.default_handlers,
     *pages.default_handlers,
 ]

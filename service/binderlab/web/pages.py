@@ -37,7 +37,8 @@ class LoadingPageHandler(BaseHandler):
             "loading.html",
             base_url=self.binderlab.base_url,
             repo_url=spec.repo_url,
-            ref=spec.ref,
+            ref=spec.ref or "this version",
+            environment_url=f"{self.binderlab.base_url}environment/{provider.prefix}/{raw_spec}",
             settings_json=script_json(
                 {
                     "buildUrl": f"{self.binderlab.base_url}build/{provider.prefix}/{raw_spec}",

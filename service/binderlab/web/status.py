@@ -3,26 +3,45 @@
 import asyncio
 import json
 import shutil
+import time
 
 import prometheus_client
 from repo2docker import __version__ as repo2docker_version
 
 from binderlab._version import __version__
+from binderlab.builders.preflight import builder_checks
 from binderlab.web.base import BaseHandler
 
 
 class HealthHandler(BaseHandler):
-    """Checks what launches depend on; 200 when all pass, 503 otherwise."""
+    """Checks what launches depend on; 200 when all pass, 503 otherwise.
+
+    The answer is computed at most once per ``c.BinderLab.health_cache_seconds`` and shared
+    by every request meanwhile: a load balancer polling it (or anyone else, it is public)
+    costs one engine ping, hub call and builder check per interval, not one per request.
+    The body names no paths, URLs or raw errors (the service log has the details)."""
 
     async def get(self):
-        checks = await asyncio.gather(self.check_docker(), self.check_hub(), self.check_disk())
+        app = self.binderlab
+        now = time.monotonic()
+        cached = getattr(app, "_health", None)
+        if cached is None or now - cached[0] >= app.health_cache_seconds or (
+                cached[1].done() and cached[1].exception()):
+            cached = (now, asyncio.ensure_future(self.compute()))
+            app._health = cached
+        body = await asyncio.shield(cached[1])
+        self.set_status(200 if body["ok"] else 503)
+        self.set_cors_headers()
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+    async def compute(self) -> dict:
+        checks = list(await asyncio.gather(self.check_docker(), self.check_hub(),
+                                           self.check_disk(), self.check_builder()))
         gpus = self.binderlab.gpus
         checks.append({"service": "GPUs", "ok": True,
                        **(gpus.status() if gpus else {"total": 0, "in_use": 0, "queue": 0})})
-        ok = all(c["ok"] for c in checks)
-        self.set_status(200 if ok else 503)
-        self.set_cors_headers()
-        self.finish({"ok": ok, "checks": checks})
+        return {"ok": all(c["ok"] for c in checks), "checks": checks}
 
     async def check_docker(self) -> dict:
         if self.binderlab.engine is None:
@@ -31,20 +50,41 @@ class HealthHandler(BaseHandler):
             await asyncio.wait_for(self.binderlab.engine.ping(), 10)
             return {"service": "Docker", "ok": True}
         except Exception as e:
-            return {"service": "Docker", "ok": False, "error": str(e)}
+            self.binderlab.log.warning("Health: the Docker engine does not answer: %s", e)
+            return {"service": "Docker", "ok": False, "error": "the engine does not answer"}
 
     async def check_hub(self) -> dict:
         launcher = self.pipeline.launcher
         if launcher is None:
             return {"service": "JupyterHub", "ok": True, "note": "build-only host"}
-        return {"service": "JupyterHub", **await launcher.check()}
+        result = await launcher.check()
+        if not result.get("ok"):
+            self.binderlab.log.warning("Health: JupyterHub: %s", result.get("error"))
+            return {"service": "JupyterHub", "ok": False, "error": "JupyterHub is not reachable"}
+        return {"service": "JupyterHub", "ok": True,
+                **({"version": result["version"]} if result.get("version") else {})}
 
     async def check_disk(self) -> dict:
         usage = shutil.disk_usage(self.binderlab.state_dir)
         free_gb = usage.free / 1e9
         minimum = self.binderlab.min_free_disk_gb
         return {"service": "Disk", "ok": free_gb >= minimum, "free_gb": round(free_gb, 2),
-                "min_free_gb": minimum, "path": str(self.binderlab.state_dir)}
+                "min_free_gb": minimum}
+
+    async def check_builder(self) -> dict:
+        """Whether a build can run now (buildx, engine, base image): a host that cannot
+        build is not healthy, however well the rest answers."""
+        checks = await builder_checks(self.binderlab.builder, self.binderlab.engine)
+        failed = [c for c in checks if not c.ok]
+        for c in failed:
+            self.binderlab.log.warning("Health: builder: %s: %s", c.name, c.message)
+        result = {"service": "builder", "ok": not failed,
+                  "checks": {c.name: c.ok for c in checks}}
+        if any(c.name == "buildx" for c in failed):
+            result["error"] = "docker buildx is missing or broken: builds cannot run"
+        elif failed:
+            result["error"] = f"{failed[0].name} check failed"
+        return result
 
 
 class VersionsHandler(BaseHandler):
