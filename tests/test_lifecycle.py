@@ -2,19 +2,22 @@
 shutdown, against the real Docker engine."""
 
 import asyncio
+import io
+import json
 import logging
-import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 
 import docker.errors
 import pytest
 
-from binderlab.app import BinderLab
 from binderlab.contract import LABEL_USER
 from binderlab.platform.docker import DockerEngine
 from binderlab.sessions.lifecycle import REAP_AFTER_SECONDS, SessionLifecycle
 from binderlab.sessions.trackers import DockerSessionTracker
+from tests.harness import leftovers
 from tests.harness.service import BASE_IMAGE
 
 log = logging.getLogger("test")
@@ -23,7 +26,7 @@ log = logging.getLogger("test")
 @pytest.fixture
 def prefix_image(docker_client):
     """The base image tagged under a prefix of this test's own, removed afterwards."""
-    prefix = f"binderlabtest{uuid.uuid4().hex[:8]}/"
+    prefix = leftovers.image_prefix()
     image = f"{prefix}env-{'c' * 40}"
     docker_client.images.get(BASE_IMAGE).tag(image)
     created = []
@@ -47,7 +50,8 @@ def test_stop_and_reaper_remove_only_this_hosts_stopped_sessions(docker_client, 
 
     def create(image_name, label_user):
         c = docker_client.containers.create(image_name, "true",
-                                            labels={LABEL_USER: label_user})
+                                            labels={LABEL_USER: label_user,
+                                                    leftovers.LABEL: leftovers.RUN_ID})
         created.append(c)
         return c
 
@@ -76,33 +80,57 @@ def test_stop_and_reaper_remove_only_this_hosts_stopped_sessions(docker_client, 
     assert exists(docker_client, other_host)
 
 
+# The app runs in a fresh interpreter: its fingerprint worker brings multiprocessing's
+# resource tracker, which lives as long as the process that started it.
+APP = """
+import asyncio, json, sqlite3, sys
+from binderlab.app import BinderLab
+
+app = BinderLab()
+app.initialize(sys.argv[1:])
+indexed = [name for name, _ in app.index.by_last_use()]
+
+async def main():
+    app.lifecycle.start()
+    tasks = set(app.lifecycle._tasks)
+    await app.shutdown()
+    return bool(tasks) and all(t.done() for t in tasks)
+
+closed = {"lifecycle": asyncio.run(main())}
+try:
+    app.index.db.execute("select 1")
+    closed["index"] = False
+except sqlite3.ProgrammingError:
+    closed["index"] = True
+try:
+    app.fingerprints._pool.submit(print)
+    closed["fingerprints"] = False
+except RuntimeError:
+    closed["fingerprints"] = True
+print(json.dumps({"indexed": indexed, "closed": closed}))
+"""
+
+
+def run_app(tmp_path, *args) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", APP, f"--BinderLab.state_dir={tmp_path}",
+         f"--BinderLab.config_file={tmp_path / 'none.py'}", *args],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.splitlines()[-1])
+
+
 def test_shutdown_closes_what_initialize_opened(tmp_path):
-    app = BinderLab()
-    app.initialize(["--BinderLab.docker_url=none", "--BinderLab.session_tracker_class=kubernetes",
-                    f"--BinderLab.state_dir={tmp_path}",
-                    f"--BinderLab.config_file={tmp_path / 'none.py'}"])
-
-    async def main():
-        app.lifecycle.start()
-        tasks = set(app.lifecycle._tasks)
-        assert tasks
-        await app.shutdown()
-        assert all(t.done() for t in tasks)
-
-    asyncio.run(main())
-    with pytest.raises(sqlite3.ProgrammingError):  # the cache index is closed
-        app.index.db.execute("select 1")
-    with pytest.raises(RuntimeError):  # so is the fingerprint worker's pool
-        app.fingerprints._pool.submit(print)
+    result = run_app(tmp_path, "--BinderLab.docker_url=none",
+                     "--BinderLab.session_tracker_class=kubernetes")
+    assert result["closed"] == {"lifecycle": True, "index": True, "fingerprints": True}
 
 
 @pytest.mark.docker
 def test_start_up_indexes_this_hosts_images_only(docker_client, tmp_path):
     """initialize() rebuilds the cache index from the engine's images: binderlab's (prefix
     and a key label matching the name), not others'."""
-    import io
-
-    prefix = f"binderlabtest{uuid.uuid4().hex[:8]}/"
+    prefix = leftovers.image_prefix()
     key = "d" * 40
     ours, mislabelled = f"{prefix}env-{key}", f"{prefix}env-{'e' * 40}"
     dockerfile = f"FROM {BASE_IMAGE}\nLABEL binderlab.key={key} binderlab.kind=env\n"
@@ -110,13 +138,8 @@ def test_start_up_indexes_this_hosts_images_only(docker_client, tmp_path):
     try:
         image.tag(ours)
         image.tag(mislabelled)  # its name does not end with the key its label records
-        app = BinderLab()
-        app.initialize([f"--BinderLab.image_prefix={prefix}", f"--BinderLab.state_dir={tmp_path}",
-                        f"--BinderLab.config_file={tmp_path / 'none.py'}"])
-        try:
-            assert [name for name, _ in app.index.by_last_use()] == [ours]
-        finally:
-            asyncio.run(app.shutdown())
+        result = run_app(tmp_path, f"--BinderLab.image_prefix={prefix}")
+        assert result["indexed"] == [ours]
     finally:
         for name in (ours, mislabelled, image.id):  # the last tag gone, the image goes too
             try:
