@@ -27,17 +27,12 @@ from traitlets.config import Application, catch_config_error
 
 from binderlab import web
 from binderlab._version import __version__
-from binderlab.builders.cacheindex import CacheIndex
+from binderlab.builders.cacheindex import CacheIndex, engine_images
 from binderlab.builders.eviction import ImageEvictor
 from binderlab.builders.records import EnvironmentRecords, repo2docker_base_image
 from binderlab.builders.repo2docker import Builder, Repo2DockerBuilder
 from binderlab.contract import (
-    LABEL_KEY,
-    LABEL_KIND,
-    LABEL_REPO,
-    built_by_binderlab,
     image_prefix_trait,
-    split_tag,
 )
 from binderlab.fingerprint.buildpacks import FingerprintWorker
 from binderlab.gpus.allocator import (
@@ -323,20 +318,7 @@ class BinderLab(Application):
     def init_index(self):
         """Open the cache index and rebuild its image table from the engine's images."""
         self.index = CacheIndex(self.state_path / "cache.sqlite")
-        images = []
-        # the engine's image list as one answer (the SDK's images.list inspects each image
-        # afterwards, and fails when another client removes one in between)
-        local = self.engine.client.api.images(filters={"label": LABEL_KEY}) \
-            if self.engine else []
-        for image in local:
-            labels = image.get("Labels") or {}
-            for tag in image.get("RepoTags") or []:
-                name, _ = split_tag(tag)
-                if built_by_binderlab(name, self.image_prefix, labels):
-                    images.append({"name": name, "key": labels[LABEL_KEY],
-                                   "kind": labels.get(LABEL_KIND, ""),
-                                   "repo": labels.get(LABEL_REPO),
-                                   "created": float(image.get("Created") or 0)})
+        images = engine_images(self.engine.client, self.image_prefix) if self.engine else []
         self.index.rebuild(images)
         self.log.info("Cache index: %d images", len(images))
 
