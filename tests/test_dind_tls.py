@@ -26,7 +26,8 @@ import pytest
 import yaml
 from traitlets.config import Config
 
-from binderlab.builders.kubernetes import DAEMON_CERTS, KubernetesBuilder
+from binderlab.builders.buildpod import DAEMON_CERTS
+from binderlab.builders.kubernetes import KubernetesBuilder
 
 TOP = Path(__file__).resolve().parent.parent
 DIND = TOP / "deploy" / "kubernetes" / "manifests" / "dind.yaml"

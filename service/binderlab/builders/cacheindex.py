@@ -12,6 +12,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from binderlab.contract import LABEL_KEY, LABEL_KIND, LABEL_REPO, built_by_binderlab, split_tag
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     name TEXT PRIMARY KEY,
@@ -61,10 +63,6 @@ class CacheIndex:
                         "(SELECT last_launch FROM images WHERE name = ?))",
                         (name, key, kind, repo, time.time(), name))
 
-    def has(self, name: str) -> bool:
-        return self.db.execute("SELECT 1 FROM images WHERE name = ?", (name,)).fetchone() \
-            is not None
-
     def remove(self, name: str) -> None:
         self.db.execute("DELETE FROM images WHERE name = ?", (name,))
 
@@ -80,9 +78,6 @@ class CacheIndex:
         """Keep ``name`` whatever the disk budget (e.g. the environments/ catalog)."""
         self.db.execute("INSERT OR REPLACE INTO pins VALUES (?, ?)", (name, note))
 
-    def unpin(self, name: str) -> None:
-        self.db.execute("DELETE FROM pins WHERE name = ?", (name,))
-
     def pinned(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT name FROM pins")}
 
@@ -97,3 +92,21 @@ class CacheIndex:
 
     def close(self) -> None:
         self.db.close()
+
+
+def engine_images(client, prefix: str) -> list[dict]:
+    """binderlab's images in the engine (``client``: a docker.DockerClient), as rows for
+    ``CacheIndex.rebuild``: the name has ``prefix`` and ends with the key its label records."""
+    images = []
+    # the engine's image list as one answer (the SDK's images.list inspects each image
+    # afterwards, and fails when another client removes one in between)
+    for image in client.api.images(filters={"label": LABEL_KEY}):
+        labels = image.get("Labels") or {}
+        for tag in image.get("RepoTags") or []:
+            name, _ = split_tag(tag)
+            if built_by_binderlab(name, prefix, labels):
+                images.append({"name": name, "key": labels[LABEL_KEY],
+                               "kind": labels.get(LABEL_KIND, ""),
+                               "repo": labels.get(LABEL_REPO),
+                               "created": float(image.get("Created") or 0)})
+    return images

@@ -1,265 +1,27 @@
-"""Builders turn a repository checkout into an image; concurrent requests share one build.
-
-``Builder`` is the contract. ``Repo2DockerBuilder`` runs jupyter-repo2docker as a
-subprocess on the local engine (the one-box tier).
-"""
+"""The one-box builder: jupyter-repo2docker as a subprocess on the local Docker engine."""
 
 import asyncio
-import json
 import os
-import shutil
 import signal
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from traitlets import Bool, Float, Integer, List, Unicode
-from traitlets.config import Configurable, LoggingConfigurable
+from traitlets import Bool, List, Unicode
 
-from binderlab.builders.build import Build
-from binderlab.builders.slots import FairSlots
-from binderlab.errors import LaunchError
+from binderlab.builders.base import Build, Builder, SourceFactory, log_message
 from binderlab.platform import metrics
-from binderlab.platform.docker import DockerEngine
-from binderlab.platform.registry import Registry
+from binderlab.platform.process import kill_group
 
-LABEL_KEY = "binderlab.key"
-LABEL_REPO = "binderlab.repo"
-LABEL_COMMIT = "binderlab.commit"
-LABEL_KIND = "binderlab.kind"
-LABEL_UID = "binderlab.uid"
+__all__ = ["Build", "Builder", "Repo2DockerBuilder", "SourceFactory", "log_message"]
 
 
-SourceFactory = Callable[[Path], Awaitable[None]]
-
-
-class Builder(LoggingConfigurable):
-    """Build images for the service and tell which ones already exist.
-
-    Guarantees a subclass must keep:
-    - ``image_ready(name)`` is True only for an image whose build completed; a failed or
-      interrupted build leaves nothing that ``image_ready`` accepts.
-    - ``build(...)`` for a name already being built returns the running Build: one build per
-      image, however many clients ask.
-    - a Build's last event has phase "built" (with ``imageName``) or "failed" (with a
-      message a user can act on).
-    """
-
-    max_concurrent_builds = Integer(
-        2,
-        help="""Builds that run at once (default 2); more wait for a slot, their watchers
-        told so. Builds are CPU- and disk-heavy: size this to the machine.""",
-    ).tag(config=True)
-
-    max_log_events = Integer(
-        20000,
-        help="Log lines kept per build for late watchers; later lines are counted, not kept.",
-    ).tag(config=True)
-
-    max_log_mb = Float(
-        8,
-        help="""Megabytes of log messages kept per build for late watchers (default 8);
-        later lines are counted, not kept. 0: no byte limit (max_log_events still applies).""",
-    ).tag(config=True)
-
-    max_log_line_kb = Integer(
-        16,
-        help="""Longest log line (KiB) sent to watchers and kept (default 16); the rest of a
-        longer line is cut, with a note of how much. 0: lines are not cut.""",
-    ).tag(config=True)
-
-    abandon_after = Float(
-        120,
-        help="""Seconds a build goes on with nobody following it (default 120) before it is
-        stopped, freeing its slot; a client that comes back within that time finds it still
-        running. Prebuilds (webhook, `binderlab build`) follow their own builds, so they are
-        never abandoned. 0: builds always run to the end.""",
-    ).tag(config=True)
-
-    max_builds_per_client = Integer(
-        2,
-        help="""Builds one client (address, or /64 for IPv6) may have running or waiting at
-        once (default 2); another gets a 429. Joining a build that is already running is
-        always allowed. 0: no cap.""",
-    ).tag(config=True)
-
-    def __init__(self, *, engine: DockerEngine, work_dir: Path, index=None, **kwargs):
-        super().__init__(**kwargs)
-        self.engine = engine
-        self.work_dir = work_dir
-        self.index = index
-        self.running: dict[str, Build] = {}
-        self._slots: FairSlots | None = None
-        self._abandon_timers: dict[str, asyncio.TimerHandle] = {}
-        # called with the image name after each successful build (e.g. eviction)
-        self.after_build: Callable[[str], Awaitable[object]] | None = None
-
-    async def image_ready(self, name: str, key: str) -> bool:
-        labels = await self.engine.image_labels(name)
-        return labels is not None and labels.get(LABEL_KEY) == key
-
-    def build(self, name: str, labels: dict[str, str], source: SourceFactory,
-              client: str = "") -> Build:
-        """Start building ``name`` (or join the build already running).
-
-        Raises LaunchError(429) when ``client`` already has ``max_builds_per_client`` builds
-        running or waiting."""
-        if name in self.running:
-            timer = self._abandon_timers.pop(name, None)
-            if timer is not None:
-                timer.cancel()
-            return self.running[name]
-        if client and self.max_builds_per_client:
-            mine = sum(1 for b in self.running.values() if b.client == client)
-            if mine >= self.max_builds_per_client:
-                metrics.BUILDS_REFUSED.labels("per_client").inc()
-                raise LaunchError(f"You have {mine} builds running or waiting on this host, "
-                                  "the most it allows at once; launch again when one has "
-                                  "finished.", 429)
-        build = Build(name, self.max_log_events, int(self.max_log_mb * 1e6),
-                      self.max_log_line_kb << 10, client)
-        build.on_unwatched = self._unwatched
-        self.running[name] = build
-        build.task = asyncio.create_task(self._run(build, labels, source))
-        return build
-
-    def _unwatched(self, build: Build) -> None:
-        """Nobody follows ``build`` any more: stop it unless someone comes back in time."""
-        if not self.abandon_after or build.task is None or build.task.done():
-            return
-
-        def abandon():
-            self._abandon_timers.pop(build.image, None)
-            if not build.watchers and build.outcome is None and not build.task.done():
-                self.log.info("Stopping build of %s: nobody has followed it for %g s",
-                              build.image, self.abandon_after)
-                build.abandoned = True
-                build.task.cancel()
-
-        old = self._abandon_timers.pop(build.image, None)
-        if old is not None:
-            old.cancel()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # a follower finalised after the loop ended: nothing to stop
-            return
-        self._abandon_timers[build.image] = loop.call_later(self.abandon_after, abandon)
-
-    async def _run(self, build: Build, labels: dict[str, str], source: SourceFactory) -> None:
-        started = time.monotonic()
-        context = self.work_dir / f"{build.image.replace('/', '_').replace(':', '_')}"
-        outcome = "failed"
-        try:
-            if self._slots is None:
-                self._slots = FairSlots(self.max_concurrent_builds)
-            if self._slots.busy():
-                await build.emit({"phase": "waiting", "message": "Waiting for a build slot "
-                                  f"({self.max_concurrent_builds} builds running)\n"})
-            metrics.BUILDS_WAITING.inc()
-            try:
-                await self._slots.acquire(build.client)
-            finally:
-                metrics.BUILDS_WAITING.dec()
-            metrics.BUILDS_RUNNING.inc()
-            try:
-                shutil.rmtree(context, ignore_errors=True)
-                await source(context)
-                error = await self.run_build(build, context, labels)
-            finally:
-                metrics.BUILDS_RUNNING.dec()
-                self._slots.release(build.client)
-            if error is None and not await self.image_ready(build.image, labels[LABEL_KEY]):
-                error = "The build finished but its image is missing."
-            if error is None:
-                outcome = "built"
-                if self.index is not None:
-                    self.index.add(build.image, labels[LABEL_KEY], labels.get(LABEL_KIND, ""),
-                                   labels.get(LABEL_REPO))
-                if self.after_build is not None:
-                    asyncio.ensure_future(self.after_build(build.image))
-                await build.finish("built", {
-                    "phase": "built", "imageName": build.image,
-                    "message": f"Built image {build.image}\n",
-                })
-            else:
-                await build.finish("failed", {"phase": "failed", "message": error})
-        except asyncio.CancelledError:
-            if not build.abandoned:
-                raise
-            outcome = "abandoned"  # a watcher arriving now still gets an ending
-            await build.finish("failed", {"phase": "failed", "message": "The build was "
-                               f"stopped: nobody followed it for {self.abandon_after:g} s. "
-                               "Launch again to start it anew.\n"})
-        except Exception as e:  # a build must always end with an event
-            self.log.exception("Build of %s crashed", build.image)
-            await build.finish("failed", {"phase": "failed", "message": f"Build error: {e}\n"})
-        finally:
-            timer = self._abandon_timers.pop(build.image, None)
-            if timer is not None:
-                timer.cancel()
-            shutil.rmtree(context, ignore_errors=True)
-            self.running.pop(build.image, None)
-            metrics.BUILDS.labels(outcome).inc()
-            metrics.BUILD_SECONDS.labels(outcome).observe(time.monotonic() - started)
-
-    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> str | None:
-        """Build ``context`` into ``build.image``; emit log events; return an error or None."""
-        raise NotImplementedError
-
-
-class Repo2DockerOptions(Configurable):
-    """What every repo2docker-based builder shares (the class also defines ``extra_args``
-    and ``repo2docker_config``, with help for its own setting)."""
-
-    user_id = Integer(1000, help="UID of the notebook user in built images.").tag(config=True)
-    user_name = Unicode("jovyan", help="Name of the notebook user in built images.").tag(
-        config=True
-    )
-
-    failure_log_lines = Integer(
-        20, help="How many of the last log lines a failed build's message repeats."
-    ).tag(config=True)
-
-    def r2d_args(self) -> list[str]:
-        """The repo2docker options that shape an image; the fingerprint uses the same."""
-        args = ["--user-id", str(self.user_id), "--user-name", self.user_name]
-        if self.repo2docker_config:
-            args += ["--config", self.repo2docker_config]
-        return [*args, *self.extra_args]
-
-
-class Repo2DockerBuilder(Repo2DockerOptions, Builder):
+class Repo2DockerBuilder(Builder):
     """Build with jupyter-repo2docker on the local Docker engine."""
-
-    _registry = None
 
     repo2docker_command = List(
         Unicode(),
         default_value=[sys.executable, "-m", "repo2docker"],
         help="How to run repo2docker (default: the repo2docker of binderlab's Python).",
-    ).tag(config=True)
-
-    extra_args = List(
-        Unicode(),
-        help="""Extra command-line arguments for repo2docker, e.g. ["--appendix", "..."].
-
-        Placed before the checkout path. Options that change the image belong here or in
-        repo2docker_config, so that binderlab sees the same configuration everywhere.""",
-    ).tag(config=True)
-
-    repo2docker_config = Unicode(
-        "",
-        help="""A repo2docker config file (traitlets, `c.Repo2Docker.*`), passed as --config.
-
-        Use it for repo2docker's own settings: base_image, buildpacks, engine options.
-        Empty (default): repo2docker's defaults.""",
-    ).tag(config=True)
-
-    build_timeout = Float(
-        3600,
-        help="Seconds a build may take; a build still running then is stopped and fails "
-        "(default 3600). 0 means no limit.",
     ).tag(config=True)
 
     push = Bool(
@@ -269,21 +31,9 @@ class Repo2DockerBuilder(Repo2DockerOptions, Builder):
         its manifest, and sessions pull it. For several hosts sharing one registry.""",
     ).tag(config=True)
 
-    insecure_registries = List(
-        Unicode(),
-        help="Registry hosts (host:port) reached over plain HTTP, e.g. a registry on "
-        "127.0.0.1. The Docker engine treats 127.0.0.0/8 as insecure already.",
-    ).tag(config=True)
-
-
-    async def image_ready(self, name: str, key: str) -> bool:
-        if not self.push:
-            return await super().image_ready(name, key)
-        if not name.endswith(key):
-            return False
-        if self._registry is None:
-            self._registry = Registry(self.insecure_registries)
-        return await self._registry.image_exists(name)
+    @property
+    def pushes(self) -> bool:
+        return self.push
 
     def command(self, image: str, context: Path, labels: dict[str, str]) -> list[str]:
         cmd = [*self.repo2docker_command, "--json-logs", "--no-run", "--image-name", image]
@@ -322,37 +72,19 @@ class Repo2DockerBuilder(Repo2DockerOptions, Builder):
         try:
             code = await asyncio.wait_for(pump(), self.build_timeout or None)
         except TimeoutError:
-            _kill_group(proc)
+            kill_group(proc, signal.SIGTERM)
             await proc.wait()
             return (f"The build took longer than {self.build_timeout:g} s and was stopped.\n"
                     + "".join(tail))
         except asyncio.CancelledError:
-            _kill_group(proc)
+            kill_group(proc, signal.SIGTERM)
             raise
         finally:
             # repo2docker's docker clients outlive it when it is killed: a build must not go
             # on outside the build slots and the timeout
-            _kill_group(proc, signal.SIGKILL)
+            kill_group(proc, signal.SIGKILL)
         if code != 0:
             return f"repo2docker failed (exit code {code}). Last lines of its log:\n" + "".join(
                 tail
             )
         return None
-
-
-def _kill_group(proc, sig=signal.SIGTERM) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def log_message(raw: bytes) -> str:
-    """The message of one repo2docker --json-logs line (plain lines pass through)."""
-    line = raw.decode(errors="replace")
-    try:
-        data = json.loads(line)
-        message = data.get("message", "") if isinstance(data, dict) else line
-    except ValueError:
-        message = line
-    return message if message.endswith("\n") else message + "\n"

@@ -13,7 +13,7 @@ from traitlets.config import catch_config_error
 
 from binderlab.app import BinderLab
 from binderlab.commands import processes
-from binderlab.gpus.allocator import LABEL_USER
+from binderlab.contract import LABEL_USER
 
 
 def _pid_from(path: Path) -> int | None:

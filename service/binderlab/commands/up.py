@@ -15,6 +15,7 @@ from binderlab.app import BinderLab
 from binderlab.builders.preflight import builder_checks
 from binderlab.commands import processes
 from binderlab.commands.preflight import EngineFirst, require
+from binderlab.contract import HubSettings
 from binderlab.resources import hub_config_file
 
 
@@ -73,10 +74,11 @@ class UpApp(EngineFirst, BinderLab):
             "BINDERLAB_HUB_PUBLIC_URL": self.launcher.hub_url,
             "BINDERLAB_HUB_INTERNAL_URL": self.hub_internal_url,
             "BINDERLAB_PROXY_API_URL": self.proxy_api_url,
-            "BINDERLAB_SERVICE_TOKEN": self.launcher.api_token,
             "BINDERLAB_SERVICE_URL": self.public_url,
-            "BINDERLAB_IMAGE_PREFIX": self.image_prefix,
-            "BINDERLAB_CONTENT_DIR": str(self.state_path / "content"),
+            # what the spawners must share with this service (binderlab.contract)
+            **HubSettings(image_prefix=self.image_prefix,
+                          content_dir=str(self.state_path / "content"),
+                          signing_key=self.launcher.api_token).to_env(),
             "CONFIGPROXY_AUTH_TOKEN": _secret(state / "proxy-token"),
             "BINDERLAB_HUB_CLEANUP": "0" if self.keep_sessions_on_exit else "1",
             # every process this run starts carries it (see commands/processes.py)
@@ -129,6 +131,7 @@ class UpApp(EngineFirst, BinderLab):
                 await self.run_until_stopped()
         finally:
             await self.stop_everything()
+            await self.shutdown()
 
     async def run_until_stopped(self):
         self.listen()

@@ -19,17 +19,13 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from binderlab.builders.cacheindex import CacheIndex
-from binderlab.builders.repo2docker import (
-    LABEL_COMMIT,
-    LABEL_KEY,
-    LABEL_KIND,
-    LABEL_REPO,
-    LABEL_UID,
-    Builder,
+from binderlab.builders.repo2docker import Builder
+from binderlab.contract import (
+    LABEL_REPO_KEY,
 )
 from binderlab.errors import LaunchError
 from binderlab.fingerprint.buildpacks import Fingerprint, FingerprintWorker
-from binderlab.gpus.allocator import LABEL_REPO_KEY, GPUAllocator
+from binderlab.gpus.allocator import GPUAllocator
 from binderlab.launch.launchlog import LaunchLog
 from binderlab.launch.limits import LaunchLimits
 from binderlab.platform import metrics
@@ -198,15 +194,9 @@ class Pipeline:
                     raise LaunchError(f"repo2docker cannot read this repository: {e}", 400) \
                         from None
             self.index.save_fingerprint(tree, self.config_digest, fingerprint.as_dict())
-        image = f"{self.image_prefix}{fingerprint.kind}-{fingerprint.key}"
-        labels = {
-            LABEL_KEY: fingerprint.key,
-            LABEL_KIND: fingerprint.kind,
-            LABEL_REPO: resolved.spec.repo_url,
-            LABEL_COMMIT: resolved.commit,
-            LABEL_UID: str(getattr(self.builder, "user_id", 1000)),
-        }
-        return ImagePlan(image, fingerprint, tree, mirror, labels)
+        image = self.builder.image_plan(fingerprint.kind, fingerprint.key,
+                                        resolved.spec.repo_url, resolved.commit)
+        return ImagePlan(image.name, fingerprint, tree, mirror, image.labels)
 
     async def build_events(self, resolved: ResolvedRepo,
                            client: str = "") -> AsyncIterator[dict]:

@@ -1,4 +1,4 @@
-"""Which session containers the reaper may remove (see BinderLab.reap_containers).
+"""Which session containers the reaper may remove (sessions/lifecycle.py).
 
 A container still "created" may be a launch in progress: the spawner copies the commit's
 content into it before it starts, and for a large repository that copy takes a while. Such
@@ -6,7 +6,7 @@ a container is never removed while its launch runs (the launcher names the users
 starting), and otherwise only once it is older than the longest a start may take.
 """
 
-from binderlab.gpus.allocator import LABEL_USER
+from binderlab.contract import LABEL_USER
 from binderlab.platform.rfc3339 import timestamp
 
 

@@ -16,6 +16,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Integer, Unicode
 
+from binderlab.contract import SessionOptions
 from binderlab.spawners.mixin import BinderLabSessionMixin
 
 OVERLAY_SCRIPT = """set -eu
@@ -57,21 +58,22 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
 
     def configure_session(self) -> None:
         """Turn binderlab's user_options into the pod's image, command and overlay."""
-        self.check_user_options()
-        gpus = self.session_gpus()
+        options = self.check_user_options()
+        gpus = options.gpus
         # what the binder service's KubernetesSessionTracker reads (GPU holdings, quotas);
         # annotations, since label values cannot hold repository names
-        self.extra_annotations = {**self.extra_annotations, **self.session_labels(gpus)}
+        labels = options.session_labels(self.user.name)
+        self.extra_annotations = {**self.extra_annotations, **labels}
         if gpus:
             # the cluster schedules whole GPUs by count (node pools with the NVIDIA device
             # plugin); node_selector / tolerations for GPU nodes come from KubeSpawner config
             self.extra_resource_limits = {**self.extra_resource_limits,
                                           "nvidia.com/gpu": str(len(gpus))}
-        self.image = self.user_options["image"]
+        self.image = options.image
         if self.anonymous:
             self.cmd = self.anonymous_command()
-        if self.user_options.get("content"):
-            self.add_content_overlay()
+        if options.content:
+            self.add_content_overlay(options)
 
     def get_env(self):
         return self.session_env(super().get_env())
@@ -83,7 +85,7 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
                                 "content URL for this launch.")
         return url
 
-    def add_content_overlay(self) -> None:
+    def add_content_overlay(self, options: SessionOptions) -> None:
         volume = "repo-content"
         self.volumes = [*self.volumes, {"name": volume, "emptyDir": {}}]
         self.volume_mounts = [*self.volume_mounts,
