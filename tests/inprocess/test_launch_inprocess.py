@@ -1,0 +1,82 @@
+"""The launch through the real app with fake plugins: events, caching, failures' owners."""
+
+import json
+
+from tests.harness.gitserver import git
+from tests.inprocess.mocking import FakeBuilder
+
+
+async def test_launch_builds_then_reuses_the_image(binderlab, streams, repo):
+    first = streams(binderlab, f"gh/{repo.gh_spec}/main")
+    ready = await first.end()
+    assert ready["phase"] == "ready", first.events
+    assert ready["image"].startswith("binderlab-inproc/env-")
+    commit = git("rev-parse", "HEAD", cwd=repo.work)
+    assert ready["binder_persistent_request"] == f"v2/gh/{repo.gh_spec}/{commit}"
+    phases = [e["phase"] for e in first.events]
+    assert phases.index("building") < phases.index("built") < phases.index("launching")
+    assert binderlab.builder.builds == 1
+
+    # a notebook-only commit: the same environment, no second build
+    repo.commit({"notes.md": "new notes"}, "notebook only")
+    second = streams(binderlab, f"gh/{repo.gh_spec}/main")
+    assert (await second.end())["image"] == ready["image"]
+    assert "building" not in [e["phase"] for e in second.events]
+    assert binderlab.builder.builds == 1
+    options = binderlab.launcher.launched[-1]
+    assert options["content"] == options["ref"]  # the commit's files go in at launch
+    assert "username" not in (await second.until("ready"))
+
+
+async def test_unknown_ref_is_the_requests_fault(binderlab, streams, repo):
+    failed = await streams(binderlab, f"gh/{repo.gh_spec}/no-such-branch").end()
+    assert failed["phase"] == "failed"
+    assert 400 <= failed["status_code"] < 500, failed
+
+
+async def test_build_failure_is_the_repositorys_fault(start_binderlab, streams, repo):
+    message = "ResolvePackageNotFound: python=3.4"
+    app = await start_binderlab(FakeBuilder={"fail_with": message})
+    failed = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert failed["phase"] == "failed"
+    assert failed["status_code"] == 422, failed
+    assert message in failed["message"]
+    record = json.loads((app.state_path / "launches.jsonl").read_text().splitlines()[-1])
+    assert record["status_code"] == 422
+
+
+async def test_builder_crash_is_ours(start_binderlab, streams, repo):
+    app = await start_binderlab(FakeBuilder={"crash": True})
+    failed = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert failed["status_code"] == 500, failed
+    assert "crashed" not in failed["message"]  # details stay in the operator's log
+
+
+async def test_hub_down_is_503(start_binderlab, streams, repo):
+    from tests.harness.service import free_port
+
+    app = await start_binderlab(
+        BinderLab={"launcher_class": "jupyterhub"},
+        HubLauncher={"hub_url": f"http://127.0.0.1:{free_port()}", "api_token": "x"})
+    failed = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert failed["phase"] == "failed"
+    assert failed["status_code"] == 503, failed
+    assert "JupyterHub is not reachable" in failed["message"]
+
+
+async def test_session_failure_is_ours(start_binderlab, streams, repo):
+    app = await start_binderlab(FakeLauncher={"fail_with": "The session failed to start"})
+    failed = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert failed["status_code"] == 500
+    assert "The session failed to start" in failed["message"]
+
+
+async def test_watchers_share_one_build(binderlab, streams, repo):
+    binderlab.builder.gate.close()
+    one = streams(binderlab, f"gh/{repo.gh_spec}/main")
+    two = streams(binderlab, f"gh/{repo.gh_spec}/main")
+    await one.until("building")
+    await two.until("building")
+    binderlab.builder.gate.open()
+    assert (await one.end())["phase"] == (await two.end())["phase"] == "ready"
+    assert binderlab.builder.builds == 1
