@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from binderlab.repos import gitcmd
 from binderlab.errors import LaunchError
+from binderlab.repos import gitcmd
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40

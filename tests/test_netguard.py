@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from binderlab.repos import netguard
 from binderlab.errors import LaunchError
+from binderlab.repos import netguard
 
 DEFAULT = netguard.parse_networks(netguard.DEFAULT_BLOCKED_NETWORKS)
 

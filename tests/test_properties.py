@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from binderlab.repos import gitcmd
 from binderlab.errors import LaunchError
+from binderlab.repos import gitcmd
 from binderlab.repos.providers import (
     GistRepoProvider,
     GitHubRepoProvider,

@@ -7,8 +7,8 @@ from urllib.parse import quote
 import pytest
 from traitlets.config import Config
 
-from binderlab.repos import gitcmd, netguard
 from binderlab.errors import LaunchError
+from binderlab.repos import gitcmd, netguard
 from binderlab.repos.providers import (
     GistRepoProvider,
     GitHubRepoProvider,

@@ -25,12 +25,12 @@ import secrets
 from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from traitlets import Bool, Integer, List, Unicode
+from traitlets import Bool, Integer, Unicode
 from traitlets.config import Config
 
 from binderlab.app import BinderLab
 from binderlab.builders.repo2docker import Build, Builder
-from binderlab.errors import LaunchError
+from binderlab.errors import LaunchError, RepositoryError
 from binderlab.fingerprint.buildpacks import Fingerprint
 from binderlab.gpus.allocator import LABEL_CLIENT, LABEL_GPUS, LABEL_REPO_KEY, LABEL_USER
 from binderlab.sessions.launcher import Launcher
@@ -89,9 +89,8 @@ class FakeBuilder(Builder):
         if self.crash:
             raise RuntimeError("the fake builder crashed")
         if self.fail_with:
-            return self.fail_with
+            raise RepositoryError(self.fail_with)
         self.images.add(build.image)
-        return None
 
 
 class FakeSessionTracker(SessionTracker):

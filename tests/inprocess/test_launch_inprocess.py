@@ -2,8 +2,17 @@
 
 import json
 
+from prometheus_client import REGISTRY
+
 from tests.harness.gitserver import git
-from tests.inprocess.mocking import FakeBuilder
+
+FAILED, ERROR = ("binderlab_launches_total", "failed"), ("binderlab_launches_total", "error")
+BUILD_FAILED = ("binderlab_builds_total", "failed")
+LAUNCH_OUTCOMES = (FAILED, ERROR, BUILD_FAILED)
+
+
+def metric(name: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value(name, {"outcome": outcome}) or 0.0
 
 
 async def test_launch_builds_then_reuses_the_image(binderlab, streams, repo):
@@ -37,12 +46,17 @@ async def test_unknown_ref_is_the_requests_fault(binderlab, streams, repo):
 async def test_build_failure_is_the_repositorys_fault(start_binderlab, streams, repo):
     message = "ResolvePackageNotFound: python=3.4"
     app = await start_binderlab(FakeBuilder={"fail_with": message})
+    before = {k: metric(*k) for k in LAUNCH_OUTCOMES}
     failed = await streams(app, f"gh/{repo.gh_spec}/main").end()
     assert failed["phase"] == "failed"
     assert failed["status_code"] == 422, failed
     assert message in failed["message"]
     record = json.loads((app.state_path / "launches.jsonl").read_text().splitlines()[-1])
     assert record["status_code"] == 422
+    # counted as a failed launch, not as one of our errors
+    assert metric("binderlab_launches_total", "failed") == before[FAILED] + 1
+    assert metric("binderlab_launches_total", "error") == before[ERROR]
+    assert metric("binderlab_builds_total", "failed") == before[BUILD_FAILED] + 1
 
 
 async def test_builder_crash_is_ours(start_binderlab, streams, repo):
@@ -50,6 +64,7 @@ async def test_builder_crash_is_ours(start_binderlab, streams, repo):
     failed = await streams(app, f"gh/{repo.gh_spec}/main").end()
     assert failed["status_code"] == 500, failed
     assert "crashed" not in failed["message"]  # details stay in the operator's log
+    assert metric("binderlab_launches_total", "error") >= 1
 
 
 async def test_hub_down_is_503(start_binderlab, streams, repo):

@@ -48,6 +48,7 @@ from binderlab.builders.repo2docker import (
     Repo2DockerOptions,
     log_message,
 )
+from binderlab.errors import LaunchError, RepositoryError
 from binderlab.platform import metrics
 from binderlab.platform.registry import Registry
 from binderlab.sessions.trackers import core_v1_api, pod_namespace
@@ -456,7 +457,7 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
             self.registry = Registry(self.insecure_registries)
         return await self.registry.image_exists(name)
 
-    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> str | None:
+    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> None:
         core = await self.api()
         name = self.pod_name(build.image)
         self.contexts.start()
@@ -469,11 +470,13 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
             try:
                 created = await self._create_or_follow(core, pod)
             except (aiohttp.ClientError, OSError) as e:
-                return f"The Kubernetes API server is not reachable: {e}\n"
+                raise LaunchError(f"The Kubernetes API server is not reachable: {e}\n",
+                                  503) from None
             except ApiException as e:
                 if e.status in (401, 403):
-                    return (f"binderlab may not create build pods in namespace "
-                            f"{self.namespace} ({e.status} {e.reason}); see its Role.\n")
+                    raise LaunchError(f"binderlab may not create build pods in namespace "
+                                      f"{self.namespace} ({e.status} {e.reason}); see its "
+                                      "Role.\n", 500) from None
                 raise
             if created:
                 metrics.BUILDER_RUNS.inc()
@@ -484,13 +487,15 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
                                   f"Following build pod {name}, started by another replica\n"})
             deadline = self.start_timeout + (self.build_timeout or 1e9) + 60
             try:
-                error = await asyncio.wait_for(self._watch(core, build, name), deadline)
+                failure = await asyncio.wait_for(self._watch(core, build, name), deadline)
             except BuildPodError as e:
-                error = str(e)
+                failure = LaunchError(str(e), 503)  # the cluster could not run it
             except TimeoutError:
-                error = f"The build pod {name} did not finish in time and was stopped.\n"
+                failure = LaunchError(f"The build pod {name} did not finish in time and was "
+                                      "stopped.\n", 504)
             finished = True
-            return error
+            if failure is not None:
+                raise failure
         finally:
             self.contexts.remove(token)
             if finished or created:
@@ -514,7 +519,7 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
                 raise
             image = (existing.metadata.annotations or {}).get("binderlab/image")
             if image != pod["metadata"]["annotations"]["binderlab/image"]:
-                raise RuntimeError(f"Pod {name} exists but builds {image!r}.")
+                raise LaunchError(f"Pod {name} exists but builds {image!r}.\n", 500)
             if existing.metadata.deletion_timestamp is None and \
                     existing.status.phase not in ("Succeeded", "Failed"):
                 return False
@@ -522,7 +527,8 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
             # we would not build): remove it and start again
             await self._delete(core, name)
             await self._gone(core, name)
-        raise RuntimeError(f"Could not create build pod {name}: it keeps reappearing.")
+        raise LaunchError(f"Could not create build pod {name}: it keeps reappearing.\n",
+                          500)
 
     async def _delete(self, core, name: str) -> None:
         try:
@@ -551,7 +557,7 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
                 return None
             raise
 
-    async def _watch(self, core, build: Build, name: str) -> str | None:
+    async def _watch(self, core, build: Build, name: str) -> LaunchError | None:
         """Wait for the build container, stream its log as events, return the outcome."""
         pod = await self._wait_started(core, build, name)
         tail: list[str] = []
@@ -616,28 +622,35 @@ class KubernetesBuilder(Repo2DockerOptions, Builder):
         finally:
             response.release()
 
-    def _outcome(self, pod, name: str, tail: list[str]) -> str | None:
+    def _outcome(self, pod, name: str, tail: list[str]) -> LaunchError | None:
+        """None when the build container succeeded, else whose failure it was: the build's
+        steps (the repository's, 422) or the pod around them (ours)."""
         if pod is None:
             # deleted by another replica that saw it finish: the registry decides
             # (Builder._run checks image_ready)
             return None
         if pod.status.reason == "DeadlineExceeded":
-            return (f"The build took longer than {self.build_timeout:g} s and was stopped.\n"
-                    + "".join(tail))
+            return RepositoryError(f"The build took longer than {self.build_timeout:g} s and "
+                                   "was stopped.\n" + "".join(tail))
         terminated = _terminated(pod, "build")
         if terminated is not None:
             # (a sidecar daemon stopped after the build exits non-zero: only the build counts)
             if terminated.exit_code == 0:
                 return None
-            return (f"repo2docker failed (exit code {terminated.exit_code}"
-                    f"{', ' + terminated.reason if terminated.reason else ''}). "
-                    "Last lines of its log:\n" + "".join(tail))
+            message = (f"repo2docker failed (exit code {terminated.exit_code}"
+                       f"{', ' + terminated.reason if terminated.reason else ''}). "
+                       "Last lines of its log:\n" + "".join(tail))
+            if terminated.reason == "OOMKilled" or terminated.exit_code > 128:
+                return LaunchError(message, 500)  # stopped from outside the build's steps
+            return RepositoryError(message)
         for status in pod.status.init_container_statuses or []:
             stopped = status.state.terminated if status.state else None
             if stopped is not None and stopped.exit_code:
-                return (f"The build pod's {status.name} step failed "
-                        f"({stopped.reason or 'exit code ' + str(stopped.exit_code)}).\n")
-        return f"Build pod {name} ended without running the build ({pod.status.phase}).\n"
+                return LaunchError(f"The build pod's {status.name} step failed "
+                                   f"({stopped.reason or 'exit code ' + str(stopped.exit_code)})"
+                                   ".\n", 500)
+        return LaunchError(f"Build pod {name} ended without running the build "
+                           f"({pod.status.phase}).\n", 500)
 
 
 def _container_state(pod, name: str):

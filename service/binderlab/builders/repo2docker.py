@@ -17,6 +17,7 @@ from pathlib import Path
 from traitlets import Bool, Float, Integer, List, Unicode
 from traitlets.config import Configurable, LoggingConfigurable
 
+from binderlab.errors import LaunchError, RepositoryError, outcome
 from binderlab.platform import metrics
 from binderlab.platform.docker import DockerEngine
 from binderlab.platform.registry import Registry
@@ -85,7 +86,10 @@ class Builder(LoggingConfigurable):
     - ``build(...)`` for a name already being built returns the running Build: one build per
       image, however many clients ask.
     - a Build's last event has phase "built" (with ``imageName``) or "failed" (with a
-      message a user can act on).
+      message a user can act on and its ``status_code``: 422 when the repository is at
+      fault, 5xx when we are).
+    - ``run_build`` returns when the image is built and raises LaunchError when not:
+      RepositoryError (4xx) for the repository's fault, a 5xx LaunchError for ours.
     """
 
     max_concurrent_builds = Integer(
@@ -125,7 +129,7 @@ class Builder(LoggingConfigurable):
     async def _run(self, build: Build, labels: dict[str, str], source: SourceFactory) -> None:
         started = time.monotonic()
         context = self.work_dir / f"{build.image.replace('/', '_').replace(':', '_')}"
-        outcome = "failed"
+        outcome_label = "error"  # a cancelled build (every watcher left) is counted as ours
         try:
             if self._slots is None:
                 self._slots = asyncio.Semaphore(max(self.max_concurrent_builds, 1))
@@ -141,36 +145,42 @@ class Builder(LoggingConfigurable):
             try:
                 shutil.rmtree(context, ignore_errors=True)
                 await source(context)
-                error = await self.run_build(build, context, labels)
+                await self.run_build(build, context, labels)
             finally:
                 metrics.BUILDS_RUNNING.dec()
                 self._slots.release()
-            if error is None and not await self.image_ready(build.image, labels[LABEL_KEY]):
-                error = "The build finished but its image is missing."
-            if error is None:
-                outcome = "built"
-                if self.index is not None:
-                    self.index.add(build.image, labels[LABEL_KEY], labels.get(LABEL_KIND, ""),
-                                   labels.get(LABEL_REPO))
-                if self.after_build is not None:
-                    asyncio.ensure_future(self.after_build(build.image))
-                await build.finish("built", {
-                    "phase": "built", "imageName": build.image,
-                    "message": f"Built image {build.image}\n",
-                })
-            else:
-                await build.finish("failed", {"phase": "failed", "message": error})
-        except Exception as e:  # a build must always end with an event
+            if not await self.image_ready(build.image, labels[LABEL_KEY]):
+                raise LaunchError("The build finished but its image is missing.\n", 500)
+            outcome_label = "built"
+            if self.index is not None:
+                self.index.add(build.image, labels[LABEL_KEY], labels.get(LABEL_KIND, ""),
+                               labels.get(LABEL_REPO))
+            if self.after_build is not None:
+                asyncio.ensure_future(self.after_build(build.image))
+            await build.finish("built", {
+                "phase": "built", "imageName": build.image,
+                "message": f"Built image {build.image}\n",
+            })
+        except LaunchError as e:
+            outcome_label = outcome(e.status_code)
+            if e.ours:
+                self.log.error("Build of %s failed: %s", build.image, e)
+            await build.finish("failed", {"phase": "failed", "message": str(e),
+                                          "status_code": e.status_code})
+        except Exception:  # a build must always end with an event
             self.log.exception("Build of %s crashed", build.image)
-            await build.finish("failed", {"phase": "failed", "message": f"Build error: {e}\n"})
+            await build.finish("failed", {
+                "phase": "failed", "status_code": 500,
+                "message": "Internal error in the builder; the operator's log has the details.\n"})
         finally:
             shutil.rmtree(context, ignore_errors=True)
             self.running.pop(build.image, None)
-            metrics.BUILDS.labels(outcome).inc()
-            metrics.BUILD_SECONDS.labels(outcome).observe(time.monotonic() - started)
+            metrics.BUILDS.labels(outcome_label).inc()
+            metrics.BUILD_SECONDS.labels(outcome_label).observe(time.monotonic() - started)
 
-    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> str | None:
-        """Build ``context`` into ``build.image``; emit log events; return an error or None."""
+    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> None:
+        """Build ``context`` into ``build.image`` and emit log events; raise LaunchError
+        (RepositoryError when the repository is at fault) when no image came of it."""
         raise NotImplementedError
 
 
@@ -259,7 +269,7 @@ class Repo2DockerBuilder(Repo2DockerOptions, Builder):
             cmd += ["--label", f"{key}={value}"]
         return [*cmd, *self.r2d_args(), str(context)]
 
-    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> str | None:
+    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> None:
         cmd = self.command(build.image, context, labels)
         self.log.info("Building %s: %s", build.image, " ".join(cmd))
         metrics.BUILDER_RUNS.inc()
@@ -290,8 +300,9 @@ class Repo2DockerBuilder(Repo2DockerOptions, Builder):
         except TimeoutError:
             _kill_group(proc)
             await proc.wait()
-            return (f"The build took longer than {self.build_timeout:g} s and was stopped.\n"
-                    + "".join(tail))
+            # the repository asks for more than this host gives one build
+            raise RepositoryError(f"The build took longer than {self.build_timeout:g} s and "
+                                  "was stopped.\n" + "".join(tail)) from None
         except asyncio.CancelledError:
             _kill_group(proc)
             raise
@@ -300,10 +311,21 @@ class Repo2DockerBuilder(Repo2DockerOptions, Builder):
             # on outside the build slots and the timeout
             _kill_group(proc, signal.SIGKILL)
         if code != 0:
-            return f"repo2docker failed (exit code {code}). Last lines of its log:\n" + "".join(
-                tail
-            )
-        return None
+            message = f"repo2docker failed (exit code {code}). Last lines of its log:\n" + \
+                "".join(tail)
+            if code < 0:  # killed by a signal: not something the repository did
+                raise LaunchError(message, 500)
+            if not await self.engine_answers():
+                raise LaunchError(message, 503)
+            raise RepositoryError(message)
+
+    async def engine_answers(self) -> bool:
+        """After a failed build: did the engine fail it (down, restarting) rather than the
+        repository's steps?"""
+        try:
+            return bool(await self.engine.ping())
+        except Exception:
+            return False
 
 
 def _kill_group(proc, sig=signal.SIGTERM) -> None:

@@ -16,6 +16,7 @@ from binderlab._version import __version__
 from binderlab.app import BinderLab
 from binderlab.builders.repo2docker import LABEL_KEY, LABEL_KIND, LABEL_REPO, LABEL_UID
 from binderlab.commands.up import UpApp
+from binderlab.errors import LaunchError, RepositoryError
 from binderlab.launch.pipeline import LaunchRequest
 
 
@@ -57,14 +58,18 @@ class BuildApp(BinderLab):
         else:
             events = self.pipeline.events(self.parse_target())
         image = None
-        async for event in events:
-            message = event.get("message", "")
-            if event["phase"] == "failed":
-                sys.stderr.write(message)
-                return 1
-            if event["phase"] in ("fetching", "building"):
-                sys.stderr.write(message)
-            image = event.get("imageName", image)
+        try:
+            async for event in events:
+                message = event.get("message", "")
+                if event["phase"] == "failed":
+                    sys.stderr.write(message)
+                    return 1
+                if event["phase"] in ("fetching", "building"):
+                    sys.stderr.write(message)
+                image = event.get("imageName", image)
+        except LaunchError as e:  # the checkout's fault (or ours): the message, no traceback
+            sys.stderr.write(f"binderlab build: {e}\n")
+            return 1
         if self.pin:
             self.index.pin(image, note=self.extra_args[0])
             sys.stderr.write(f"Pinned {image}\n")
@@ -81,7 +86,10 @@ class BuildApp(BinderLab):
         digest = hashlib.sha256()
         for f in sorted(p for p in path.rglob("*") if p.is_file() and ".git" not in p.parts):
             digest.update(f"\0{f.relative_to(path)}\0".encode() + f.read_bytes())
-        fp = await self.fingerprints.compute(path.resolve(), digest.hexdigest()[:40])
+        try:
+            fp = await self.fingerprints.compute(path.resolve(), digest.hexdigest()[:40])
+        except Exception as e:
+            raise RepositoryError(f"repo2docker cannot read {path}: {e}", 400) from None
         yield {"phase": "fetching", "message": f"{path}: {fp.kind} key {fp.key[:12]} "
                f"({', '.join(fp.files) or fp.reason})\n"}
         image = f"{self.image_prefix}{fp.kind}-{fp.key}"
@@ -126,7 +134,13 @@ class EnvHashApp(Application):
         tree = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD:./"],
                               capture_output=True, text=True).stdout.strip() or "(not git)"
         sys.addaudithook(_audit)
-        fp = compute(str(path), tree, builder.r2d_args(), None)
+        try:
+            fp = compute(str(path), tree, builder.r2d_args(), None)
+        except Exception as e:
+            # repo2docker refuses the checkout (e.g. a Python it does not support): the
+            # checkout's fault, said as the service says it, without a traceback
+            sys.stderr.write(f"binderlab env-hash: repo2docker cannot read {path}: {e}\n")
+            raise SystemExit(1) from None
         print(f"fingerprint: {fp['kind']}-{fp['key']}")
         print(f"build pack:  {fp['buildpack']}")
         if fp["kind"] == "env":

@@ -27,7 +27,7 @@ from binderlab.builders.repo2docker import (
     LABEL_UID,
     Builder,
 )
-from binderlab.errors import LaunchError
+from binderlab.errors import LaunchError, RepositoryError, outcome
 from binderlab.fingerprint.buildpacks import Fingerprint, FingerprintWorker
 from binderlab.gpus.allocator import LABEL_REPO_KEY, GPUAllocator
 from binderlab.launch.launchlog import LaunchLog
@@ -168,8 +168,8 @@ class Pipeline:
                 try:
                     fingerprint = await self.fingerprints.compute(checkout, tree)
                 except Exception as e:
-                    raise LaunchError(f"repo2docker cannot read this repository: {e}", 400) \
-                        from None
+                    raise RepositoryError(f"repo2docker cannot read this repository: {e}",
+                                          400) from None
             self.index.save_fingerprint(tree, self.config_digest, fingerprint.as_dict())
         image = f"{self.image_prefix}{fingerprint.kind}-{fingerprint.key}"
         labels = {
@@ -248,8 +248,11 @@ class Pipeline:
                    "the details.\n"}
         finally:
             duration = time.monotonic() - started
-            metrics.LAUNCHES.labels(record.status).inc()
-            metrics.LAUNCH_SECONDS.labels(record.status).observe(duration)
+            # failures counted apart by owner: "failed" (the request's or repository's
+            # fault) and "error" (ours), so an operator alerts on errors alone
+            label = outcome(record.status_code) if record.status == "failed" else record.status
+            metrics.LAUNCHES.labels(label).inc()
+            metrics.LAUNCH_SECONDS.labels(label).observe(duration)
             if self.launch_log is not None:
                 self.launch_log.record(**asdict(record), duration=round(duration, 3))
 
