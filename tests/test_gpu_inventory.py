@@ -7,14 +7,13 @@ import types
 import pytest
 from traitlets.config import Config
 
-from binderlab.gpus.allocator import (
+from binderlab.gpus.allocator import check_gpu_signature, sign_gpus
+from binderlab.gpus.inventories import (
     GPUDevice,
     NvidiaSmiGPUInventory,
     NVMLGPUInventory,
     StaticGPUInventory,
-    check_gpu_signature,
     parse_nvidia_smi_list,
-    sign_gpus,
 )
 
 NVIDIA_SMI_L = """\

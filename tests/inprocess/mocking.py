@@ -24,6 +24,7 @@ import json
 import secrets
 from pathlib import Path
 
+import jsonschema
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Bool, Integer, Unicode
 from traitlets.config import Config
@@ -33,6 +34,7 @@ from binderlab.builders.repo2docker import Build, Builder
 from binderlab.errors import LaunchError, RepositoryError
 from binderlab.fingerprint.buildpacks import Fingerprint
 from binderlab.gpus.allocator import LABEL_CLIENT, LABEL_GPUS, LABEL_REPO_KEY, LABEL_USER
+from binderlab.launch import events
 from binderlab.sessions.launcher import Launcher
 from binderlab.sessions.trackers import Session, SessionTracker
 from tests.harness.service import free_port
@@ -249,12 +251,16 @@ class EventStream:
                                return_when=asyncio.FIRST_COMPLETED)
 
     async def end(self) -> dict:
-        """The final event (ready or failed)."""
+        """The final event (ready or failed), once the stream closed; every event the
+        stream sent is checked against the published schema, and exactly one is final."""
         response = await self.task
         self.status = response.code
         self._client.close()
-        finals = [e for e in self.events if e["phase"] in ("ready", "failed")]
-        assert finals, f"stream ended without ready/failed: {response.code} {response.body!r}"
+        for event in self.events:
+            jsonschema.validate(event, events.schema())
+        finals = [e for e in self.events if e["phase"] in events.FINAL]
+        assert len(finals) == 1 and finals[0] is self.events[-1], \
+            f"stream must end with one ready/failed: {response.code} {self.events}"
         return finals[-1]
 
     def close(self):

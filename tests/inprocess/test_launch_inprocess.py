@@ -95,3 +95,42 @@ async def test_watchers_share_one_build(binderlab, streams, repo):
     binderlab.builder.gate.open()
     assert (await one.end())["phase"] == (await two.end())["phase"] == "ready"
     assert binderlab.builder.builds == 1
+
+
+async def test_launch_log_lines_follow_the_schema(binderlab, streams, repo):
+    import jsonschema
+
+    from binderlab.launch import events
+
+    assert (await streams(binderlab, f"gh/{repo.gh_spec}/main").end())["phase"] == "ready"
+    await streams(binderlab, f"gh/{repo.gh_spec}/no-such-ref").end()
+    lines = (binderlab.state_path / "launches.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["status"] for r in records] == ["ready", "failed"]
+    record_schema = {**events.schema()["$defs"]["launch_record"],
+                     "$defs": events.schema()["$defs"]}
+    for record in records:
+        jsonschema.validate(record, record_schema)
+    assert records[0]["build"] is True and records[0]["image_kind"] == "env"
+    assert records[1]["ref"] == "" and records[1]["image_kind"] == ""
+
+
+async def test_the_spec_is_parsed_once_and_the_mirror_fetched_once(binderlab, streams, repo,
+                                                                   monkeypatch):
+    provider = binderlab.providers["gh"]
+    calls = {"parse": 0, "fetch": 0}
+    parse, fetch = provider.parse, binderlab.mirrors.fetch
+
+    def counting_parse(raw):
+        calls["parse"] += 1
+        return parse(raw)
+
+    async def counting_fetch(*args, **kwargs):
+        calls["fetch"] += 1
+        return await fetch(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "parse", counting_parse)
+    monkeypatch.setattr(binderlab.mirrors, "fetch", counting_fetch)
+    repo.commit({"binder/binderlab.yml": "gpu: 0\n"}, "settings file")
+    assert (await streams(binderlab, f"gh/{repo.gh_spec}/main").end())["phase"] == "ready"
+    assert calls == {"parse": 1, "fetch": 1}

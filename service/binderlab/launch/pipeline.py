@@ -1,7 +1,9 @@
 """One launch, from a spec to a running session, as a stream of BinderHub-style events.
 
-resolve -> fetch -> key -> (build | cache hit) -> launch -> ready. The HTTP handler and the
-CLI both drive this; neither knows how the steps work.
+resolve -> fetch (one mirror fetch: tree, size, binderlab.yml) -> GPU decision -> key ->
+(build | cache hit) -> GPUs -> launch -> ready. The HTTP handler and the CLI both drive
+this; neither knows how the steps work. What the launch learns lives in one LaunchContext
+(context.py); events are made by events.py.
 """
 
 import asyncio
@@ -13,10 +15,9 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-
-from ruamel.yaml import YAML
 
 from binderlab.builders.cacheindex import CacheIndex
 from binderlab.builders.repo2docker import (
@@ -29,30 +30,27 @@ from binderlab.builders.repo2docker import (
 )
 from binderlab.errors import LaunchError, RepositoryError, outcome
 from binderlab.fingerprint.buildpacks import Fingerprint, FingerprintWorker
-from binderlab.gpus.allocator import LABEL_REPO_KEY, GPUAllocator
+from binderlab.gpus.allocator import LABEL_REPO_KEY, GPUAllocator, Reservation, launch_gpus
+from binderlab.launch import events as ev
+from binderlab.launch.context import (  # noqa: F401 (LaunchRequest: the drivers' import)
+    ImagePlan,
+    LaunchContext,
+    LaunchRequest,
+    StartedSession,
+)
 from binderlab.launch.launchlog import LaunchLog
 from binderlab.launch.limits import LaunchLimits
 from binderlab.platform import metrics
 from binderlab.repos.mirrors import RepoMirrors
-from binderlab.repos.providers import RepoProvider, ResolvedRepo, repo_key
+from binderlab.repos.providers import RepoProvider, repo_key
+from binderlab.repos.settings import read_settings
 from binderlab.sessions.launcher import Launcher
 from binderlab.sessions.trackers import SessionTracker
 
 
 @dataclass
-class LaunchRequest:
-    provider: RepoProvider
-    raw_spec: str
-    build_only: bool = False
-    extra: dict = field(default_factory=dict)
-    gpu: int | None = None  # GPUs asked for in the URL (?gpu=N); None: not asked
-    client: str = ""  # the client's address, for per-user limits of anonymous launches
-    from_page: bool = False  # carries a valid loading-page ticket (see limits.py)
-
-
-@dataclass
 class LaunchRecord:
-    """What the launch log keeps of one launch (see launchlog.py for the schema)."""
+    """What the launch log keeps of one launch (events.schema.json, $defs.launch_record)."""
 
     provider: str
     spec: str
@@ -63,21 +61,6 @@ class LaunchRecord:
     build: bool = False
     image_kind: str = ""
     gpus: int = 0
-
-
-@dataclass
-class ImagePlan:
-    """What a commit needs: the image name, its cache key and how it was keyed."""
-
-    image: str
-    fingerprint: Fingerprint
-    tree: str
-    mirror: Path
-    labels: dict[str, str]
-
-    @property
-    def kind(self) -> str:
-        return self.fingerprint.kind
 
 
 class Pipeline:
@@ -108,20 +91,189 @@ class Pipeline:
         self._quota_lock = asyncio.Lock()
         self._starting: Counter[str] = Counter()
 
-    async def resolve(self, request: LaunchRequest) -> ResolvedRepo:
-        """Parse the spec, apply the host's limits, and resolve the ref to a commit."""
-        spec = request.provider.parse(request.raw_spec)
-        if self.limits is not None:
-            key = repo_key(spec, self.providers)
-            self.limits.check_spec(key)
-            self.limits.check_rate(request.client, key, request.from_page)
-        return await request.provider.resolve(spec, self.blocked_networks)
+    # ---- the steps, each run once per launch ----------------------------------------------
 
-    def repo_key(self, resolved: ResolvedRepo) -> str:
-        return repo_key(resolved.spec, self.providers)
+    def context(self, request: LaunchRequest) -> LaunchContext:
+        """Parse the spec (unless the handler did) and key the repository: once."""
+        spec = request.spec or request.provider.parse(request.raw_spec)
+        return LaunchContext(request, spec, repo_key(spec, self.providers))
+
+    async def resolve(self, ctx: LaunchContext) -> None:
+        """Apply the host's limits, and resolve the ref to a commit."""
+        if self.limits is not None:
+            self.limits.check_spec(ctx.repo_key)
+            self.limits.check_rate(ctx.request.client, ctx.repo_key, ctx.request.from_page)
+        ctx.resolved = await ctx.request.provider.resolve(ctx.spec, self.blocked_networks)
+
+    async def fetch(self, ctx: LaunchContext) -> None:
+        """Fetch the commit into its mirror (the launch's only fetch) and read what the
+        commit says about itself before anything is built: its size, binderlab.yml."""
+        resolved = ctx.resolved
+        ctx.mirror = await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
+                                              resolved.allowed_protocols, resolved.git_config)
+        size = await self.mirrors.checkout_size(ctx.mirror, resolved.commit)
+        if self.max_repo_bytes and size > self.max_repo_bytes:
+            raise RepositoryError(f"This repository's files take {size / 1e6:.0f} MB, more "
+                                  f"than the {self.max_repo_bytes / 1e6:.0f} MB this host "
+                                  "accepts.", 413)
+        ctx.settings = await read_settings(self.mirrors, ctx.mirror, resolved.commit)
+
+    async def plan(self, ctx: LaunchContext) -> ImagePlan:
+        """Work out the commit's image (fingerprints are cached per tree)."""
+        commit = ctx.commit
+        tree = await self.mirrors.tree_hash(ctx.mirror, commit)
+        known = self.index.fingerprint(tree, self.config_digest)
+        if known is not None:
+            fingerprint = Fingerprint(**known)
+        else:
+            with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+                checkout = Path(tmp) / "checkout"
+                await self.mirrors.export(ctx.mirror, commit, checkout, outside_links="break")
+                try:
+                    fingerprint = await self.fingerprints.compute(checkout, tree)
+                except Exception as e:
+                    raise RepositoryError(f"repo2docker cannot read this repository: {e}",
+                                          400) from None
+            self.index.save_fingerprint(tree, self.config_digest, fingerprint.as_dict())
+        image = f"{self.image_prefix}{fingerprint.kind}-{fingerprint.key}"
+        labels = {
+            LABEL_KEY: fingerprint.key,
+            LABEL_KIND: fingerprint.kind,
+            LABEL_REPO: ctx.spec.repo_url,
+            LABEL_COMMIT: commit,
+            LABEL_UID: str(getattr(self.builder, "user_id", 1000)),
+        }
+        ctx.plan = ImagePlan(image, fingerprint, tree, labels)
+        return ctx.plan
+
+    async def build_context(self, ctx: LaunchContext, dest: Path) -> None:
+        """The build context: only the environment files for an env-keyed image."""
+        fp = ctx.plan.fingerprint
+        if fp.kind == "tree":
+            await self.mirrors.export(ctx.mirror, ctx.commit, dest)
+            return
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+            checkout = Path(tmp) / "checkout"
+            await self.mirrors.export(ctx.mirror, ctx.commit, checkout)
+            for name in fp.files:
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(checkout / name, dest / name, follow_symlinks=False)
+            dest.mkdir(parents=True, exist_ok=True)
+
+    async def image(self, ctx: LaunchContext) -> AsyncIterator[dict]:
+        """Find or build the planned image; yields the key, build and built events (a
+        failed build ends with its failed event)."""
+        plan = ctx.plan
+        fp = plan.fingerprint
+        if fp.kind == "env":
+            yield ev.event(ev.FETCHING, "Environment defined by "
+                           f"{', '.join(fp.files) or 'defaults'} ({fp.buildpack}): key "
+                           f"{fp.key[:12]}")
+        else:
+            yield ev.event(ev.FETCHING, f"Image keyed by the repository's content: {fp.reason}")
+        if await self.builder.image_ready(plan.image, fp.key):
+            metrics.CACHE.labels("hit").inc()
+            ctx.image_ready = True
+            yield ev.event(ev.BUILT, f"Found built image {plan.image}",
+                           **{ev.IMAGE_NAME: plan.image})
+            return
+        metrics.CACHE.labels("miss").inc()
+        ctx.started_build = plan.image not in self.builder.running  # else joined another's
+        build = self.builder.build(plan.image, plan.labels, partial(self.build_context, ctx))
+        async for event in build.follow():
+            ctx.image_ready = event[ev.PHASE] == ev.BUILT
+            yield event
+
+    async def content_archive(self, ctx: LaunchContext) -> None:
+        """Write the commit's files for the content overlay (``<content_dir>/<commit>.tar``)."""
+        target = self.content_dir / f"{ctx.commit}.tar"
+        if target.exists():
+            os.utime(target)
+            return
+        await self.mirrors.archive(ctx.mirror, ctx.commit, target)
+
+    # ---- the whole launch ---------------------------------------------------------------
+
+    async def events(self, request: LaunchRequest) -> AsyncIterator[dict]:
+        """The whole launch as events; always ends with "ready" or "failed"."""
+        started = time.monotonic()
+        record = LaunchRecord(request.provider.prefix, request.raw_spec)
+        ctx = None
+        try:
+            ctx = self.context(request)
+            async for event in self._events(ctx, record):
+                yield event
+        except LaunchError as e:
+            record.status_code = e.status_code
+            yield ev.failed(str(e), e.status_code)
+        except Exception:
+            # a defect, not the user's doing: say so, keep the details in the service log
+            logging.getLogger("binderlab").exception("Launch of %s/%s crashed",
+                                                     request.provider.prefix, request.raw_spec)
+            record.status_code = 500
+            yield ev.failed("Internal error in the binder service; the operator's log has "
+                            "the details.", 500)
+        finally:
+            if ctx is not None:
+                record.repo, record.ref = ctx.spec.repo_url, ctx.commit
+                record.build = ctx.started_build
+                record.image_kind = ctx.plan.kind if ctx.plan and ctx.image_ready else ""
+                record.gpus = len(ctx.session.gpus) if ctx.session else 0
+            duration = time.monotonic() - started
+            # failures counted apart by owner: "failed" (the request's or repository's
+            # fault) and "error" (ours), so an operator alerts on errors alone
+            label = outcome(record.status_code) if record.status == "failed" else record.status
+            metrics.LAUNCHES.labels(label).inc()
+            metrics.LAUNCH_SECONDS.labels(label).observe(duration)
+            if self.launch_log is not None:
+                self.launch_log.record(**asdict(record), duration=round(duration, 3))
+
+    async def _events(self, ctx: LaunchContext, record: LaunchRecord):
+        request = ctx.request
+        yield ev.event(ev.FETCHING, "Resolving the requested ref")
+        await self.resolve(ctx)
+        yield ev.event(ev.FETCHING, f"Fetching {ctx.spec.repo_url} at {ctx.commit[:12]}")
+        await self.fetch(ctx)
+        if not request.build_only:
+            ctx.gpus = launch_gpus(self.gpus, ctx.repo_key, request.gpu, ctx.settings.gpu,
+                                   request.client)
+        await self.plan(ctx)
+        async for event in self.image(ctx):
+            if event[ev.PHASE] == ev.FAILED:
+                record.status_code = event.get(ev.STATUS_CODE, 500)
+                yield event
+                return
+            yield event
+        image = ctx.plan.image
+        if request.build_only:
+            record.status = "built"
+            yield ev.event(ev.READY, f"Image {image} is ready (build only)",
+                           **{ev.IMAGE_NAME: image})
+            return
+        if self.launcher is None:
+            raise LaunchError("This host only builds images.", 400)
+        user_options = {
+            "repo_url": ctx.spec.repo_url,
+            "ref": ctx.commit,
+            "provider": ctx.spec.provider,
+            "spec": ctx.spec.spec,
+            "repo_key": ctx.repo_key,
+            "client": request.client,
+            **request.extra,
+        }
+        if ctx.plan.kind == "env":
+            # the image holds the environment; the commit's files go in at launch
+            await self.content_archive(ctx)
+            user_options["content"] = ctx.commit
+        self.index.launched(image)
+        async with self.session_slot(ctx):
+            async for event in self.start_session(ctx, user_options):
+                yield event
+        record.status = "ready"
+        yield self.ready_event(ctx)
 
     @asynccontextmanager
-    async def session_slot(self, resolved: ResolvedRepo):
+    async def session_slot(self, ctx: LaunchContext):
         """Hold a place under the session quotas while a session starts.
 
         Running sessions are this host's (image prefix), as the session tracker finds them;
@@ -132,7 +284,7 @@ class Pipeline:
                                        or self.limits.max_sessions_per_repo):
             yield
             return
-        key = self.repo_key(resolved)
+        key = ctx.repo_key
         async with self._quota_lock:
             ours = [s for s in await self.sessions.sessions()
                     if s.image.startswith(self.image_prefix)]
@@ -145,238 +297,44 @@ class Pipeline:
         finally:
             self._starting[key] -= 1
 
-    async def fetch(self, resolved: ResolvedRepo) -> Path:
-        return await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
-                                        resolved.allowed_protocols, resolved.git_config)
-
-    async def plan(self, resolved: ResolvedRepo) -> ImagePlan:
-        """Fetch the commit and work out its image (fingerprints are cached per tree)."""
-        mirror = await self.fetch(resolved)
-        size = await self.mirrors.checkout_size(mirror, resolved.commit)
-        if self.max_repo_bytes and size > self.max_repo_bytes:
-            raise LaunchError(f"This repository's files take {size / 1e6:.0f} MB, more than "
-                              f"the {self.max_repo_bytes / 1e6:.0f} MB this host accepts.", 413)
-        tree = await self.mirrors.tree_hash(mirror, resolved.commit)
-        known = self.index.fingerprint(tree, self.config_digest)
-        if known is not None:
-            fingerprint = Fingerprint(**known)
-        else:
-            with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
-                checkout = Path(tmp) / "checkout"
-                await self.mirrors.export(mirror, resolved.commit, checkout,
-                                          outside_links="break")
-                try:
-                    fingerprint = await self.fingerprints.compute(checkout, tree)
-                except Exception as e:
-                    raise RepositoryError(f"repo2docker cannot read this repository: {e}",
-                                          400) from None
-            self.index.save_fingerprint(tree, self.config_digest, fingerprint.as_dict())
-        image = f"{self.image_prefix}{fingerprint.kind}-{fingerprint.key}"
-        labels = {
-            LABEL_KEY: fingerprint.key,
-            LABEL_KIND: fingerprint.kind,
-            LABEL_REPO: resolved.spec.repo_url,
-            LABEL_COMMIT: resolved.commit,
-            LABEL_UID: str(getattr(self.builder, "user_id", 1000)),
-        }
-        return ImagePlan(image, fingerprint, tree, mirror, labels)
-
-    async def build_events(self, resolved: ResolvedRepo) -> AsyncIterator[dict]:
-        """Yield fetching/building events; the last one is "built" or "failed"."""
-        yield {"phase": "fetching", "message": f"Fetching {resolved.spec.repo_url} "
-               f"at {resolved.commit[:12]}\n"}
-        plan = await self.plan(resolved)
-        fp = plan.fingerprint
-        if fp.kind == "env":
-            yield {"phase": "fetching", "message": "Environment defined by "
-                   f"{', '.join(fp.files) or 'defaults'} ({fp.buildpack}): key {fp.key[:12]}\n"}
-        else:
-            yield {"phase": "fetching",
-                   "message": f"Image keyed by the repository's content: {fp.reason}\n"}
-        if await self.builder.image_ready(plan.image, fp.key):
-            metrics.CACHE.labels("hit").inc()
-            yield {"phase": "built", "imageName": plan.image, "kind": fp.kind,
-                   "message": f"Found built image {plan.image}\n"}
-            return
-        metrics.CACHE.labels("miss").inc()
-
-        async def source(dest: Path):
-            """The build context: only the environment files for an env-keyed image."""
-            if fp.kind == "tree":
-                await self.mirrors.export(plan.mirror, resolved.commit, dest)
-                return
-            with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
-                checkout = Path(tmp) / "checkout"
-                await self.mirrors.export(plan.mirror, resolved.commit, checkout)
-                for name in fp.files:
-                    (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(checkout / name, dest / name, follow_symlinks=False)
-                dest.mkdir(parents=True, exist_ok=True)
-
-        started = plan.image not in self.builder.running  # or joined another launch's build
-        build = self.builder.build(plan.image, plan.labels, source)
-        async for event in build.follow():
-            if event["phase"] == "built":
-                event = {**event, "kind": fp.kind, "started_build": started}
-            yield event
-
-    async def content_archive(self, resolved: ResolvedRepo) -> None:
-        """Write the commit's files for the content overlay (``<content_dir>/<commit>.tar``)."""
-        target = self.content_dir / f"{resolved.commit}.tar"
-        if target.exists():
-            os.utime(target)
-            return
-        await self.mirrors.archive(await self.fetch(resolved), resolved.commit, target)
-
-    async def events(self, request: LaunchRequest) -> AsyncIterator[dict]:
-        """The whole launch as events; always ends with "ready" or "failed"."""
-        started = time.monotonic()
-        record = LaunchRecord(request.provider.prefix, request.raw_spec)
+    async def start_session(self, ctx: LaunchContext, user_options: dict):
+        """Wait for GPUs if the launch gets some, then start the session (ctx.session)."""
         try:
-            async for event in self._events(request, record):
-                yield event
-        except LaunchError as e:
-            record.status_code = e.status_code
-            yield {"phase": "failed", "message": str(e) + "\n", "status_code": e.status_code}
-        except Exception:
-            # a defect, not the user's doing: say so, keep the details in the service log
-            logging.getLogger("binderlab").exception("Launch of %s/%s crashed",
-                                                     request.provider.prefix, request.raw_spec)
-            record.status_code = 500
-            yield {"phase": "failed", "status_code": 500,
-                   "message": "Internal error in the binder service; the operator's log has "
-                   "the details.\n"}
+            if ctx.gpus:
+                async for step in self.gpus.acquire(ctx.gpus, ctx.repo_key,
+                                                    ctx.request.client):
+                    if isinstance(step, Reservation):
+                        ctx.reservation = step
+                        user_options["gpus"] = step.devices
+                        yield ev.event(ev.LAUNCHING, f"GPU {', '.join(step.devices)} reserved")
+                    else:
+                        yield ev.waiting(step.position, "All GPUs are busy: you are number "
+                                         f"{step.position} in the queue")
+            async for event in self.launcher.launch(ctx.plan.image, user_options):
+                if event[ev.PHASE] == ev.READY:  # the launcher's last event
+                    ctx.session = StartedSession(event[ev.URL], event[ev.TOKEN],
+                                                 list(user_options.get("gpus", [])))
+                else:
+                    yield event
         finally:
-            duration = time.monotonic() - started
-            # failures counted apart by owner: "failed" (the request's or repository's
-            # fault) and "error" (ours), so an operator alerts on errors alone
-            label = outcome(record.status_code) if record.status == "failed" else record.status
-            metrics.LAUNCHES.labels(label).inc()
-            metrics.LAUNCH_SECONDS.labels(label).observe(duration)
-            if self.launch_log is not None:
-                self.launch_log.record(**asdict(record), duration=round(duration, 3))
+            if ctx.reservation is not None:
+                # on success the container's label holds the devices from now on
+                await self.gpus.release(ctx.reservation.ticket)
+        if ctx.session is None:
+            raise LaunchError("The session ended before it was ready.", 500)
 
-    async def _events(self, request: LaunchRequest, record: "LaunchRecord"):
-        yield {"phase": "fetching", "message": "Resolving the requested ref\n"}
-        resolved = await self.resolve(request)
-        record.repo, record.ref = resolved.spec.repo_url, resolved.commit
-        gpu_count = 0 if request.build_only else await self.gpu_request(request, resolved)
-        image = kind = None
-        async for event in self.build_events(resolved):
-            if event["phase"] == "failed":
-                record.status_code = event.get("status_code", 500)
-                yield event
-                return
-            record.build |= event.pop("started_build", False)
-            image = event.get("imageName", image)
-            kind = event.pop("kind", kind)
-            yield event
-        record.image_kind = kind or ""
-        if request.build_only:
-            record.status = "built"
-            yield {"phase": "ready", "imageName": image,
-                   "message": f"Image {image} is ready (build only)\n"}
-            return
-        if self.launcher is None:
-            raise LaunchError("This host only builds images.", 400)
-        user_options = {
-            "repo_url": resolved.spec.repo_url,
-            "ref": resolved.commit,
-            "provider": resolved.spec.provider,
-            "spec": resolved.spec.spec,
-            "repo_key": self.repo_key(resolved),
-            "client": request.client,
-            **request.extra,
+    def ready_event(self, ctx: LaunchContext) -> dict:
+        spec, session = ctx.spec, ctx.session
+        fields = {
+            ev.URL: session.url,
+            ev.TOKEN: session.token,
+            ev.IMAGE: ctx.plan.image,
+            ev.REPO_URL: spec.repo_url,
+            ev.BINDER_REF_URL: ctx.request.provider.ref_url(spec, ctx.commit),
+            ev.BINDER_LAUNCH_HOST: self.public_url,
+            ev.BINDER_REQUEST: f"v2/{spec.provider}/{spec.spec}",
+            ev.BINDER_PERSISTENT_REQUEST: f"v2/{spec.provider}/{ctx.resolved.persistent_spec}",
         }
-        if kind == "env":
-            # the image holds the environment; the commit's files go in at launch
-            await self.content_archive(resolved)
-            user_options["content"] = resolved.commit
-        self.index.launched(image)
-        async with self.session_slot(resolved):
-            async for event in self.start_session(image, user_options, gpu_count):
-                if event["phase"] == "ready":
-                    record.status, record.gpus = "ready", len(event.get("gpus", []))
-                    yield self.ready_event(event, request, resolved, image)
-                    return
-                yield event
-
-    async def start_session(self, image: str, user_options: dict,
-                            gpu_count: int) -> AsyncIterator[dict]:
-        """Wait for GPUs if the launch needs them, then start the session."""
-        ticket = None
-        try:
-            if gpu_count:
-                async for event in self.gpus.acquire(gpu_count):
-                    if event["phase"] != "gpus":
-                        yield event
-                        continue
-                    ticket = event["ticket"]
-                    user_options["gpus"] = event["gpus"]
-                    yield {"phase": "launching",
-                           "message": f"GPU {', '.join(event['gpus'])} reserved\n"}
-            async for event in self.launcher.launch(image, user_options):
-                if event["phase"] == "ready":
-                    event.pop("username", None)
-                    if ticket is not None:
-                        # the container's label holds the devices from now on
-                        await self.gpus.release(ticket)
-                        ticket = None
-                        event["gpus"] = user_options["gpus"]
-                yield event
-        finally:
-            if ticket is not None:
-                await self.gpus.release(ticket)
-
-    async def gpu_request(self, request: LaunchRequest, resolved: ResolvedRepo) -> int:
-        """How many GPUs this launch gets (URL, operator policy, the repository's own
-        binderlab.yml); refuses at once what no wait would grant."""
-        if self.gpus is None:
-            if request.gpu:
-                raise LaunchError("This host has no GPUs; launch without ?gpu=.", 400)
-            return 0
-        key = self.repo_key(resolved)
-        from_repo = None
-        if self.gpus.repo_opt_in and request.gpu is None:
-            from_repo = await self.repo_gpu_request(resolved)
-        count = self.gpus.requested(key, request.gpu, from_repo)
-        if count:
-            self.gpus.check(count, key, request.client)
-        return count
-
-    async def repo_gpu_request(self, resolved: ResolvedRepo) -> int | None:
-        """`gpu: N` from binderlab.yml in .binder/, binder/ or the root (as repo2docker
-        chooses its folder)."""
-        mirror = await self.fetch(resolved)
-        for folder in (".binder/", "binder/", ""):
-            data = await self.mirrors.read_file(mirror, resolved.commit,
-                                                f"{folder}binderlab.yml", limit=65536)
-            if data is None:
-                if folder and await self.mirrors.has_dir(mirror, resolved.commit, folder):
-                    return None  # the binder folder hides the root, as for repo2docker
-                continue
-            try:
-                doc = YAML(typ="safe", pure=True).load(data) or {}
-                value = doc.get("gpu", 0) if isinstance(doc, dict) else 0
-                return int(value) if not isinstance(value, bool) else int(value)
-            except Exception:
-                raise LaunchError(f"{folder}binderlab.yml is not valid: expected e.g. "
-                                  "'gpu: 1'.", 400) from None
-        return None
-
-    def ready_event(self, event: dict, request: LaunchRequest, resolved: ResolvedRepo,
-                    image: str) -> dict:
-        spec = resolved.spec
-        provider = spec.provider
-        return {
-            **event,
-            "image": image,
-            "repo_url": spec.repo_url,
-            "binder_ref_url": request.provider.ref_url(spec, resolved.commit),
-            "binder_launch_host": self.public_url,
-            "binder_request": f"v2/{provider}/{spec.spec}",
-            "binder_persistent_request": f"v2/{provider}/{resolved.persistent_spec}",
-            "message": f"server running at {event['url']}\n",
-        }
-
-
+        if session.gpus:
+            fields[ev.GPUS] = session.gpus
+        return ev.event(ev.READY, f"server running at {session.url}", **fields)
