@@ -1,5 +1,7 @@
 """The GPU queue through the real allocator, with a static inventory and fake sessions."""
 
+import asyncio
+
 GPU_CONFIG = {"StaticGPUInventory": {"devices": ["0"]},
               "GPUAllocator": {"max_gpus_per_user": 0}}
 
@@ -36,3 +38,72 @@ async def test_more_than_a_session_may_have_is_400(start_binderlab, streams, rep
     app = await start_binderlab(**GPU_CONFIG)
     refused = await streams(app, f"gh/{repo.gh_spec}/main", "gpu=2").end()
     assert refused["status_code"] == 400
+
+
+async def test_one_client_cannot_reserve_more_than_its_cap_concurrently(start_binderlab,
+                                                                        streams, repo):
+    app = await start_binderlab(StaticGPUInventory={"devices": ["0", "1", "2", "3"]},
+                                GPUAllocator={"max_gpus_per_user": 1})
+    app.launcher.gate.close()  # every launch that gets a device waits in the hub
+    launches = [streams(app, f"gh/{repo.gh_spec}/main", "gpu=1") for _ in range(4)]
+    finals = []
+    refused = []
+    # three are refused while the fourth holds its reservation (it cannot finish yet)
+    async with asyncio.timeout(60):  # a bound, not a speed check: the old code hangs here
+        while len(refused) < 3:
+            await asyncio.sleep(0.01)
+            refused = [s for s in launches if s.task.done()]
+    for stream in refused:
+        finals.append(await stream.end())
+    assert all(f["phase"] == "failed" and f["status_code"] == 429 for f in finals), finals
+    assert "limit per user is 1" in finals[0]["message"]
+    assert len(app.gpus.reserved) == 1
+    app.launcher.gate.open()
+    (winner,) = [s for s in launches if s not in refused]
+    ready = await winner.end()
+    assert ready["phase"] == "ready" and len(ready["gpus"]) == 1
+
+
+async def test_a_reservation_survives_a_restart(start_binderlab, streams, repo, tmp_path):
+    # (the recovered reservation counts against its client's cap too: no cap here, so the
+    # test sees the device itself stay taken)
+    state = {"BinderLab": {"state_dir": str(tmp_path / "shared-state")}, **GPU_CONFIG}
+    first = await start_binderlab(**state)
+    first.launcher.gate.close()
+    pending = streams(first, f"gh/{repo.gh_spec}/main", "gpu=1")
+    await pending.until("launching", message="GPU 0 reserved\n")
+    book = first.state_path / "gpu-reservations.json"
+    on_disk = book.read_text()
+    assert '"0"' in on_disk
+    # the service dies here, while the hub still creates the session: what a crash leaves
+    await first.stop()
+    pending.close()
+    book.write_text(on_disk)
+
+    second = await start_binderlab(**state)
+    other = streams(second, f"gh/{repo.gh_spec}/main", "gpu=1")
+    assert (await other.until("waiting"))["queue_position"] == 1  # device 0 is not free
+    # the hub's container appears with the device, then stops: only then is it free
+    from binderlab.gpus.allocator import LABEL_GPUS, LABEL_USER
+    from binderlab.sessions.trackers import Session
+
+    second.sessions.running["crashed-launch"] = Session(
+        {LABEL_USER: "crashed-launch", LABEL_GPUS: "0"}, "binderlab-inproc/x", None)
+    while second.gpus.reserved:  # the container holds it now: the reservation goes
+        await asyncio.sleep(0.02)
+    assert not other.task.done()
+    del second.sessions.running["crashed-launch"]
+    ready = await other.end()
+    assert ready["phase"] == "ready" and ready["gpus"] == ["0"]
+
+
+async def test_a_recovered_reservation_expires(start_binderlab, streams, repo, tmp_path):
+    state = tmp_path / "expiring"
+    state.mkdir()
+    (state / "gpu-reservations.json").write_text(
+        '{"t1": {"client": "10.0.0.9", "repo_key": "gh/a/b", "count": 1, "devices": ["0"]}}')
+    app = await start_binderlab(StaticGPUInventory={"devices": ["0"]},
+                                BinderLab={"state_dir": str(state)},
+                                GPUAllocator={"recovered_reservation_timeout": 0.2})
+    ready = await streams(app, f"gh/{repo.gh_spec}/main", "gpu=1").end()
+    assert ready["phase"] == "ready" and ready["gpus"] == ["0"]
