@@ -134,7 +134,7 @@ class FakeLauncher(Launcher):
              LABEL_CLIENT: user_options.get("client", ""),
              LABEL_GPUS: ",".join(user_options.get("gpus", []))}, image, None)
         yield {"phase": "ready", "url": f"http://127.0.0.1:1/user/{username}/",
-               "token": secrets.token_hex(8), "username": username}
+               "token": secrets.token_hex(8)}
 
     async def last_activity(self, username: str):
         return None

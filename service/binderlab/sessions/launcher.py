@@ -159,7 +159,7 @@ class HubLauncher(Launcher):
             await self.stop(username)
             raise
         url = self.hub_url.rstrip("/") + server["url"]
-        yield {"phase": "ready", "url": url, "token": token, "username": username}
+        yield {"phase": "ready", "url": url, "token": token}
 
     async def spawn(self, username: str, options: dict) -> AsyncIterator[dict]:
         """Start the server, passing JupyterHub's progress messages through.
