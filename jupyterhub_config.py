@@ -50,8 +50,9 @@ c.JupyterHub.cleanup_proxy = cleanup
 c.JupyterHub.concurrent_spawn_limit = int(env("BINDERLAB_CONCURRENT_SPAWN_LIMIT", "50"))
 
 # --- sessions -----------------------------------------------------------------------------
-c.JupyterHub.spawner_class = "binderlab.spawners.docker.BinderLabSpawner"
-c.BinderLabSpawner.image_prefix = env("BINDERLAB_IMAGE_PREFIX", "binderlab/")
+# the entry point binderlab.spawners.docker:BinderLabSpawner; it reads the image prefix, the
+# content folder and the GPU signing key from the BINDERLAB_* variables `binderlab up` sets
+c.JupyterHub.spawner_class = "binderlab"
 c.DockerSpawner.remove = True
 # images are built here; with a registry (c.Repo2DockerBuilder.push) they are pulled from it
 # when missing, only after their name passed the image_prefix check

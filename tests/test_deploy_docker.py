@@ -184,7 +184,7 @@ def load_hub_overlay(monkeypatch, public_url=f"https://{HOST}/", bind=None) -> C
 def test_hub_overlay_keeps_the_shipped_wiring_and_moves_the_proxy(monkeypatch):
     config = load_hub_overlay(monkeypatch)
     # the shipped wiring is there
-    assert config.JupyterHub.spawner_class == "binderlab.spawners.docker.BinderLabSpawner"
+    assert config.JupyterHub.spawner_class == "binderlab"
     assert [s["name"] for s in config.JupyterHub.services][:1] == ["binderlab"]
     # the proxy on loopback, where nginx and c.HubLauncher.hub_api_url expect it; the
     # public URL told, not guessed

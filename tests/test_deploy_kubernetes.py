@@ -28,7 +28,6 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.config import kube_config
 from ruamel.yaml import YAML
 from traitlets.config import Config, PyFileConfigLoader
-from traitlets.utils.importstring import import_item
 
 from binderlab.builders.kubernetes import KubernetesBuilder
 from binderlab.spawners.kubernetes import BinderLabKubeSpawner
@@ -303,8 +302,11 @@ def hub_config(values) -> Config:
 
 
 def test_extra_config_makes_the_hub_use_binderlabs_spawner(hub_config):
-    spawner_class = import_item(hub_config.JupyterHub.spawner_class)
-    assert spawner_class is BinderLabKubeSpawner
+    # resolved the way the hub does it (its spawner_class trait looks up entry points)
+    from jupyterhub.app import JupyterHub
+
+    hub = JupyterHub(spawner_class=hub_config.JupyterHub.spawner_class)
+    assert hub.spawner_class is BinderLabKubeSpawner
     assert hub_config.BinderLabKubeSpawner.gpu_signing_key == HUB_TOKEN
     assert callable(hub_config.KubeSpawner.modify_pod_hook)
 
@@ -338,7 +340,7 @@ async def session_pod(hub_config: Config, values: dict, options: dict) -> dict:
 
 
 def options(hub_config, gpus: list[str] | None = None) -> dict:
-    from binderlab.gpus.allocator import sign_gpus
+    from binderlab.contract import sign_gpus
 
     prefix = hub_config.BinderLabKubeSpawner.image_prefix
     opts = {"image": f"{prefix}env-{'b' * 64}", "token": "a-launch-token-of-enough-length",

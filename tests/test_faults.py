@@ -30,8 +30,7 @@ import docker.errors
 import pytest
 import requests
 
-from binderlab.builders.repo2docker import LABEL_KEY, LABEL_REPO
-from binderlab.gpus.allocator import LABEL_USER
+from binderlab.contract import LABEL_KEY, LABEL_REPO, LABEL_USER
 from binderlab.resources import hub_config_file
 from tests.harness.service import HARNESS, Service, free_port, remove_prefix
 from tests.harness.sse import follow

@@ -7,7 +7,7 @@ import types
 import pytest
 from traitlets.config import Config
 
-from binderlab.gpus.allocator import check_gpu_signature, sign_gpus
+from binderlab.contract import check_gpu_signature, sign_gpus
 from binderlab.gpus.inventories import (
     GPUDevice,
     NvidiaSmiGPUInventory,

@@ -31,8 +31,9 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets.config import Config
 
-from binderlab.builders.kubernetes import FETCH_CONTEXT, KubernetesBuilder
-from binderlab.builders.repo2docker import LABEL_KEY, LABEL_KIND, LABEL_REPO
+from binderlab.builders.buildpod import FETCH_CONTEXT
+from binderlab.builders.kubernetes import KubernetesBuilder
+from binderlab.contract import LABEL_KEY, LABEL_KIND, LABEL_REPO
 from tests.test_deploy_k8s_validate import validate
 
 HARNESS = Path(__file__).parent / "harness"
@@ -998,6 +999,34 @@ def test_fingerprint_options_match_the_one_box_builder(tmp_path):
     assert cluster.r2d_args() == one_box.r2d_args()
 
 
+def test_both_builders_take_the_shared_options_and_plan_images_alike(tmp_path):
+    """The options every builder shares are set once (c.Builder.*), and the image name and
+    labels are planned by the base class, whichever builder runs."""
+    from binderlab.builders.repo2docker import Repo2DockerBuilder
+    from binderlab.contract import LABEL_COMMIT, LABEL_UID
+
+    config = Config()
+    config.Builder.extra_args = ["--appendix", "RUN true"]
+    config.Builder.build_timeout = 99.0
+    config.Builder.user_id = 4321
+    config.Builder.insecure_registries = ["127.0.0.1:5000"]
+    prefix = "registry.example.org/envs/"
+    builders = [cls(engine=None, work_dir=tmp_path, config=config, image_prefix=prefix)
+                for cls in (Repo2DockerBuilder, KubernetesBuilder)]
+    plans = [b.image_plan("env", KEY, "https://github.com/o/r", "f" * 40) for b in builders]
+    assert plans[0] == plans[1]
+    assert plans[0].name == f"{prefix}env-{KEY}"
+    assert plans[0].labels == {LABEL_KEY: KEY, LABEL_KIND: "env",
+                               LABEL_REPO: "https://github.com/o/r", LABEL_COMMIT: "f" * 40,
+                               LABEL_UID: "4321"}
+    for b in builders:
+        assert b.build_timeout == 99.0 and b.insecure_registries == ["127.0.0.1:5000"]
+        assert "--appendix" in b.r2d_args()
+    # the one-box builder checks its local engine unless it pushes; the cluster one always
+    # asks the registry
+    assert [b.pushes for b in builders] == [False, True]
+
+
 async def test_api_client_comes_from_the_kubeconfig_outside_a_cluster(tmp_path, monkeypatch):
     from kubernetes_asyncio.config import kube_config
 
@@ -1028,12 +1057,13 @@ def test_defaults_from_the_pod_environment(tmp_path, monkeypatch):
     pod = builder.pod_manifest(IMAGE, LABELS, "http://x/context/t.tar.gz")
     assert containers(pod)["dind"]["image"] == "registry.example.org/mirror/docker:27-dind"
     monkeypatch.delenv("POD_NAMESPACE")
-    import binderlab.sessions.trackers as sessions
+    import binderlab.platform.kubernetes as platform_kubernetes
 
     account = tmp_path / "namespace"
     account.write_text("from-the-service-account\n")
-    monkeypatch.setattr(sessions, "SERVICE_ACCOUNT_NAMESPACE", str(account))
+    monkeypatch.setattr(platform_kubernetes, "SERVICE_ACCOUNT_NAMESPACE", str(account))
     assert KubernetesBuilder(engine=None, work_dir=tmp_path).namespace == \
         "from-the-service-account"
-    monkeypatch.setattr(sessions, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "none"))
+    monkeypatch.setattr(platform_kubernetes, "SERVICE_ACCOUNT_NAMESPACE",
+                        str(tmp_path / "none"))
     assert KubernetesBuilder(engine=None, work_dir=tmp_path).namespace == "default"

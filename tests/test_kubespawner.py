@@ -91,7 +91,7 @@ async def test_bad_user_options_are_refused(bad, message):
 
 
 async def test_gpu_session_gets_the_nvidia_gpu_limit():
-    from binderlab.gpus.allocator import sign_gpus
+    from binderlab.contract import sign_gpus
 
     options = {**OPTIONS, "gpus": ["0", "1"]}
     options["gpu_signature"] = sign_gpus("service-token", "mock@name", ["0", "1"])

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from kubernetes_asyncio.client import ApiClient, V1PodList, V1PodStatus
 from traitlets.config import Config
 
-from binderlab.gpus.allocator import GPUAllocator, GPUDevice, sign_gpus
+from binderlab.contract import sign_gpus
+from binderlab.gpus.allocator import GPUAllocator, GPUDevice
 from binderlab.sessions.trackers import KubernetesSessionTracker
 from tests.test_kubespawner import OPTIONS, kubeconfig, manifest  # noqa: F401 (fixture)
 

@@ -1,8 +1,13 @@
 """The binderlab service: a Tornado app whose start-up is a list of small steps.
 
+Read top to bottom: the options (traits), ``initialize`` as one ``init_*`` step per
+collaborator (engine, sessions, cache index, providers, eviction, builder, fingerprints,
+launcher, GPUs, limits, pipeline, Tornado), then running (``listen``, ``serve``) and
+``shutdown``, which closes what the steps opened.
+
 ``binderlab serve`` runs this service alone (JupyterHub runs elsewhere);
-``binderlab up`` (hub.py) runs JupyterHub beside it; ``binderlab build`` (cli.py) builds
-without launching.
+``binderlab up`` (commands/up.py) runs JupyterHub beside it; ``binderlab build``
+(commands/cli.py) builds without launching.
 """
 
 import asyncio
@@ -12,7 +17,6 @@ import logging
 import os
 import resource
 import signal
-import time
 from pathlib import Path
 
 import tornado.web
@@ -25,16 +29,17 @@ from binderlab import web
 from binderlab._version import __version__
 from binderlab.builders.cacheindex import CacheIndex
 from binderlab.builders.eviction import ImageEvictor
-from binderlab.builders.repo2docker import (
+from binderlab.builders.repo2docker import Builder, Repo2DockerBuilder
+from binderlab.contract import (
     LABEL_KEY,
     LABEL_KIND,
     LABEL_REPO,
-    Builder,
-    Repo2DockerBuilder,
+    built_by_binderlab,
+    image_prefix_trait,
+    split_tag,
 )
 from binderlab.fingerprint.buildpacks import FingerprintWorker
 from binderlab.gpus.allocator import (
-    LABEL_USER,
     GPUAllocator,
     GPUInventory,
     NvidiaSmiGPUInventory,
@@ -43,7 +48,6 @@ from binderlab.gpus.allocator import (
 from binderlab.launch.launchlog import LaunchLog
 from binderlab.launch.limits import LaunchLimits
 from binderlab.launch.pipeline import Pipeline
-from binderlab.platform import metrics
 from binderlab.platform.docker import DockerEngine
 from binderlab.platform.rfc3339 import timestamp
 from binderlab.repos import netguard
@@ -51,7 +55,12 @@ from binderlab.repos.mirrors import RepoMirrors
 from binderlab.repos.providers import RepoProvider
 from binderlab.resources import frontend_dir
 from binderlab.sessions.launcher import HubLauncher, Launcher
-from binderlab.sessions.trackers import DockerSessionTracker, SessionTracker
+from binderlab.sessions.lifecycle import SessionLifecycle
+from binderlab.sessions.trackers import (
+    DockerSessionTracker,
+    KubernetesSessionTracker,
+    SessionTracker,
+)
 
 
 class BinderLab(Application):
@@ -80,7 +89,8 @@ class BinderLab(Application):
 
         classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
-                   LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory]
+                   LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
+                   KubernetesSessionTracker]
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
@@ -121,12 +131,7 @@ class BinderLab(Application):
         base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         return os.path.join(base, "binderlab")
 
-    image_prefix = Unicode(
-        "binderlab/",
-        help="""Prefix of the names of images binderlab builds (e.g. a registry path).
-
-        The session spawner runs only images with this prefix and binderlab's labels.""",
-    ).tag(config=True)
+    image_prefix = image_prefix_trait()
 
     blocked_networks = List(
         Unicode(),
@@ -256,15 +261,16 @@ class BinderLab(Application):
         self.init_logging()
         self.init_state_dir()
         self.init_engine()
+        self.init_sessions()
         self.init_index()
         self.init_providers()
+        self.init_eviction()
         self.init_builder()
         self.init_fingerprints()
         self.init_launcher()
         self.init_gpus()
         self.init_limits()
         self.init_pipeline()
-        self.init_eviction()
         self.init_tornado()
 
     def init_logging(self):
@@ -285,9 +291,13 @@ class BinderLab(Application):
 
     def init_engine(self):
         self.engine = None if self.docker_url == "none" else DockerEngine(self.docker_url or None)
+
+    def init_sessions(self):
         self.sessions = self.session_tracker_class(parent=self, log=self.log,
                                                    **({"engine": self.engine}
                                                       if self.engine else {}))
+        self.lifecycle = SessionLifecycle(self.sessions, self.engine, self.image_prefix,
+                                          self.log)
 
     def init_index(self):
         """Open the cache index and rebuild its image table from the engine's images."""
@@ -298,8 +308,8 @@ class BinderLab(Application):
         for image in local:
             labels = image.labels or {}
             for tag in image.tags:
-                name = tag.rsplit(":", 1)[0]
-                if name.startswith(self.image_prefix) and name.endswith(labels[LABEL_KEY]):
+                name, _ = split_tag(tag)
+                if built_by_binderlab(name, self.image_prefix, labels):
                     images.append({"name": name, "key": labels[LABEL_KEY],
                                    "kind": labels.get(LABEL_KIND, ""),
                                    "repo": labels.get(LABEL_REPO),
@@ -308,12 +318,11 @@ class BinderLab(Application):
         self.log.info("Cache index: %d images", len(images))
 
     def init_fingerprints(self):
-        args = self.builder.r2d_args() if hasattr(self.builder, "r2d_args") else []
+        args = self.builder.r2d_args()
         self.fingerprints = FingerprintWorker(args)
         digest = hashlib.sha256(json.dumps([repo2docker_version, __version__, args]).encode())
-        config_file = getattr(self.builder, "repo2docker_config", "")
-        if config_file:
-            digest.update(Path(config_file).read_bytes())
+        if self.builder.repo2docker_config:
+            digest.update(Path(self.builder.repo2docker_config).read_bytes())
         self.config_digest = digest.hexdigest()
 
     def init_providers(self):
@@ -329,12 +338,11 @@ class BinderLab(Application):
     def init_builder(self):
         self.builder = self.builder_class(
             parent=self, log=self.log, engine=self.engine, work_dir=self.state_path / "build",
-            index=self.index,
+            index=self.index, evictor=self.evictor, image_prefix=self.image_prefix,
         )
 
     def init_launcher(self):
-        self.launcher = self.launcher_class(parent=self, log=self.log)
-        self.launcher.after_stop = self.remove_session_containers
+        self.launcher = self.launcher_class(parent=self, log=self.log, lifecycle=self.lifecycle)
 
     def init_gpus(self):
         devices = self.gpu_inventory_class(parent=self, log=self.log).list_devices()
@@ -365,11 +373,9 @@ class BinderLab(Application):
         )
 
     def init_eviction(self):
-        if self.engine is None:
-            return
-        self.evictor = ImageEvictor(self.engine, self.index, self.image_prefix,
-                                    self.image_disk_budget_gb * 1e9, self.log)
-        self.builder.after_build = lambda name: self.evictor.run(keep={name})
+        self.evictor = None if self.engine is None else ImageEvictor(
+            self.engine, self.index, self.image_prefix, self.image_disk_budget_gb * 1e9,
+            self.log)
 
     def background_task(self, coro) -> asyncio.Task:
         """Run ``coro`` beyond the request that started it; its errors are logged."""
@@ -384,62 +390,8 @@ class BinderLab(Application):
         task.add_done_callback(done)
         return task
 
-    async def remove_session_containers(self, username: str) -> None:
-        """After a session was stopped: remove its container if the hub could not (the
-        engine was restarting, say). Retries in the background for a minute."""
-        if self.engine is None:
-            return
-
-        async def remove():
-            for _ in range(30):
-                try:
-                    containers = await self.engine.call(
-                        self.engine.client.containers.list, all=True,
-                        filters={"label": f"{LABEL_USER}={username}"})
-                    for c in containers:
-                        await self.engine.call(c.remove, force=True)
-                    return
-                except Exception:
-                    await asyncio.sleep(2)
-
-        self.background_task(remove())
-
-    async def reap_containers(self):
-        """Remove session containers that stopped or never started (two minutes on), which the
-        hub could not remove itself, e.g. while the engine restarted. Sessions are created
-        without Docker's auto-remove (see jupyterhub_config.py), so this is the backstop."""
-        while self.engine is not None:
-            try:
-                containers = await self.engine.call(
-                    self.engine.client.containers.list, all=True,
-                    filters={"label": LABEL_USER, "status": ["exited", "dead", "created"]})
-                now = time.time()
-                for c in containers:
-                    if not (c.attrs["Config"]["Image"] or "").startswith(self.image_prefix):
-                        continue
-                    state = c.attrs.get("State", {})
-                    since = timestamp(state.get("FinishedAt", "")) or 0
-                    since = max(since, timestamp(c.attrs.get("Created", "")) or 0)
-                    if now - since > 120:
-                        self.log.info("Removing stopped session container %s", c.name)
-                        await self.engine.call(c.remove, force=True)
-            except Exception as e:
-                self.log.debug("Could not reap containers: %s", e)
-            await asyncio.sleep(30)
-
-    async def count_sessions(self):
-        """Keep the sessions-running gauge current (this host's sessions: image prefix)."""
-        while True:
-            try:
-                sessions = await self.sessions.sessions()
-                metrics.SESSIONS.set(sum(1 for s in sessions
-                                         if s.image.startswith(self.image_prefix)))
-            except Exception as e:
-                self.log.debug("Could not count sessions: %s", e)
-            await asyncio.sleep(10)
-
     async def evict_periodically(self):
-        while self.image_disk_budget_gb > 0 and self.engine is not None:
+        while self.image_disk_budget_gb > 0 and self.evictor is not None:
             try:
                 await self.evictor.run()
             except Exception:
@@ -471,8 +423,7 @@ class BinderLab(Application):
         # (BaseHandler.client_address), or any client could pick its own address
         self.http_server = self.tornado_app.listen(self.port, self.ip)
         self.background_task(self.evict_periodically())
-        self.background_task(self.count_sessions())
-        self.background_task(self.reap_containers())
+        self.lifecycle.start()
         if self.gpus is not None and self.launcher is not None:
             self.background_task(self.gpus.run(self.launcher))
         self.log.info("binder service at %s", self.public_url)
@@ -490,7 +441,20 @@ class BinderLab(Application):
         try:
             await self.serve_until_stopped()
         finally:
+            await self.shutdown()
+
+    async def shutdown(self):
+        """Undo initialize() and listen(), last started first closed."""
+        if getattr(self, "http_server", None) is not None:
             self.http_server.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.lifecycle.close()
+        self.fingerprints.close()
+        if self.engine is not None:
+            self.engine.close()
+        self.index.close()
 
     def start(self):
         if self.subapp:

@@ -31,9 +31,9 @@ from traitlets.config import Config
 
 from binderlab.app import BinderLab
 from binderlab.builders.repo2docker import Build, Builder
+from binderlab.contract import LABEL_CLIENT, LABEL_GPUS, LABEL_REPO_KEY, LABEL_USER
 from binderlab.errors import LaunchError, RepositoryError
 from binderlab.fingerprint.buildpacks import Fingerprint
-from binderlab.gpus.allocator import LABEL_CLIENT, LABEL_GPUS, LABEL_REPO_KEY, LABEL_USER
 from binderlab.launch import events
 from binderlab.sessions.launcher import Launcher
 from binderlab.sessions.trackers import Session, SessionTracker

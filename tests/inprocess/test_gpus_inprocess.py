@@ -84,7 +84,7 @@ async def test_a_reservation_survives_a_restart(start_binderlab, streams, repo, 
     other = streams(second, f"gh/{repo.gh_spec}/main", "gpu=1")
     assert (await other.until("waiting"))["queue_position"] == 1  # device 0 is not free
     # the hub's container appears with the device, then stops: only then is it free
-    from binderlab.gpus.allocator import LABEL_GPUS, LABEL_USER
+    from binderlab.contract import LABEL_GPUS, LABEL_USER
     from binderlab.sessions.trackers import Session
 
     second.sessions.running["crashed-launch"] = Session(

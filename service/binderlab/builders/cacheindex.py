@@ -61,10 +61,6 @@ class CacheIndex:
                         "(SELECT last_launch FROM images WHERE name = ?))",
                         (name, key, kind, repo, time.time(), name))
 
-    def has(self, name: str) -> bool:
-        return self.db.execute("SELECT 1 FROM images WHERE name = ?", (name,)).fetchone() \
-            is not None
-
     def remove(self, name: str) -> None:
         self.db.execute("DELETE FROM images WHERE name = ?", (name,))
 
@@ -79,9 +75,6 @@ class CacheIndex:
     def pin(self, name: str, note: str = "") -> None:
         """Keep ``name`` whatever the disk budget (e.g. the environments/ catalog)."""
         self.db.execute("INSERT OR REPLACE INTO pins VALUES (?, ?)", (name, note))
-
-    def unpin(self, name: str) -> None:
-        self.db.execute("DELETE FROM pins WHERE name = ?", (name,))
 
     def pinned(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT name FROM pins")}

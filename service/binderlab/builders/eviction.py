@@ -8,6 +8,7 @@ image counts with the bytes it does not share with other images (``docker system
 import docker.errors
 
 from binderlab.builders.cacheindex import CacheIndex
+from binderlab.contract import split_tag
 from binderlab.platform.docker import DockerEngine
 
 
@@ -29,7 +30,7 @@ class ImageEvictor:
         images = {}
         for image in df.get("Images") or []:
             for tag in image.get("RepoTags") or []:
-                name = tag.rsplit(":", 1)[0]
+                name, _ = split_tag(tag)
                 if name.startswith(self.prefix):
                     shared = max(image.get("SharedSize") or 0, 0)
                     images[name] = {

@@ -14,7 +14,6 @@ from traitlets.config import Application
 
 from binderlab._version import __version__
 from binderlab.app import BinderLab
-from binderlab.builders.repo2docker import LABEL_KEY, LABEL_KIND, LABEL_REPO, LABEL_UID
 from binderlab.commands.up import UpApp
 from binderlab.errors import LaunchError, RepositoryError
 from binderlab.launch.pipeline import LaunchRequest
@@ -92,7 +91,8 @@ class BuildApp(BinderLab):
             raise RepositoryError(f"repo2docker cannot read {path}: {e}", 400) from None
         yield {"phase": "fetching", "message": f"{path}: {fp.kind} key {fp.key[:12]} "
                f"({', '.join(fp.files) or fp.reason})\n"}
-        image = f"{self.image_prefix}{fp.kind}-{fp.key}"
+        plan = self.builder.image_plan(fp.kind, fp.key, str(path.resolve()))
+        image = plan.name
         if await self.builder.image_ready(image, fp.key):
             yield {"phase": "built", "imageName": image, "message": f"Found {image}\n"}
             return
@@ -105,9 +105,7 @@ class BuildApp(BinderLab):
                 shutil.copy2(path / name, dest / name)
             dest.mkdir(parents=True, exist_ok=True)
 
-        labels = {LABEL_KEY: fp.key, LABEL_KIND: fp.kind, LABEL_REPO: str(path.resolve()),
-                  LABEL_UID: str(self.builder.user_id)}
-        async for event in self.builder.build(image, labels, source).follow():
+        async for event in self.builder.build(image, plan.labels, source).follow():
             yield event
 
 

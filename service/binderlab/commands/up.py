@@ -10,6 +10,7 @@ from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Float, Unicode, default
 
 from binderlab.app import BinderLab
+from binderlab.contract import HubSettings
 from binderlab.resources import hub_config_file
 
 
@@ -66,10 +67,11 @@ class UpApp(BinderLab):
             "BINDERLAB_HUB_PUBLIC_URL": self.launcher.hub_url,
             "BINDERLAB_HUB_INTERNAL_URL": self.hub_internal_url,
             "BINDERLAB_PROXY_API_URL": self.proxy_api_url,
-            "BINDERLAB_SERVICE_TOKEN": self.launcher.api_token,
             "BINDERLAB_SERVICE_URL": self.public_url,
-            "BINDERLAB_IMAGE_PREFIX": self.image_prefix,
-            "BINDERLAB_CONTENT_DIR": str(self.state_path / "content"),
+            # what the spawners must share with this service (binderlab.contract)
+            **HubSettings(image_prefix=self.image_prefix,
+                          content_dir=str(self.state_path / "content"),
+                          signing_key=self.launcher.api_token).to_env(),
             "CONFIGPROXY_AUTH_TOKEN": _secret(state / "proxy-token"),
             "BINDERLAB_HUB_CLEANUP": "0" if self.keep_sessions_on_exit else "1",
         }
@@ -117,7 +119,7 @@ class UpApp(BinderLab):
             if hub_exit.done():
                 self.log.error("JupyterHub exited (code %s); stopping.", hub.returncode)
         finally:
-            self.http_server.stop()
+            await self.shutdown()
             if hub.returncode is None:
                 hub.terminate()
                 try:

@@ -9,8 +9,6 @@ until their container exists.
 """
 
 import asyncio
-import hashlib
-import hmac
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
+from binderlab.contract import LABEL_CLIENT, LABEL_GPUS, LABEL_REPO_KEY, LABEL_USER
 from binderlab.errors import LaunchError
 from binderlab.gpus.inventories import (  # noqa: F401 (the app and tests import them here)
     GPUDevice,
@@ -32,12 +31,6 @@ from binderlab.gpus.reservations import Claim, ReservationBook
 from binderlab.launch.limits import matches
 from binderlab.platform import metrics
 from binderlab.platform.rfc3339 import timestamp
-
-LABEL_GPUS = "binderlab.gpus"
-LABEL_REPO_KEY = "binderlab.repo-key"  # '<provider>/<repo>' of a session
-LABEL_CLIENT = "binderlab.client"  # the address that launched it
-LABEL_USER = "binderlab.user"
-LIVE_STATES = ("created", "running", "restarting", "paused")
 
 
 @dataclass(frozen=True)
@@ -66,17 +59,6 @@ def launch_gpus(allocator: "GPUAllocator | None", repo_key: str, asked: int | No
             raise LaunchError("This host has no GPUs; launch without ?gpu=.", 400)
         return 0
     return allocator.decide(repo_key, asked, repo_file, client)
-
-
-def sign_gpus(key: str, username: str, gpus: list[str]) -> str:
-    """The service's signature on a GPU assignment; the spawner refuses unsigned ones (the
-    hub API is reachable by users, who must not pick devices themselves)."""
-    message = f"{username}|{','.join(gpus)}".encode()
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
-
-
-def check_gpu_signature(key: str, username: str, gpus: list[str], signature: str) -> bool:
-    return bool(key) and hmac.compare_digest(sign_gpus(key, username, gpus), signature or "")
 
 
 class GPUAllocator(LoggingConfigurable):

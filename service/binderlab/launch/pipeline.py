@@ -19,18 +19,13 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
+from binderlab import contract
+from binderlab.builders.base import Builder
 from binderlab.builders.cacheindex import CacheIndex
-from binderlab.builders.repo2docker import (
-    LABEL_COMMIT,
-    LABEL_KEY,
-    LABEL_KIND,
-    LABEL_REPO,
-    LABEL_UID,
-    Builder,
-)
+from binderlab.contract import LABEL_REPO_KEY
 from binderlab.errors import LaunchError, RepositoryError, outcome
 from binderlab.fingerprint.buildpacks import Fingerprint, FingerprintWorker
-from binderlab.gpus.allocator import LABEL_REPO_KEY, GPUAllocator, Reservation, launch_gpus
+from binderlab.gpus.allocator import GPUAllocator, Reservation, launch_gpus
 from binderlab.launch import events as ev
 from binderlab.launch.context import (  # noqa: F401 (LaunchRequest: the drivers' import)
     ImagePlan,
@@ -135,15 +130,9 @@ class Pipeline:
                     raise RepositoryError(f"repo2docker cannot read this repository: {e}",
                                           400) from None
             self.index.save_fingerprint(tree, self.config_digest, fingerprint.as_dict())
-        image = f"{self.image_prefix}{fingerprint.kind}-{fingerprint.key}"
-        labels = {
-            LABEL_KEY: fingerprint.key,
-            LABEL_KIND: fingerprint.kind,
-            LABEL_REPO: ctx.spec.repo_url,
-            LABEL_COMMIT: commit,
-            LABEL_UID: str(getattr(self.builder, "user_id", 1000)),
-        }
-        ctx.plan = ImagePlan(image, fingerprint, tree, labels)
+        image = self.builder.image_plan(fingerprint.kind, fingerprint.key, ctx.spec.repo_url,
+                                        commit)  # the builder names images and labels them
+        ctx.plan = ImagePlan(image.name, fingerprint, tree, image.labels)
         return ctx.plan
 
     async def build_context(self, ctx: LaunchContext, dest: Path) -> None:
@@ -186,7 +175,7 @@ class Pipeline:
 
     async def content_archive(self, ctx: LaunchContext) -> None:
         """Write the commit's files for the content overlay (``<content_dir>/<commit>.tar``)."""
-        target = self.content_dir / f"{ctx.commit}.tar"
+        target = contract.content_archive(self.content_dir, ctx.commit)
         if target.exists():
             os.utime(target)
             return
@@ -252,19 +241,19 @@ class Pipeline:
             return
         if self.launcher is None:
             raise LaunchError("This host only builds images.", 400)
-        user_options = {
-            "repo_url": ctx.spec.repo_url,
-            "ref": ctx.commit,
-            "provider": ctx.spec.provider,
-            "spec": ctx.spec.spec,
-            "repo_key": ctx.repo_key,
-            "client": request.client,
+        user_options = {  # the keys are the contract's (contract.SessionOptions)
+            contract.OPT_REPO_URL: ctx.spec.repo_url,
+            contract.OPT_REF: ctx.commit,
+            contract.OPT_PROVIDER: ctx.spec.provider,
+            contract.OPT_SPEC: ctx.spec.spec,
+            contract.OPT_REPO_KEY: ctx.repo_key,
+            contract.OPT_CLIENT: request.client,
             **request.extra,
         }
         if ctx.plan.kind == "env":
             # the image holds the environment; the commit's files go in at launch
             await self.content_archive(ctx)
-            user_options["content"] = ctx.commit
+            user_options[contract.OPT_CONTENT] = ctx.commit
         self.index.launched(image)
         async with self.session_slot(ctx):
             async for event in self.start_session(ctx, user_options):
@@ -305,7 +294,7 @@ class Pipeline:
                                                     ctx.request.client):
                     if isinstance(step, Reservation):
                         ctx.reservation = step
-                        user_options["gpus"] = step.devices
+                        user_options[contract.OPT_GPUS] = step.devices
                         yield ev.event(ev.LAUNCHING, f"GPU {', '.join(step.devices)} reserved")
                     else:
                         yield ev.waiting(step.position, "All GPUs are busy: you are number "
@@ -313,7 +302,7 @@ class Pipeline:
             async for event in self.launcher.launch(ctx.plan.image, user_options):
                 if event[ev.PHASE] == ev.READY:  # the launcher's last event
                     ctx.session = StartedSession(event[ev.URL], event[ev.TOKEN],
-                                                 list(user_options.get("gpus", [])))
+                                                 list(user_options.get(contract.OPT_GPUS, [])))
                 else:
                     yield event
         finally:

@@ -35,9 +35,6 @@ class DockerEngine:
             return None
         return image.labels or {}
 
-    async def version(self) -> dict:
-        return await self.call(self.client.version)
-
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()

@@ -7,7 +7,6 @@ ones `docker push` uses; registries that answer 401 with a Bearer challenge get 
 from their realm first.
 """
 
-import base64
 import json
 import os
 import re
@@ -15,6 +14,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from binderlab.contract import split_tag
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.index.v1+json",
@@ -30,7 +31,7 @@ def split_image(image: str) -> tuple[str, str, str]:
     first, _, rest = image.partition("/")
     if not rest or not ("." in first or ":" in first or first == "localhost"):
         raise ValueError(f"{image!r} does not name a registry host")
-    name, tag = (rest.rsplit(":", 1) if ":" in rest.rsplit("/", 1)[-1] else (rest, "latest"))
+    name, tag = split_tag(rest)
     return first, name, tag
 
 
@@ -98,7 +99,3 @@ class Registry:
             return None
         data = json.loads(response.body)
         return data.get("token") or data.get("access_token")
-
-
-def basic_auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()

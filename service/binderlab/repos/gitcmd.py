@@ -8,12 +8,12 @@ including ``ext::`` and ``file://``, for redirects and submodules too.
 
 import asyncio
 import os
-import re
-import signal
 
+from binderlab.contract import COMMIT_RE
 from binderlab.errors import LaunchError
+from binderlab.platform import process
 
-SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+SHA_RE = COMMIT_RE  # a full commit: one definition, in the contract
 
 
 NEVER_ALLOWED = {"file", "ext"}
@@ -74,10 +74,7 @@ async def run_git(*args: str, env: dict[str, str], timeout: float, cwd: str | No
 
 
 async def kill_group(proc: asyncio.subprocess.Process) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    process.kill_group(proc)
     await proc.wait()
 
 

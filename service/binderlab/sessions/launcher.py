@@ -7,15 +7,15 @@ to create a temporary user and start its server with the image.
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from binderlab.contract import OPT_GPU_SIGNATURE, OPT_GPUS, OPT_IMAGE, OPT_TOKEN, sign_gpus
 from binderlab.errors import LaunchError
-from binderlab.gpus.allocator import sign_gpus
 
 
 class HubAPIError(LaunchError):
@@ -40,6 +40,12 @@ class Launcher(LoggingConfigurable):
     ends with one event ``{"phase": "ready", "url": ..., "token": ...}``; it raises
     LaunchError when the session cannot start, after cleaning up what it created.
     """
+
+    def __init__(self, *, lifecycle=None, **kwargs):
+        super().__init__(**kwargs)
+        # the SessionLifecycle told of every stop (it removes what the hub could not, e.g.
+        # while the engine restarted); None: nobody to tell
+        self.lifecycle = lifecycle
 
     async def launch(self, image: str, user_options: dict) -> AsyncIterator[dict]:
         raise NotImplementedError
@@ -100,9 +106,6 @@ class HubLauncher(Launcher):
         return self._http
 
     _http = None
-    # called with the user name after a session was stopped (the service removes what the
-    # hub could not, e.g. while the engine restarted)
-    after_stop: Callable[[str], Awaitable[object]] | None = None
 
     def api_url(self, path: str) -> str:
         base = (self.hub_api_url or self.hub_url.rstrip("/") + "/hub/api").rstrip("/")
@@ -142,9 +145,9 @@ class HubLauncher(Launcher):
     async def launch(self, image: str, user_options: dict) -> AsyncIterator[dict]:
         username = self.username_prefix + secrets.token_hex(8)
         token = secrets.token_urlsafe(24)
-        options = {**user_options, "image": image, "token": token}
-        if options.get("gpus"):
-            options["gpu_signature"] = sign_gpus(self.api_token, username, options["gpus"])
+        options = {**user_options, OPT_IMAGE: image, OPT_TOKEN: token}
+        if options.get(OPT_GPUS):
+            options[OPT_GPU_SIGNATURE] = sign_gpus(self.api_token, username, options[OPT_GPUS])
         await self.api("POST", f"/users/{quote(username)}")
         try:
             yield {"phase": "launching", "message": f"Starting a session as {username}\n"}
@@ -249,5 +252,5 @@ class HubLauncher(Launcher):
         if not removed:
             self.log.warning("Could not remove temporary user %s; the idle culler will.",
                              username)
-        if self.after_stop is not None:
-            await self.after_stop(username)
+        if self.lifecycle is not None:
+            await self.lifecycle.stopped(username)

@@ -6,39 +6,14 @@ Spawners record each session's facts as ``binderlab.*`` labels (Docker) or annot
 (Kubernetes pods, whose label values cannot hold repository names).
 """
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from binderlab.gpus.allocator import LABEL_USER, LIVE_STATES
+from binderlab.contract import LABEL_USER, LIVE_STATES
+from binderlab.platform.kubernetes import core_v1_api, pod_namespace
 from binderlab.platform.rfc3339 import timestamp
-
-SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
-
-def pod_namespace() -> str:
-    """The namespace binderlab runs in: $POD_NAMESPACE, else its service account's, else
-    'default'."""
-    if os.environ.get("POD_NAMESPACE"):
-        return os.environ["POD_NAMESPACE"]
-    try:
-        return Path(SERVICE_ACCOUNT_NAMESPACE).read_text().strip()
-    except OSError:
-        return "default"
-
-
-async def core_v1_api():
-    """A Kubernetes CoreV1Api: in-cluster configuration, else the kubeconfig."""
-    from kubernetes_asyncio import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        await config.load_kube_config()
-    return client.CoreV1Api(client.ApiClient())
 
 
 @dataclass

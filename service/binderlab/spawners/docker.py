@@ -5,7 +5,6 @@ requested commit's files into containers of environment-keyed images before they
 """
 
 import asyncio
-import os
 import tarfile
 import tempfile
 from pathlib import Path
@@ -17,9 +16,16 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Float, Unicode, default
 
-from binderlab.builders.repo2docker import LABEL_KEY, LABEL_KIND, LABEL_UID
+from binderlab.contract import (
+    KIND_ENV,
+    LABEL_KIND,
+    LABEL_UID,
+    HubSettings,
+    built_by_binderlab,
+    content_archive,
+)
 from binderlab.platform.registry import split_image
-from binderlab.spawners.mixin import COMMIT_RE, BinderLabSessionMixin
+from binderlab.spawners.mixin import BinderLabSessionMixin
 
 
 class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
@@ -36,7 +42,7 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
 
     @default("content_dir")
     def _default_content_dir(self):
-        return os.environ.get("BINDERLAB_CONTENT_DIR", "")
+        return HubSettings.from_env().content_dir
 
     async def check_allowed(self, image):
         """Refuse any image that binderlab did not build (the hub API is reachable by users):
@@ -56,9 +62,7 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
             except docker.errors.APIError:
                 raise web.HTTPError(404, f"Image {image} does not exist.") from None
         labels = (info.get("Config") or {}).get("Labels") or {}
-        key = labels.get(LABEL_KEY, "")
-        repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
-        if not key or not repository.endswith(key):
+        if not built_by_binderlab(image, self.image_prefix, labels):
             raise web.HTTPError(403, f"Image {image!r} was not built by binderlab.")
         return image
 
@@ -69,7 +73,7 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         info = await self.docker("inspect_image", self.image)
         config = info.get("Config") or {}
         labels = config.get("Labels") or {}
-        if labels.get(LABEL_KIND) == "env":
+        if labels.get(LABEL_KIND) == KIND_ENV:
             try:
                 await self.overlay_content(obj["Id"], config, labels)
             except Exception:
@@ -78,10 +82,10 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         return obj
 
     async def overlay_content(self, container_id: str, config: dict, labels: dict) -> None:
-        commit = str(self.user_options.get("content", ""))
-        if not COMMIT_RE.match(commit) or not self.content_dir:
+        commit = self.check_user_options().content
+        if not commit or not self.content_dir:
             raise web.HTTPError(400, "This image needs the repository content (a commit).")
-        archive = Path(self.content_dir) / f"{commit}.tar"
+        archive = content_archive(self.content_dir, commit)
         if not archive.is_file():
             raise web.HTTPError(404, f"The content of commit {commit} is not available.")
         env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
@@ -98,10 +102,10 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
 
     async def start(self):
         """Check binderlab's user_options (image, launch token), then start the container."""
-        self.check_user_options()
-        gpus = self.session_gpus()
+        options = self.check_user_options()
+        gpus = options.gpus
         self.extra_create_kwargs = {**self.extra_create_kwargs,
-                                    "labels": self.session_labels(gpus)}
+                                    "labels": options.session_labels(self.user.name)}
         if gpus:
             # the NVIDIA Container Toolkit gives the container exactly these devices
             self.extra_host_config = {**self.extra_host_config, "device_requests": [

@@ -11,6 +11,7 @@ environment variables, never inside the shell text, and git may use https only.
 from kubespawner import KubeSpawner
 from traitlets import Integer, Unicode
 
+from binderlab.contract import SessionOptions
 from binderlab.spawners.mixin import BinderLabSessionMixin
 
 OVERLAY_SCRIPT = """set -eu
@@ -38,26 +39,27 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
 
     def configure_session(self) -> None:
         """Turn binderlab's user_options into the pod's image, command and overlay."""
-        self.check_user_options()
-        gpus = self.session_gpus()
+        options = self.check_user_options()
+        gpus = options.gpus
         # what the binder service's KubernetesSessionTracker reads (GPU holdings, quotas);
         # annotations, since label values cannot hold repository names
-        self.extra_annotations = {**self.extra_annotations, **self.session_labels(gpus)}
+        labels = options.session_labels(self.user.name)
+        self.extra_annotations = {**self.extra_annotations, **labels}
         if gpus:
             # the cluster schedules whole GPUs by count (node pools with the NVIDIA device
             # plugin); node_selector / tolerations for GPU nodes come from KubeSpawner config
             self.extra_resource_limits = {**self.extra_resource_limits,
                                           "nvidia.com/gpu": str(len(gpus))}
-        self.image = self.user_options["image"]
+        self.image = options.image
         if self.anonymous:
             self.cmd = self.anonymous_command()
-        if self.user_options.get("content"):
-            self.add_content_overlay()
+        if options.content:
+            self.add_content_overlay(options)
 
     def get_env(self):
         return self.session_env(super().get_env())
 
-    def add_content_overlay(self) -> None:
+    def add_content_overlay(self, options: SessionOptions) -> None:
         volume = "repo-content"
         self.volumes = [*self.volumes, {"name": volume, "emptyDir": {}}]
         self.volume_mounts = [*self.volume_mounts,
@@ -68,8 +70,8 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
             "command": ["/bin/sh", "-c", OVERLAY_SCRIPT],
             "env": [
                 {"name": "REPO_DIR", "value": self.repo_dir},
-                {"name": "BINDER_REPO_URL", "value": str(self.user_options["repo_url"])},
-                {"name": "BINDER_REF", "value": str(self.user_options["content"])},
+                {"name": "BINDER_REPO_URL", "value": options.repo_url},
+                {"name": "BINDER_REF", "value": options.content},
                 {"name": "GIT_ALLOW_PROTOCOL", "value": "https"},
                 {"name": "HOME", "value": "/tmp"},
             ],

@@ -6,32 +6,15 @@ token instead of hub authentication (temporary users cannot log in to the hub; s
 PROTOCOL.md, "How the session checks that token").
 """
 
-import os
-import re
-
 from tornado import web
 from traitlets import Bool, List, Unicode, default
 from traitlets.config import Configurable
 
-from binderlab.gpus.allocator import (
-    LABEL_CLIENT,
-    LABEL_GPUS,
-    LABEL_REPO_KEY,
-    LABEL_USER,
-    check_gpu_signature,
-)
-
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
-GPU_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+from binderlab.contract import HubSettings, OptionsError, SessionOptions, image_prefix_trait
 
 
 class BinderLabSessionMixin(Configurable):
-    image_prefix = Unicode(
-        "binderlab/",
-        help="Only images whose name starts with this prefix (built by binderlab) can be "
-        "started. Must match c.BinderLab.image_prefix.",
-    ).tag(config=True)
+    image_prefix = image_prefix_trait()
 
     anonymous = Bool(
         True,
@@ -60,52 +43,34 @@ class BinderLabSessionMixin(Configurable):
         API, so unsigned GPU requests are refused.""",
     ).tag(config=True)
 
+    @default("image_prefix")
+    def _default_image_prefix(self):
+        return HubSettings.from_env().image_prefix
+
     @default("gpu_signing_key")
     def _default_gpu_signing_key(self):
-        return os.environ.get("BINDERLAB_SERVICE_TOKEN", "")
+        return HubSettings.from_env().signing_key
 
-    def session_gpus(self) -> list[str]:
-        """The GPU devices the binder service assigned to this session ([] for CPU)."""
-        gpus = self.user_options.get("gpus") or []
-        if not gpus:
-            return []
-        if not isinstance(gpus, list) or not all(isinstance(g, str) and GPU_ID_RE.match(g)
-                                                 for g in gpus):
-            raise web.HTTPError(400, "user_options.gpus must be a list of device IDs.")
-        if not check_gpu_signature(self.gpu_signing_key, self.user.name, gpus,
-                                   str(self.user_options.get("gpu_signature", ""))):
-            raise web.HTTPError(403, "GPUs are assigned by the binder service only.")
-        return gpus
-
-    def session_labels(self, gpus: list[str]) -> dict[str, str]:
-        labels = {
-            LABEL_USER: self.user.name,
-            LABEL_REPO_KEY: str(self.user_options.get("repo_key", "")),
-            LABEL_CLIENT: str(self.user_options.get("client", "")),
-        }
-        if gpus:
-            labels[LABEL_GPUS] = ",".join(gpus)
-        return labels
-
-    def check_user_options(self) -> None:
-        """Refuse a start without a binderlab image or (anonymous mode) a launch token."""
-        image = self.user_options.get("image")
-        if not isinstance(image, str) or not image.startswith(self.image_prefix):
-            raise web.HTTPError(403, f"Image {image!r} was not built by binderlab.")
-        if self.anonymous and not TOKEN_RE.match(str(self.user_options.get("token", ""))):
-            raise web.HTTPError(400, "A launch token is required (16-128 URL-safe characters).")
-        content = self.user_options.get("content")
-        if content is not None and not COMMIT_RE.match(str(content)):
-            raise web.HTTPError(400, "user_options.content must be a full commit SHA.")
+    def check_user_options(self) -> SessionOptions:
+        """binderlab's user_options, checked (image prefix, launch token in anonymous mode,
+        content commit, signed GPUs); a refusal becomes the hub's HTTP answer."""
+        try:
+            self.binder_options = SessionOptions.from_user_options(
+                self.user_options, image_prefix=self.image_prefix, username=self.user.name,
+                signing_key=self.gpu_signing_key, need_token=self.anonymous)
+        except OptionsError as e:
+            raise web.HTTPError(e.status, str(e)) from None
+        return self.binder_options
 
     def session_env(self, env: dict[str, str]) -> dict[str, str]:
+        options = self.check_user_options()
         if self.anonymous:
             # The session's own server checks the launch token; the container gets no hub
             # credentials at all (its code is whatever the repository holds).
             env = {k: v for k, v in env.items() if not k.startswith(("JUPYTERHUB_", "JPY_"))}
-            env["JUPYTER_TOKEN"] = self.user_options["token"]
-        env["BINDER_REPO_URL"] = str(self.user_options.get("repo_url", ""))
-        env["BINDER_REF"] = str(self.user_options.get("ref", ""))
+            env["JUPYTER_TOKEN"] = options.token
+        env["BINDER_REPO_URL"] = options.repo_url
+        env["BINDER_REF"] = options.ref
         return env
 
     def anonymous_command(self) -> list[str]:

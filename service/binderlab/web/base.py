@@ -1,9 +1,10 @@
 """Shared handler base: typed access to what the app put in the Tornado settings."""
 
-import ipaddress
 from typing import TYPE_CHECKING
 
 from tornado import web
+
+from binderlab.repos import netguard
 
 if TYPE_CHECKING:
     from binderlab.app import BinderLab
@@ -75,8 +76,7 @@ class BaseHandler(web.RequestHandler):
 
 
 def _in(address: str, networks) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
+    try:  # the same address-in-networks rule as the SSRF guard (IPv4-mapped IPv6 unmapped)
+        return netguard.blocked_address(address, networks)
     except ValueError:
         return False
-    return any(ip in net for net in networks if net.version == ip.version)
