@@ -107,3 +107,22 @@ async def test_a_recovered_reservation_expires(start_binderlab, streams, repo, t
                                 GPUAllocator={"recovered_reservation_timeout": 0.2})
     ready = await streams(app, f"gh/{repo.gh_spec}/main", "gpu=1").end()
     assert ready["phase"] == "ready" and ready["gpus"] == ["0"]
+
+
+async def test_the_repository_asks_for_a_gpu_in_binderlab_yml(start_binderlab, streams, repo):
+    app = await start_binderlab(**GPU_CONFIG)
+    repo.commit({"binder/binderlab.yml": "# this course needs a GPU\ngpu: 1\n"}, "opt in")
+    ready = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert ready["gpus"] == ["0"]
+    for user in list(app.sessions.running):
+        await app.launcher.stop(user)
+    # the URL wins over the repository
+    assert "gpus" not in await streams(app, f"gh/{repo.gh_spec}/main", "gpu=0").end()
+
+
+async def test_a_broken_binderlab_yml_is_the_repositorys_fault(start_binderlab, streams, repo):
+    app = await start_binderlab(**GPU_CONFIG)
+    repo.commit({"binderlab.yml": "gpu: [lots\n"}, "broken settings")
+    failed = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert failed["status_code"] == 400
+    assert "binderlab.yml is not valid" in failed["message"]

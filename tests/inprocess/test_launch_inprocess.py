@@ -134,3 +134,32 @@ async def test_the_spec_is_parsed_once_and_the_mirror_fetched_once(binderlab, st
     repo.commit({"binder/binderlab.yml": "gpu: 0\n"}, "settings file")
     assert (await streams(binderlab, f"gh/{repo.gh_spec}/main").end())["phase"] == "ready"
     assert calls == {"parse": 1, "fetch": 1}
+
+
+async def test_build_slots_make_later_builds_wait(start_binderlab, streams, git_server):
+    app = await start_binderlab(FakeBuilder={"max_concurrent_builds": 1})
+    app.builder.gate.close()
+    first, second = (git_server.create("requirements", owner="inproc") for _ in range(2))
+    second.commit({"requirements.txt": "another-environment==1\n"}, "another environment")
+    one = streams(app, f"gh/{first.gh_spec}/main")
+    await one.until("building")
+    two = streams(app, f"gh/{second.gh_spec}/main")  # another image: not the same build
+    assert "Waiting for a build slot" in (await two.until("waiting"))["message"]
+    app.builder.gate.open()
+    assert (await one.end())["phase"] == (await two.end())["phase"] == "ready"
+
+
+async def test_bad_requests_are_refused_before_the_stream(binderlab, repo):
+    from tornado.httpclient import AsyncHTTPClient
+
+    client = AsyncHTTPClient(force_instance=True)
+    try:
+        for path, code in ((f"gh/{repo.gh_spec}/main?gpu=lots", 400), ("nope/a/b/main", 404),
+                           ("gh/..%2F../main", 400)):
+            response = await client.fetch(f"{binderlab.public_url}build/{path}",
+                                          headers={"Accept": "text/event-stream"},
+                                          raise_error=False)
+            assert response.code == code, (path, response.code, response.body)
+            assert json.loads(response.body)["status"] == code
+    finally:
+        client.close()
