@@ -163,3 +163,17 @@ async def test_bad_requests_are_refused_before_the_stream(binderlab, repo):
             assert json.loads(response.body)["status"] == code
     finally:
         client.close()
+
+
+def test_the_launch_log_table_and_the_json_schema_agree():
+    import re
+
+    from binderlab.launch import events, launchlog
+
+    table = dict(re.findall(r"^\| `(\w+)` \| (\w+) \|", launchlog.__doc__, re.M))
+    schema = events.schema()["$defs"]["launch_record"]
+    assert set(table) == set(schema["properties"]) == set(schema["required"])
+    json_types = {"int": "integer", "str": "string", "bool": "boolean", "float": "number"}
+    for key, kind in table.items():
+        declared = schema["properties"][key].get("type")
+        assert declared in (None, json_types[kind]), key  # (enums and consts name no type)
