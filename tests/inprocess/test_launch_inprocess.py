@@ -43,7 +43,8 @@ async def test_unknown_ref_is_the_requests_fault(binderlab, streams, repo):
     assert 400 <= failed["status_code"] < 500, failed
 
 
-async def test_build_failure_is_the_repositorys_fault(start_binderlab, streams, repo):
+async def test_build_failure_is_the_repositorys_fault(start_binderlab, streams, repo,
+                                                      caplog):
     message = "ResolvePackageNotFound: python=3.4"
     app = await start_binderlab(FakeBuilder={"fail_with": message})
     before = {k: metric(*k) for k in LAUNCH_OUTCOMES}
@@ -57,6 +58,7 @@ async def test_build_failure_is_the_repositorys_fault(start_binderlab, streams, 
     assert metric("binderlab_launches_total", "failed") == before[FAILED] + 1
     assert metric("binderlab_launches_total", "error") == before[ERROR]
     assert metric("binderlab_builds_total", "failed") == before[BUILD_FAILED] + 1
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # not an error of ours
 
 
 async def test_builder_crash_is_ours(start_binderlab, streams, repo):
@@ -67,7 +69,7 @@ async def test_builder_crash_is_ours(start_binderlab, streams, repo):
     assert metric("binderlab_launches_total", "error") >= 1
 
 
-async def test_hub_down_is_503(start_binderlab, streams, repo):
+async def test_hub_down_is_503(start_binderlab, streams, repo, caplog):
     from tests.harness.service import free_port
 
     app = await start_binderlab(
@@ -77,6 +79,9 @@ async def test_hub_down_is_503(start_binderlab, streams, repo):
     assert failed["phase"] == "failed"
     assert failed["status_code"] == 503, failed
     assert "JupyterHub is not reachable" in failed["message"]
+    # ours: logged as an error for the operator
+    assert any(r.levelname == "ERROR" and "failed (503)" in r.getMessage()
+               for r in caplog.records)
 
 
 async def test_session_failure_is_ours(start_binderlab, streams, repo):

@@ -194,6 +194,10 @@ class Pipeline:
                 yield event
         except LaunchError as e:
             record.status_code = e.status_code
+            if e.ours:  # ours to look into; the request's own faults are not errors
+                logging.getLogger("binderlab").error("Launch of %s/%s failed (%d): %s",
+                                                     request.provider.prefix,
+                                                     request.raw_spec, e.status_code, e)
             yield ev.failed(str(e), e.status_code)
         except Exception:
             # a defect, not the user's doing: say so, keep the details in the service log
