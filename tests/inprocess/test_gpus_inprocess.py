@@ -126,3 +126,33 @@ async def test_a_broken_binderlab_yml_is_the_repositorys_fault(start_binderlab, 
     failed = await streams(app, f"gh/{repo.gh_spec}/main").end()
     assert failed["status_code"] == 400
     assert "binderlab.yml is not valid" in failed["message"]
+
+
+async def test_the_age_limit_does_not_end_a_session_that_is_still_starting(start_binderlab,
+                                                                          streams, repo):
+    app = await start_binderlab(**GPU_CONFIG)
+    app.gpus.gpu_max_age = 0.01
+    app.launcher.gate.close()
+    launch = streams(app, f"gh/{repo.gh_spec}/main", "gpu=1")
+    await launch.until("launching", message="GPU 0 reserved\n")
+    # the hub created the container (long ago, as far as the age limit knows): still starting
+    from binderlab.contract import LABEL_GPUS, LABEL_USER
+    from binderlab.sessions.trackers import Session
+
+    app.sessions.running["starting"] = Session({LABEL_USER: "starting", LABEL_GPUS: "0"},
+                                               "binderlab-inproc/x", 1.0)
+    await app.gpus.reconcile()
+    stopped = []
+    app.gpus._stop = lambda launcher, user: stopped.append(user)
+    await app.gpus.enforce_limits(app.launcher)
+    assert stopped == []
+    del app.sessions.running["starting"]
+    app.launcher.gate.open()
+    ready = await launch.end()
+    assert ready["phase"] == "ready"
+    # once ready, the same limit applies
+    await app.gpus.reconcile()
+    for session in app.gpus.sessions:
+        session.started = 1.0
+    await app.gpus.enforce_limits(app.launcher)
+    assert len(stopped) == 1

@@ -281,9 +281,14 @@ class GPUAllocator(LoggingConfigurable):
 
     async def enforce_limits(self, launcher) -> None:
         now = time.time()
+        # a session whose launch still holds its reservation is starting, not running: its
+        # time counts once it is ready (a slow start must not end it before the user has it)
+        starting = {d for c in self.book.claims.values() if not c.recovered for d in c.devices}
         for session in list(self.sessions):
             user = session.labels.get(LABEL_USER)
             if not user or user in self._stopping:
+                continue
+            if starting & set(session.labels.get(LABEL_GPUS, "").split(",")):
                 continue
             started = session.started
             if self.gpu_max_age and started and now - started > self.gpu_max_age:
