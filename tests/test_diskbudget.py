@@ -66,12 +66,13 @@ async def test_refused_commit_keeps_an_existing_mirror(git_server, make_pipeline
     repo = git_server.create("requirements")
     good = git("rev-parse", "HEAD", cwd=repo.work)
     pipeline = make_pipeline(max_repo_files=1000)
-    plan = await pipeline.plan(resolved_of(git_server, repo, good))
+    first = resolved_of(git_server, repo, good)
+    plan = await pipeline.plan(first)
     assert plan.kind == "env"
     bad = commit_files(repo, 3000)
     with pytest.raises(LaunchError):
         await pipeline.plan(resolved_of(git_server, repo, bad))
-    assert plan.mirror.exists()
+    assert first.mirror.exists()
     assert (await pipeline.plan(resolved_of(git_server, repo, good))).image == plan.image
 
 
@@ -141,8 +142,8 @@ async def test_budget_deletes_least_recently_used_archives_and_mirrors(
     left = {p for _, _, p in pipeline.disk.entries()}
     assert not any(resolved[0].commit in p.name for p in left)
     assert state / "content" / f"{resolved[2].commit}.tar" in left  # the newest stays
-    # a deleted mirror and archive come back on the next launch
-    await pipeline.content_archive(resolved[0])
+    # a deleted mirror and archive come back on the next launch (a launch of its own)
+    await pipeline.content_archive(resolved_of(git_server, repos[0], resolved[0].commit))
     assert (state / "content" / f"{resolved[0].commit}.tar").stat().st_size > 0
 
 

@@ -8,7 +8,7 @@ import pytest
 from traitlets.config import Config
 
 from binderlab.contract import check_gpu_signature, sign_gpus
-from binderlab.gpus.allocator import (
+from binderlab.gpus.inventories import (
     GPUDevice,
     NvidiaSmiGPUInventory,
     NVMLGPUInventory,

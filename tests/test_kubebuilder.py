@@ -503,6 +503,7 @@ async def test_a_failed_build_reports_the_end_of_its_log(tmp_path):
     final = events[-1]
     assert final["phase"] == "failed"
     assert "repo2docker failed (exit code 1, Error)" in final["message"]
+    assert final["status_code"] == 422  # the repository's build step failed, not us
     assert final["message"].endswith("two\nERROR: no such package\n")
     assert "one\n" not in final["message"]
     assert api.deleted == [name]
@@ -544,6 +545,7 @@ async def test_the_deadline_stops_the_build(tmp_path):
     events = await events_of(build)
     assert events[-1]["phase"] == "failed"
     assert events[-1]["message"].startswith("The build took longer than 600 s")
+    assert events[-1]["status_code"] == 422
     assert api.deleted == [name]
 
 
@@ -557,6 +559,7 @@ async def test_a_pod_that_cannot_start_fails_with_the_reason_and_is_removed(tmp_
     events = await events_of(build)
     assert events[-1]["phase"] == "failed"
     assert "did not start in 0.3 s" in events[-1]["message"]
+    assert events[-1]["status_code"] == 503  # the cluster's doing
     assert "Unschedulable 0/3 nodes are available" in events[-1]["message"]
     assert any("not scheduled: Unschedulable" in e["message"] for e in events)
     assert api.deleted == [name] and not api.pods
@@ -573,6 +576,7 @@ async def test_a_failed_context_fetch_is_reported(tmp_path):
     events = await events_of(build)
     assert events[-1]["phase"] == "failed"
     assert "fetch-context step failed (Error)" in events[-1]["message"]
+    assert events[-1]["status_code"] == 500
     assert api.deleted == [name]
 
 
@@ -608,8 +612,8 @@ async def test_a_built_pod_whose_image_is_not_in_the_registry_fails(tmp_path):
     await until(lambda: name in api.pods)
     api.pods[name].update(status=terminated(0), done=True)
     events = await events_of(build)
-    assert events[-1] == {"phase": "failed",
-                          "message": "The build finished but its image is missing."}
+    assert events[-1] == {"phase": "failed", "status_code": 500,
+                          "message": "The build finished but its image is missing.\n"}
 
 
 async def test_a_forbidden_namespace_is_explained(tmp_path):

@@ -103,6 +103,8 @@ async def test_gpu_session_gets_the_nvidia_gpu_limit():
     _, pod = await manifest(options, config)
     limits = pod["spec"]["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "2"
+    # the devices the allocator picked stay on the pod, for the session tracker's holdings
+    assert pod["metadata"]["annotations"]["binderlab.gpus"] == "0,1"
     _, cpu_pod = await manifest(OPTIONS)
     assert "nvidia.com/gpu" not in (cpu_pod["spec"]["containers"][0].get("resources") or {})\
         .get("limits", {})

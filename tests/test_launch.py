@@ -114,6 +114,7 @@ def test_failing_build_reports_log_tail_and_leaves_no_image(service, git_server,
     assert failed["phase"] == "failed"
     assert "repo2docker failed" in failed["message"]
     assert "about to fail" in failed["message"]
+    assert failed["status_code"] == 422  # the repository's RUN step failed, not binderlab
     tags = [t for image in docker_client.images.list() for t in image.tags]
     assert not [t for t in tags if t.startswith(service.image_prefix + "tree-")
                 and any(t.startswith(e.get("imageName", "-")) for e in events)]

@@ -93,20 +93,18 @@ indexed = [name for name, _ in app.index.by_last_use()]
 async def main():
     app.lifecycle.start()
     tasks = set(app.lifecycle._tasks)
+    worker = await app.fingerprints._start()  # a fingerprint worker process, as a launch starts
     await app.shutdown()
-    return bool(tasks) and all(t.done() for t in tasks)
+    return (bool(tasks) and all(t.done() for t in tasks),
+            worker.returncode is not None and not app.fingerprints._all)
 
-closed = {"lifecycle": asyncio.run(main())}
+lifecycle, workers = asyncio.run(main())
+closed = {"lifecycle": lifecycle, "fingerprints": workers}
 try:
     app.index.db.execute("select 1")
     closed["index"] = False
 except sqlite3.ProgrammingError:
     closed["index"] = True
-try:
-    app.fingerprints._pool.submit(print)
-    closed["fingerprints"] = False
-except RuntimeError:
-    closed["fingerprints"] = True
 print(json.dumps({"indexed": indexed, "closed": closed}))
 """
 

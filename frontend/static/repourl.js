@@ -48,14 +48,16 @@ const fail = (message) => {
   throw new InputError(message);
 };
 
-/** The ref rules of `git check-ref-format`, as the service applies them (gitcmd.check_ref). */
+/** The ref rules of `git check-ref-format`, as the service applies them (gitcmd.check_ref);
+ * both are tested against one table of cases, tests/git_ref_cases.json. */
 export function refProblem(ref) {
   if (!ref) return "The ref is empty.";
   if (ref.startsWith("-")) return `"${ref}" cannot be a ref: it starts with "-".`;
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x20\x7f~^:?*[\\]/.test(ref) || ref.includes("..") || ref.includes("@{")
-      || ref === "@" || /[./]$/.test(ref) || ref.endsWith(".lock")
-      || ref.split("/").some((part) => part === "" || part.startsWith("."))) {
+      || ref === "@" || /[./]$/.test(ref)
+      || ref.split("/").some((part) => part === "" || part.startsWith(".")
+                             || part.endsWith(".lock"))) {
     return `"${ref}" is not a valid branch, tag or commit name.`;
   }
   return null;

@@ -1,11 +1,15 @@
 // The form's URL parser on what people actually paste. Run: node --test frontend/tests/
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 
 import {
   DEFAULT_PROVIDERS, describeTarget, encodeRef, launchSpec, parseRepoInput, refProblem,
   withOverrides,
 } from "../static/repourl.js";
+
+const REF_CASES = JSON.parse(readFileSync(
+  new URL("../../tests/git_ref_cases.json", import.meta.url), "utf8"));
 
 const ok = (input, providers = DEFAULT_PROVIDERS) => {
   const result = parseRepoInput(input, providers);
@@ -233,11 +237,11 @@ describe("the form's optional fields", () => {
   });
   test("refs are encoded like the service's specs", () => {
     assert.equal(encodeRef("feature/x y#1"), "feature/x%20y%231");
-    assert.equal(refProblem("main"), null);
-    assert.ok(refProblem("a b"));
-    assert.ok(refProblem("x.lock"));
-    assert.ok(refProblem("x/"));
-    assert.ok(refProblem("@"));
+    // the table the service's tests run too (tests/test_git_ref_cases.py)
+    for (const ref of REF_CASES.valid) assert.equal(refProblem(ref), null, JSON.stringify(ref));
+    for (const { ref, why } of REF_CASES.invalid) {
+      assert.ok(refProblem(ref), `${JSON.stringify(ref)} (${why}) must be refused`);
+    }
   });
   test("what the form says it understood", () => {
     const t = ok("https://github.com/o/r/blob/main/intro.ipynb");

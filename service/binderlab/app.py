@@ -354,8 +354,11 @@ class BinderLab(Application):
 
     def init_gpus(self):
         devices = self.gpu_inventory_class(parent=self, log=self.log).list_devices()
+        # reservations of launches in flight survive a restart (gpus/reservations.py)
         self.gpus = GPUAllocator(parent=self, log=self.log, devices=devices,
-                                 tracker=self.sessions) if devices else None
+                                 tracker=self.sessions,
+                                 state_file=self.state_path / "gpu-reservations.json",
+                                 ) if devices else None
         if devices:
             self.log.info("GPUs: %s", ", ".join(f"{d.id} ({d.name})" for d in devices))
 

@@ -55,6 +55,9 @@ OPT_CLIENT = "client"
 OPT_CONTENT = "content"
 OPT_GPUS = "gpus"
 OPT_GPU_SIGNATURE = "gpu_signature"
+# Kubernetes: where the session pod's init container downloads the commit's files from
+# (the binder service's content server; checked against the spawner's content_url_pattern)
+OPT_CONTENT_URL = "content_url"
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")  # a full git commit SHA-1
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")  # a launch token (URL-safe)

@@ -29,7 +29,7 @@ from binderlab.contract import (
     LABEL_UID,
     image_name,
 )
-from binderlab.errors import LaunchError
+from binderlab.errors import LaunchError, outcome
 from binderlab.platform import metrics
 from binderlab.platform.docker import DockerEngine
 from binderlab.platform.registry import Registry
@@ -55,7 +55,10 @@ class Builder(LoggingConfigurable):
     - ``build(...)`` for a name already being built returns the running Build: one build per
       image, however many clients ask.
     - a Build's last event has phase "built" (with ``imageName``) or "failed" (with a
-      message a user can act on).
+      message a user can act on and its ``status_code``: 422 when the repository is at
+      fault, 5xx when we are).
+    - ``run_build`` returns when the image is built and raises LaunchError when not:
+      RepositoryError (4xx) for the repository's fault, a 5xx LaunchError for ours.
     """
 
     max_concurrent_builds = Integer(
@@ -234,7 +237,7 @@ class Builder(LoggingConfigurable):
     async def _run(self, build: Build, labels: dict[str, str], source: SourceFactory) -> None:
         started = time.monotonic()
         context = self.work_dir / f"{build.image.replace('/', '_').replace(':', '_')}"
-        outcome = "failed"
+        outcome_label = "error"  # a cancelled build (every watcher left) is counted as ours
         try:
             if self._slots is None:
                 self._slots = FairSlots(self.max_concurrent_builds)
@@ -250,46 +253,52 @@ class Builder(LoggingConfigurable):
             try:
                 shutil.rmtree(context, ignore_errors=True)
                 await source(context)
-                error = await self.run_build(build, context, labels)
+                await self.run_build(build, context, labels)
             finally:
                 metrics.BUILDS_RUNNING.dec()
                 self._slots.release(build.client)
-            if error is None and not await self.image_ready(build.image, labels[LABEL_KEY]):
-                error = "The build finished but its image is missing."
-            if error is None:
-                outcome = "built"
-                if self.index is not None:
-                    self.index.add(build.image, labels[LABEL_KEY], labels.get(LABEL_KIND, ""),
-                                   labels.get(LABEL_REPO))
-                if self.evictor is not None:
-                    asyncio.ensure_future(self.evictor.run(keep={build.image}))
-                await build.finish("built", {
-                    "phase": "built", "imageName": build.image,
-                    "message": f"Built image {build.image}\n",
-                })
-            else:
-                await build.finish("failed", {"phase": "failed", "message": error})
+            if not await self.image_ready(build.image, labels[LABEL_KEY]):
+                raise LaunchError("The build finished but its image is missing.\n", 500)
+            outcome_label = "built"
+            if self.index is not None:
+                self.index.add(build.image, labels[LABEL_KEY], labels.get(LABEL_KIND, ""),
+                               labels.get(LABEL_REPO))
+            if self.evictor is not None:
+                asyncio.ensure_future(self.evictor.run(keep={build.image}))
+            await build.finish("built", {
+                "phase": "built", "imageName": build.image,
+                "message": f"Built image {build.image}\n",
+            })
         except asyncio.CancelledError:
             if not build.abandoned:
                 raise
-            outcome = "abandoned"  # a watcher arriving now still gets an ending
-            await build.finish("failed", {"phase": "failed", "message": "The build was "
-                               f"stopped: nobody followed it for {self.abandon_after:g} s. "
-                               "Launch again to start it anew.\n"})
-        except Exception as e:  # a build must always end with an event
+            outcome_label = "abandoned"  # a watcher arriving now still gets an ending
+            await build.finish("failed", {"phase": "failed", "status_code": 503,
+                               "message": "The build was stopped: nobody followed it for "
+                               f"{self.abandon_after:g} s. Launch again to start it anew.\n"})
+        except LaunchError as e:
+            outcome_label = outcome(e.status_code)
+            if e.ours:
+                self.log.error("Build of %s failed: %s", build.image, e)
+            await build.finish("failed", {"phase": "failed", "message": str(e),
+                                          "status_code": e.status_code})
+        except Exception:  # a build must always end with an event
             self.log.exception("Build of %s crashed", build.image)
-            await build.finish("failed", {"phase": "failed", "message": f"Build error: {e}\n"})
+            await build.finish("failed", {
+                "phase": "failed", "status_code": 500,
+                "message": "Internal error in the builder; the operator's log has the details.\n"})
         finally:
             timer = self._abandon_timers.pop(build.image, None)
             if timer is not None:
                 timer.cancel()
             shutil.rmtree(context, ignore_errors=True)
             self.running.pop(build.image, None)
-            metrics.BUILDS.labels(outcome).inc()
-            metrics.BUILD_SECONDS.labels(outcome).observe(time.monotonic() - started)
+            metrics.BUILDS.labels(outcome_label).inc()
+            metrics.BUILD_SECONDS.labels(outcome_label).observe(time.monotonic() - started)
 
-    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> str | None:
-        """Build ``context`` into ``build.image``; emit log events; return an error or None."""
+    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> None:
+        """Build ``context`` into ``build.image`` and emit log events; raise LaunchError
+        (RepositoryError when the repository is at fault) when no image came of it."""
         raise NotImplementedError
 
 

@@ -16,6 +16,7 @@ from traitlets import Dict, Enum, List, Unicode, default
 from traitlets.config import Configurable
 
 from binderlab.contract import LABEL_KEY
+from binderlab.errors import LaunchError, RepositoryError
 from binderlab.platform.kubernetes import pod_namespace
 
 # Run by the build pod's first init container, with the context URL and the target folder
@@ -308,29 +309,35 @@ class BuildPodSpec(Configurable):
         }
 
 
-def pod_outcome(pod, name: str, tail: list[str], build_timeout: float) -> str | None:
-    """The error message of a finished build pod, or None when the build succeeded."""
+def pod_outcome(pod, name: str, tail: list[str], build_timeout: float) -> LaunchError | None:
+    """None when the build pod's build succeeded, else whose failure it was: the build's
+    steps (the repository's, RepositoryError 422) or the pod around them (ours, 5xx)."""
     if pod is None:
         # deleted by another replica that saw it finish: the registry decides
         # (Builder._run checks image_ready)
         return None
     if pod.status.reason == "DeadlineExceeded":
-        return (f"The build took longer than {build_timeout:g} s and was stopped.\n"
-                + "".join(tail))
+        return RepositoryError(f"The build took longer than {build_timeout:g} s and was "
+                               "stopped.\n" + "".join(tail))
     terminated = terminated_state(pod, "build")
     if terminated is not None:
         # (a sidecar daemon stopped after the build exits non-zero: only the build counts)
         if terminated.exit_code == 0:
             return None
-        return (f"repo2docker failed (exit code {terminated.exit_code}"
-                f"{', ' + terminated.reason if terminated.reason else ''}). "
-                "Last lines of its log:\n" + "".join(tail))
+        message = (f"repo2docker failed (exit code {terminated.exit_code}"
+                   f"{', ' + terminated.reason if terminated.reason else ''}). "
+                   "Last lines of its log:\n" + "".join(tail))
+        if terminated.reason == "OOMKilled" or terminated.exit_code > 128:
+            return LaunchError(message, 500)  # stopped from outside the build's steps
+        return RepositoryError(message)
     for status in pod.status.init_container_statuses or []:
         stopped = status.state.terminated if status.state else None
         if stopped is not None and stopped.exit_code:
-            return (f"The build pod's {status.name} step failed "
-                    f"({stopped.reason or 'exit code ' + str(stopped.exit_code)}).\n")
-    return f"Build pod {name} ended without running the build ({pod.status.phase}).\n"
+            return LaunchError(f"The build pod's {status.name} step failed "
+                               f"({stopped.reason or 'exit code ' + str(stopped.exit_code)}).\n",
+                               500)
+    return LaunchError(f"Build pod {name} ended without running the build "
+                       f"({pod.status.phase}).\n", 500)
 
 
 def container_state(pod, name: str):

@@ -37,6 +37,7 @@ from binderlab.builders.buildpod import (
     waiting_reason,
 )
 from binderlab.builders.contextserver import ContextServer
+from binderlab.errors import LaunchError
 from binderlab.platform import metrics
 from binderlab.platform.kubernetes import core_v1_api
 
@@ -109,7 +110,7 @@ class KubernetesBuilder(BuildPodSpec, Builder):
 
     pushes = True  # images live in the registry: image_ready asks it
 
-    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> str | None:
+    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> None:
         core = await self.api()
         name = self.pod_name(build.image)
         self.contexts.start()
@@ -122,11 +123,13 @@ class KubernetesBuilder(BuildPodSpec, Builder):
             try:
                 created = await self._create_or_follow(core, pod)
             except (aiohttp.ClientError, OSError) as e:
-                return f"The Kubernetes API server is not reachable: {e}\n"
+                raise LaunchError(f"The Kubernetes API server is not reachable: {e}\n",
+                                  503) from None
             except ApiException as e:
                 if e.status in (401, 403):
-                    return (f"binderlab may not create build pods in namespace "
-                            f"{self.namespace} ({e.status} {e.reason}); see its Role.\n")
+                    raise LaunchError(f"binderlab may not create build pods in namespace "
+                                      f"{self.namespace} ({e.status} {e.reason}); see its "
+                                      "Role.\n", 500) from None
                 raise
             if created:
                 metrics.BUILDER_RUNS.inc()
@@ -137,13 +140,15 @@ class KubernetesBuilder(BuildPodSpec, Builder):
                                   f"Following build pod {name}, started by another replica\n"})
             deadline = self.start_timeout + (self.build_timeout or 1e9) + 60
             try:
-                error = await asyncio.wait_for(self._watch(core, build, name), deadline)
+                failure = await asyncio.wait_for(self._watch(core, build, name), deadline)
             except BuildPodError as e:
-                error = str(e)
+                failure = LaunchError(str(e), 503)  # the cluster could not run it
             except TimeoutError:
-                error = f"The build pod {name} did not finish in time and was stopped.\n"
+                failure = LaunchError(f"The build pod {name} did not finish in time and was "
+                                      "stopped.\n", 504)
             finished = True
-            return error
+            if failure is not None:
+                raise failure
         finally:
             self.contexts.remove(token)
             if finished or created:
@@ -167,7 +172,7 @@ class KubernetesBuilder(BuildPodSpec, Builder):
                 raise
             image = (existing.metadata.annotations or {}).get("binderlab/image")
             if image != pod["metadata"]["annotations"]["binderlab/image"]:
-                raise RuntimeError(f"Pod {name} exists but builds {image!r}.")
+                raise LaunchError(f"Pod {name} exists but builds {image!r}.\n", 500)
             if existing.metadata.deletion_timestamp is None and \
                     existing.status.phase not in ("Succeeded", "Failed"):
                 return False
@@ -175,7 +180,8 @@ class KubernetesBuilder(BuildPodSpec, Builder):
             # we would not build): remove it and start again
             await self._delete(core, name)
             await self._gone(core, name)
-        raise RuntimeError(f"Could not create build pod {name}: it keeps reappearing.")
+        raise LaunchError(f"Could not create build pod {name}: it keeps reappearing.\n",
+                          500)
 
     async def _delete(self, core, name: str) -> None:
         try:
@@ -204,7 +210,7 @@ class KubernetesBuilder(BuildPodSpec, Builder):
                 return None
             raise
 
-    async def _watch(self, core, build: Build, name: str) -> str | None:
+    async def _watch(self, core, build: Build, name: str) -> LaunchError | None:
         """Wait for the build container, stream its log as events, return the outcome."""
         pod = await self._wait_started(core, build, name)
         tail: list[str] = []
@@ -269,5 +275,5 @@ class KubernetesBuilder(BuildPodSpec, Builder):
         finally:
             response.release()
 
-    def _outcome(self, pod, name: str, tail: list[str]) -> str | None:
+    def _outcome(self, pod, name: str, tail: list[str]) -> LaunchError | None:
         return pod_outcome(pod, name, tail, self.build_timeout)

@@ -9,6 +9,7 @@ from pathlib import Path
 from traitlets import Bool, List, Unicode
 
 from binderlab.builders.base import Build, Builder, SourceFactory, log_message
+from binderlab.errors import LaunchError, RepositoryError
 from binderlab.platform import metrics
 from binderlab.platform.process import kill_group
 
@@ -43,7 +44,7 @@ class Repo2DockerBuilder(Builder):
             cmd += ["--label", f"{key}={value}"]
         return [*cmd, *self.r2d_args(), str(context)]
 
-    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> str | None:
+    async def run_build(self, build: Build, context: Path, labels: dict[str, str]) -> None:
         cmd = self.command(build.image, context, labels)
         self.log.info("Building %s: %s", build.image, " ".join(cmd))
         metrics.BUILDER_RUNS.inc()
@@ -74,8 +75,9 @@ class Repo2DockerBuilder(Builder):
         except TimeoutError:
             kill_group(proc, signal.SIGTERM)
             await proc.wait()
-            return (f"The build took longer than {self.build_timeout:g} s and was stopped.\n"
-                    + "".join(tail))
+            # the repository asks for more than this host gives one build
+            raise RepositoryError(f"The build took longer than {self.build_timeout:g} s and "
+                                  "was stopped.\n" + "".join(tail)) from None
         except asyncio.CancelledError:
             kill_group(proc, signal.SIGTERM)
             raise
@@ -84,7 +86,18 @@ class Repo2DockerBuilder(Builder):
             # on outside the build slots and the timeout
             kill_group(proc, signal.SIGKILL)
         if code != 0:
-            return f"repo2docker failed (exit code {code}). Last lines of its log:\n" + "".join(
-                tail
-            )
-        return None
+            message = f"repo2docker failed (exit code {code}). Last lines of its log:\n" + \
+                "".join(tail)
+            if code < 0:  # killed by a signal: not something the repository did
+                raise LaunchError(message, 500)
+            if not await self.engine_answers():
+                raise LaunchError(message, 503)
+            raise RepositoryError(message)
+
+    async def engine_answers(self) -> bool:
+        """After a failed build: did the engine fail it (down, restarting) rather than the
+        repository's steps?"""
+        try:
+            return bool(await self.engine.ping())
+        except Exception:
+            return False

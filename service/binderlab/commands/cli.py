@@ -18,6 +18,7 @@ from binderlab.builders.preflight import builder_checks
 from binderlab.commands.down import DownApp
 from binderlab.commands.preflight import EngineFirst, require
 from binderlab.commands.up import UpApp
+from binderlab.errors import LaunchError, RepositoryError
 from binderlab.launch.pipeline import LaunchRequest
 
 
@@ -61,14 +62,18 @@ class BuildApp(EngineFirst, BinderLab):
         else:
             events = self.pipeline.events(self.parse_target())
         image = None
-        async for event in events:
-            message = event.get("message", "")
-            if event["phase"] == "failed":
-                sys.stderr.write(message)
-                return 1
-            if event["phase"] in ("fetching", "building"):
-                sys.stderr.write(message)
-            image = event.get("imageName", image)
+        try:
+            async for event in events:
+                message = event.get("message", "")
+                if event["phase"] == "failed":
+                    sys.stderr.write(message)
+                    return 1
+                if event["phase"] in ("fetching", "building"):
+                    sys.stderr.write(message)
+                image = event.get("imageName", image)
+        except LaunchError as e:  # the checkout's fault (or ours): the message, no traceback
+            sys.stderr.write(f"binderlab build: {e}\n")
+            return 1
         if getattr(self, "records", None) is not None:
             await self.records.settle()  # the environment record of what was just built
         if self.pin:
@@ -87,7 +92,10 @@ class BuildApp(EngineFirst, BinderLab):
         digest = hashlib.sha256()
         for f in sorted(p for p in path.rglob("*") if p.is_file() and ".git" not in p.parts):
             digest.update(f"\0{f.relative_to(path)}\0".encode() + f.read_bytes())
-        fp = await self.fingerprints.compute(path.resolve(), digest.hexdigest()[:40])
+        try:
+            fp = await self.fingerprints.compute(path.resolve(), digest.hexdigest()[:40])
+        except Exception as e:
+            raise RepositoryError(f"repo2docker cannot read {path}: {e}", 400) from None
         yield {"phase": "fetching", "message": f"{path}: {fp.kind} key {fp.key[:12]} "
                f"({', '.join(fp.files) or fp.reason})\n"}
         plan = self.builder.image_plan(fp.kind, fp.key, str(path.resolve()))
@@ -131,7 +139,13 @@ class EnvHashApp(Application):
         tree = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD:./"],
                               capture_output=True, text=True).stdout.strip() or "(not git)"
         sys.addaudithook(_audit)
-        fp = compute(str(path), tree, builder.r2d_args(), None)
+        try:
+            fp = compute(str(path), tree, builder.r2d_args(), None)
+        except Exception as e:
+            # repo2docker refuses the checkout (e.g. a Python it does not support): the
+            # checkout's fault, said as the service says it, without a traceback
+            sys.stderr.write(f"binderlab env-hash: repo2docker cannot read {path}: {e}\n")
+            raise SystemExit(1) from None
         print(f"fingerprint: {fp['kind']}-{fp['key']}")
         print(f"build pack:  {fp['buildpack']}")
         if fp["kind"] == "env":

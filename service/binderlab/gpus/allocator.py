@@ -9,127 +9,56 @@ until their container exists.
 """
 
 import asyncio
-import itertools
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from binderlab.contract import LABEL_CLIENT, LABEL_GPUS, LABEL_REPO_KEY, LABEL_USER
 from binderlab.errors import LaunchError
+from binderlab.gpus.inventories import (  # noqa: F401 (the app and tests import them here)
+    GPUDevice,
+    GPUInventory,
+    NvidiaSmiGPUInventory,
+    NVMLGPUInventory,
+    StaticGPUInventory,
+    parse_nvidia_smi_list,
+)
+from binderlab.gpus.reservations import Claim, ReservationBook
 from binderlab.launch.limits import matches
 from binderlab.platform import metrics
 from binderlab.platform.rfc3339 import timestamp
 
 
 @dataclass(frozen=True)
-class GPUDevice:
-    id: str  # what Docker's device_requests takes: an index, a GPU UUID or a MIG UUID
-    name: str
+class Queued:
+    """A launch waits for GPUs; ``position`` 1 is next."""
+
+    position: int
 
 
-class GPUInventory(LoggingConfigurable):
-    """The devices sessions can get. ``list_devices()`` is called once, at start-up."""
+@dataclass(frozen=True)
+class Reservation:
+    """Devices set aside for one launch until its container holds them."""
 
-    def list_devices(self) -> list[GPUDevice]:
-        raise NotImplementedError
-
-
-class StaticGPUInventory(GPUInventory):
-    devices = List(
-        Unicode(),
-        help="""Device IDs as Docker's device_requests take them (indexes "0", "1", GPU or MIG
-        UUIDs). For tests, and for hosts where discovery is not wanted.""",
-    ).tag(config=True)
-
-    def list_devices(self) -> list[GPUDevice]:
-        return [GPUDevice(d, f"GPU {d}") for d in self.devices]
+    ticket: str
+    devices: list[str]
 
 
-class NvidiaSmiGPUInventory(GPUInventory):
-    """GPUs from `nvidia-smi -L`; a GPU in MIG mode is listed as its MIG instances."""
+def launch_gpus(allocator: "GPUAllocator | None", repo_key: str, asked: int | None,
+                repo_file: int | None, client: str) -> int:
+    """How many GPUs a launch gets (the one call the pipeline makes before acquiring).
 
-    command = List(Unicode(), default_value=["nvidia-smi", "-L"],
-                   help="The command listing GPUs (default: nvidia-smi -L).").tag(config=True)
-
-    def list_devices(self) -> list[GPUDevice]:
-        if not shutil.which(self.command[0]):
-            self.log.info("%s not found: no GPUs", self.command[0])
-            return []
-        out = subprocess.run(self.command, capture_output=True, text=True, timeout=30)
-        if out.returncode:
-            self.log.warning("%s failed: %s", " ".join(self.command), out.stderr.strip())
-            return []
-        return parse_nvidia_smi_list(out.stdout)
-
-
-class NVMLGPUInventory(GPUInventory):
-    """GPUs from NVML (the nvidia-ml-py package); MIG instances listed on their own."""
-
-    def list_devices(self) -> list[GPUDevice]:
-        try:
-            import pynvml
-        except ImportError:
-            raise RuntimeError("The NVML inventory needs nvidia-ml-py: pip install "
-                               "nvidia-ml-py") from None
-        pynvml.nvmlInit()
-        try:
-            devices = []
-            for i in range(pynvml.nvmlDeviceGetCount()):
-                handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-                name = _text(pynvml.nvmlDeviceGetName(handle))
-                migs = []
-                try:
-                    current, _ = pynvml.nvmlDeviceGetMigMode(handle)
-                except pynvml.NVMLError:
-                    current = 0
-                if current:
-                    for m in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
-                        try:
-                            mig = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, m)
-                        except pynvml.NVMLError:
-                            continue
-                        migs.append(GPUDevice(_text(pynvml.nvmlDeviceGetUUID(mig)),
-                                              f"{name} MIG {m}"))
-                devices.extend(migs or [GPUDevice(str(i), name)])
-            return devices
-        finally:
-            pynvml.nvmlShutdown()
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def parse_nvidia_smi_list(text: str) -> list[GPUDevice]:
-    """Parse `nvidia-smi -L`:
-    GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-5c...)
-      MIG 1g.5gb      Device  0: (UUID: MIG-7a...)
-    """
-    devices: list[GPUDevice] = []
-    current: tuple[str, str] | None = None
-    migs: list[GPUDevice] = []
-
-    def flush():
-        if current:
-            devices.extend(migs or [GPUDevice(current[0], current[1])])
-
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("GPU "):
-            flush()
-            index, _, rest = stripped[4:].partition(":")
-            current, migs = (index.strip(), rest.split("(UUID:")[0].strip()), []
-        elif stripped.startswith("MIG ") and "(UUID:" in stripped and current:
-            uuid = stripped.split("(UUID:")[1].strip(" )")
-            profile = stripped[4:].split()[0]
-            migs.append(GPUDevice(uuid, f"{current[1]} MIG {profile}"))
-    flush()
-    return devices
+    A host without GPUs has no allocator: asking it for one is refused, a repository's
+    own wish (binderlab.yml) is ignored there, its sessions run on the CPU."""
+    if allocator is None:
+        if asked:
+            raise LaunchError("This host has no GPUs; launch without ?gpu=.", 400)
+        return 0
+    return allocator.decide(repo_key, asked, repo_file, client)
 
 
 class GPUAllocator(LoggingConfigurable):
@@ -163,28 +92,34 @@ class GPUAllocator(LoggingConfigurable):
     gpu_max_age = Float(
         4 * 3600, help="Seconds a GPU session may run before it is stopped (default 4 h); "
         "0: no limit. CPU sessions follow the hub's idle culler instead.").tag(config=True)
+    recovered_reservation_timeout = Float(
+        600, help="""Seconds a GPU reservation found on disk after a restart is kept for the
+        launch's session container to appear (default 600; a little over the hub's start
+        timeout). Until then its devices go to nobody else.""").tag(config=True)
     gpu_idle_timeout = Float(
         1200, help="Seconds a GPU session may be idle before it is stopped (default 20 "
         "min; GPUs are scarce); 0: no limit.").tag(config=True)
 
-    def __init__(self, *, devices: list[GPUDevice], tracker, **kwargs):
+    def __init__(self, *, devices: list[GPUDevice], tracker, state_file: Path | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.devices = devices
         self.tracker = tracker  # sessions.SessionTracker
         self.held: dict[str, dict] = {}  # device -> labels of the container holding it
-        self.reserved: dict[int, list[str]] = {}  # ticket -> devices of in-flight launches
-        self.queue: list[int] = []
-        self._tickets = itertools.count(1)
+        self.book = ReservationBook(state_file, self.recovered_reservation_timeout)
+        self.queue: list[str] = []  # tickets waiting, first come first served
         self._changed = asyncio.Condition()
-        self.sessions: list[dict] = []  # GPU session containers, for time limits
+        self.sessions: list = []  # GPU sessions (sessions.Session), for time limits
         self._stopping: set[str] = set()
         metrics.GPUS_TOTAL.set(len(devices))
 
-    # ---- policy -------------------------------------------------------------------------
+    # ---- policy: how many GPUs a launch gets, and whether it may have them ---------------
 
-    def requested(self, repo_key: str, query: int | None, repo_file: int | None) -> int:
-        if query is not None:
-            return query
+    def requested(self, repo_key: str, asked: int | None, repo_file: int | None) -> int:
+        """The URL's ``?gpu=`` first, then the operator's spec_gpus, then the repository's
+        own binderlab.yml (when repo_opt_in)."""
+        if asked is not None:
+            return asked
         for pattern, count in self.spec_gpus.items():
             if matches(repo_key, [pattern]):
                 return count
@@ -192,27 +127,50 @@ class GPUAllocator(LoggingConfigurable):
             return repo_file
         return 0
 
+    def decide(self, repo_key: str, asked: int | None, repo_file: int | None,
+               client: str) -> int:
+        """The GPUs this launch gets; refuses at once what no wait would grant."""
+        count = self.requested(repo_key, asked, repo_file)
+        if count:
+            self.check(count, repo_key, client)
+        return count
+
     def check(self, count: int, repo_key: str, client: str) -> None:
-        """Refuse a request that no amount of waiting would grant."""
+        """Refuse a request that no amount of waiting would grant. The shares count held
+        devices, reservations and queued requests alike, so concurrent launches of one
+        client cannot all pass (``acquire`` re-checks under the lock)."""
         if count < 0:
             raise LaunchError("The GPU count must be 0 or more.", 400)
-        if not self.devices:
-            raise LaunchError("This host has no GPUs; launch without ?gpu=.", 400)
-        if count > min(self.max_gpus_per_session, len(self.devices)):
-            raise LaunchError(f"A session may have at most "
-                              f"{min(self.max_gpus_per_session, len(self.devices))} GPU(s) "
-                              f"here; {count} were requested.", 400)
+        most = min(self.max_gpus_per_session, len(self.devices))
+        if count > most:
+            raise LaunchError(f"A session may have at most {most} GPU(s) here; {count} were "
+                              "requested.", 400)
         if self.allowed_repos and not matches(repo_key, self.allowed_repos):
             raise LaunchError(f"GPU sessions are not enabled for {repo_key} on this host. "
                               "Launch without ?gpu= for a CPU session.", 403)
-        by_client = sum(1 for h in self.held.values() if h.get(LABEL_CLIENT) == client)
+        by_client = self._share(LABEL_CLIENT, "client", client)
         if self.max_gpus_per_user and by_client + count > self.max_gpus_per_user:
-            raise LaunchError(f"You already hold {by_client} GPU(s); the limit per user is "
-                              f"{self.max_gpus_per_user}. Stop a GPU session first.", 429)
-        by_repo = sum(1 for h in self.held.values() if h.get(LABEL_REPO_KEY) == repo_key)
+            raise LaunchError(f"You already hold or wait for {by_client} GPU(s); the limit "
+                              f"per user is {self.max_gpus_per_user}. Stop a GPU session "
+                              "first.", 429)
+        by_repo = self._share(LABEL_REPO_KEY, "repo_key", repo_key)
         if self.max_gpus_per_repo and by_repo + count > self.max_gpus_per_repo:
             raise LaunchError(f"Sessions of {repo_key} hold {by_repo} GPU(s); the limit per "
                               f"repository is {self.max_gpus_per_repo}.", 429)
+
+    def _share(self, label: str, attr: str, value: str) -> int:
+        """GPUs held, reserved or waited for under one client or repository (a device both
+        held and still reserved, in the moment between container and release, once)."""
+        devices = {d for d, labels in self.held.items() if labels.get(label) == value}
+        queued = 0
+        for claim in self.book.claims.values():
+            if getattr(claim, attr) != value:
+                continue
+            if claim.devices:
+                devices.update(claim.devices)
+            else:
+                queued += claim.count
+        return len(devices) + queued
 
     # ---- state --------------------------------------------------------------------------
 
@@ -227,8 +185,13 @@ class GPUAllocator(LoggingConfigurable):
                 held[device] = session.labels
         async with self._changed:
             self.held, self.sessions = held, sessions
+            self.book.drop_recovered(set(held))
             self._changed.notify_all()
         self._update_metrics()
+
+    @property
+    def reserved(self) -> dict[str, list[str]]:
+        return self.book.reserved()
 
     def busy(self) -> set[str]:
         return set(self.held) | {d for ds in self.reserved.values() for d in ds}
@@ -241,16 +204,21 @@ class GPUAllocator(LoggingConfigurable):
         metrics.GPUS_IN_USE.set(len(self.busy()))
         metrics.GPU_QUEUE.set(len(self.queue))
 
-    async def acquire(self, count: int) -> AsyncIterator[dict]:
+    async def acquire(self, count: int, repo_key: str,
+                      client: str) -> AsyncIterator["Queued | Reservation"]:
         """Wait for ``count`` devices, first come first served.
 
-        Yields ``waiting`` events when the queue position changes; the last event is
-        ``{"phase": "gpus", "ticket": t, "gpus": [...]}``. Cancelling (the client left)
-        leaves the queue. The caller must ``release(ticket)`` once the session's container
-        holds the devices, or the launch failed.
+        Yields ``Queued(position)`` when the queue position changes, and last a
+        ``Reservation``. The shares are checked again under the lock as the request joins
+        the queue (LaunchError 429 over a cap). Cancelling (the client left) leaves the
+        queue. The caller must ``release(ticket)`` once the session's container holds the
+        devices, or the launch failed.
         """
-        ticket = next(self._tickets)
-        self.queue.append(ticket)
+        ticket = self.book.new_ticket()
+        async with self._changed:
+            self.check(count, repo_key, client)
+            self.book.claims[ticket] = Claim(client, repo_key, count)
+            self.queue.append(ticket)
         self._update_metrics()
         last_position = None
         try:
@@ -259,38 +227,41 @@ class GPUAllocator(LoggingConfigurable):
                     position = self.queue.index(ticket)
                     free = self.free()
                     if position == 0 and len(free) >= count:
-                        self.reserved[ticket] = free[:count]
+                        self.book.claims[ticket].devices = free[:count]
+                        self.book.save()
                         self.queue.remove(ticket)
                         self._changed.notify_all()
                         break
-                    if position != last_position:
-                        last_position = position
-                        event = {"phase": "waiting", "queue_position": position + 1,
-                                 "message": f"All GPUs are busy: you are number "
-                                 f"{position + 1} in the queue\n"}
-                    else:
-                        event = None
-                    if event is None:
+                    news = position != last_position
+                    last_position = position
+                    if not news:
                         try:
                             await asyncio.wait_for(self._changed.wait(),
                                                    self.reconcile_interval)
                         except TimeoutError:
                             pass
-                if event is not None:
-                    yield event
+                if news:
+                    yield Queued(position + 1)
+        except BaseException:
+            async with self._changed:
+                self.book.claims.pop(ticket, None)
+                self._changed.notify_all()
+            raise
         finally:
             if ticket in self.queue:
                 self.queue.remove(ticket)
                 async with self._changed:
                     self._changed.notify_all()
             self._update_metrics()
-        yield {"phase": "gpus", "ticket": ticket, "gpus": self.reserved[ticket]}
+        yield Reservation(ticket, list(self.book.claims[ticket].devices))
 
-    async def release(self, ticket: int) -> None:
-        """Drop a launch's reservation (its container's label holds the devices now)."""
+    async def release(self, ticket: str) -> None:
+        """Drop a launch's reservation (its container's label holds the devices now, or the
+        launch failed)."""
         await self.reconcile()
         async with self._changed:
-            self.reserved.pop(ticket, None)
+            if self.book.claims.pop(ticket, None) is not None:
+                self.book.save()
             self._changed.notify_all()
         self._update_metrics()
 
@@ -310,9 +281,14 @@ class GPUAllocator(LoggingConfigurable):
 
     async def enforce_limits(self, launcher) -> None:
         now = time.time()
+        # a session whose launch still holds its reservation is starting, not running: its
+        # time counts once it is ready (a slow start must not end it before the user has it)
+        starting = {d for c in self.book.claims.values() if not c.recovered for d in c.devices}
         for session in list(self.sessions):
             user = session.labels.get(LABEL_USER)
             if not user or user in self._stopping:
+                continue
+            if starting & set(session.labels.get(LABEL_GPUS, "").split(",")):
                 continue
             started = session.started
             if self.gpu_max_age and started and now - started > self.gpu_max_age:

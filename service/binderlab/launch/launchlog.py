@@ -1,7 +1,8 @@
 """The launch event log: one JSON object per line, for every launch that ended.
 
 Like the public launch events of mybinder.org, it says what was launched and how it went,
-never who launched it (no client address). Schema (version 1):
+never who launched it (no client address). Schema (version 1; the same as JSON schema in
+events.schema.json, ``$defs.launch_record``, which clients and tests validate against):
 
 | key | type | meaning |
 | --- | --- | --- |

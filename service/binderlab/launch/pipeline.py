@@ -1,7 +1,9 @@
 """One launch, from a spec to a running session, as a stream of BinderHub-style events.
 
-resolve -> fetch -> key -> (build | cache hit) -> launch -> ready. The HTTP handler and the
-CLI both drive this; neither knows how the steps work.
+resolve -> fetch (one mirror fetch: tree, size, binderlab.yml) -> GPU decision -> key ->
+(build | cache hit) -> GPUs -> launch -> ready. The HTTP handler and the CLI both drive
+this; neither knows how the steps work. What the launch learns lives in one LaunchContext
+(context.py); events are made by events.py.
 """
 
 import asyncio
@@ -13,43 +15,39 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
-from ruamel.yaml import YAML
-
+from binderlab import contract
+from binderlab.builders.base import Builder
 from binderlab.builders.cacheindex import CacheIndex
-from binderlab.builders.repo2docker import Builder
-from binderlab.contract import (
-    LABEL_REPO_KEY,
+from binderlab.contract import LABEL_REPO_KEY
+from binderlab.errors import LaunchError, RepositoryError, outcome
+from binderlab.fingerprint.buildpacks import Fingerprint
+from binderlab.fingerprint.worker import FingerprintWorker
+from binderlab.gpus.allocator import GPUAllocator, Reservation, launch_gpus
+from binderlab.launch import events as ev
+from binderlab.launch.context import (  # noqa: F401 (LaunchRequest: the drivers' import)
+    ImagePlan,
+    LaunchContext,
+    LaunchRequest,
+    StartedSession,
 )
-from binderlab.errors import LaunchError
-from binderlab.fingerprint.buildpacks import Fingerprint, FingerprintWorker
-from binderlab.gpus.allocator import GPUAllocator
 from binderlab.launch.launchlog import LaunchLog
 from binderlab.launch.limits import LaunchLimits
 from binderlab.platform import metrics
 from binderlab.repos.diskbudget import RepoDiskBudget
 from binderlab.repos.mirrors import RepoMirrors
-from binderlab.repos.providers import RepoProvider, ResolvedRepo, repo_key
+from binderlab.repos.providers import RepoProvider, repo_key
+from binderlab.repos.settings import read_settings
 from binderlab.sessions.launcher import Launcher
 from binderlab.sessions.trackers import SessionTracker
 
 
 @dataclass
-class LaunchRequest:
-    provider: RepoProvider
-    raw_spec: str
-    build_only: bool = False
-    extra: dict = field(default_factory=dict)
-    gpu: int | None = None  # GPUs asked for in the URL (?gpu=N); None: not asked
-    client: str = ""  # the client's address, for per-user limits of anonymous launches
-    from_page: bool = False  # carries a valid loading-page ticket (see limits.py)
-
-
-@dataclass
 class LaunchRecord:
-    """What the launch log keeps of one launch (see launchlog.py for the schema)."""
+    """What the launch log keeps of one launch (events.schema.json, $defs.launch_record)."""
 
     provider: str
     spec: str
@@ -60,21 +58,6 @@ class LaunchRecord:
     build: bool = False
     image_kind: str = ""
     gpus: int = 0
-
-
-@dataclass
-class ImagePlan:
-    """What a commit needs: the image name, its cache key and how it was keyed."""
-
-    image: str
-    fingerprint: Fingerprint
-    tree: str
-    mirror: Path
-    labels: dict[str, str]
-
-    @property
-    def kind(self) -> str:
-        return self.fingerprint.kind
 
 
 class Pipeline:
@@ -112,20 +95,236 @@ class Pipeline:
         self._quota_lock = asyncio.Lock()
         self._starting: Counter[str] = Counter()
 
-    async def resolve(self, request: LaunchRequest) -> ResolvedRepo:
-        """Parse the spec, apply the host's limits, and resolve the ref to a commit."""
-        spec = request.provider.parse(request.raw_spec)
-        if self.limits is not None:
-            key = repo_key(spec, self.providers)
-            self.limits.check_spec(key)
-            self.limits.check_rate(request.client, key, request.from_page)
-        return await request.provider.resolve(spec, self.blocked_networks)
+    # ---- the steps, each run once per launch ----------------------------------------------
 
-    def repo_key(self, resolved: ResolvedRepo) -> str:
-        return repo_key(resolved.spec, self.providers)
+    def context(self, request: LaunchRequest) -> LaunchContext:
+        """Parse the spec (unless the handler did) and key the repository: once."""
+        spec = request.spec or request.provider.parse(request.raw_spec)
+        return LaunchContext(request, spec, repo_key(spec, self.providers))
+
+    async def resolve(self, ctx: LaunchContext) -> None:
+        """Apply the host's limits, and resolve the ref to a commit."""
+        if self.limits is not None:
+            self.limits.check_spec(ctx.repo_key)
+            self.limits.check_rate(ctx.request.client, ctx.repo_key, ctx.request.from_page)
+        ctx.resolved = await ctx.request.provider.resolve(ctx.spec, self.blocked_networks)
+
+    async def fetch(self, ctx: LaunchContext) -> None:
+        """Fetch the commit into its mirror (the launch's only fetch) and read what the
+        commit says about itself before anything is built: its size, binderlab.yml."""
+        resolved = ctx.resolved
+        new_mirror = not self.mirrors.path_for(resolved.spec.clone_url).exists()
+        self.disk.check_free(self.mirrors.root)
+        ctx.mirror = await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
+                                              resolved.allowed_protocols, resolved.git_config,
+                                              reachable_only=resolved.verify_reachable)
+        os.utime(ctx.mirror)  # its last use, for the disk budget's least-recently-used order
+        ctx.files, ctx.size = await self.mirrors.checkout_stats(ctx.mirror, resolved.commit)
+        try:  # file count and size from the tree, before anything is exported
+            self.disk.check_tree(ctx.files, ctx.size, self.max_repo_bytes)
+        except LaunchError:
+            if new_mirror and not self.disk.in_use_by_others(ctx.mirror):
+                # fetched only for this refused commit: leave nothing behind
+                shutil.rmtree(ctx.mirror, ignore_errors=True)
+            raise
+        self.clean_up_disk()
+        ctx.settings = await read_settings(self.mirrors, ctx.mirror, resolved.commit)
+
+    def clean_up_disk(self) -> None:
+        """Bring mirrors and archives back under the disk budget, in the background."""
+        task = asyncio.ensure_future(self.disk.enforce())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    def checkout_space(self, ctx: LaunchContext) -> int:
+        """Bytes a checkout of the commit takes on disk (files plus a block each)."""
+        return ctx.size + 512 * ctx.files
+
+    async def plan(self, ctx: LaunchContext) -> ImagePlan:
+        """Work out the commit's image (fingerprints are cached per tree)."""
+        commit = ctx.commit
+        tree = await self.mirrors.tree_hash(ctx.mirror, commit)
+        known = self.index.fingerprint(tree, self.config_digest)
+        if known is not None:
+            fingerprint = Fingerprint(**known)
+        else:
+            self.disk.check_free(self.work_dir, self.checkout_space(ctx))
+            with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+                checkout = Path(tmp) / "checkout"
+                await self.mirrors.export(ctx.mirror, commit, checkout, outside_links="break")
+                try:
+                    fingerprint = await self.fingerprints.compute(checkout, tree)
+                except LaunchError:  # the worker's own refusals (413, 422, 503) as they are
+                    raise
+                except Exception as e:
+                    raise RepositoryError(f"repo2docker cannot read this repository: {e}",
+                                          400) from None
+            self.index.save_fingerprint(tree, self.config_digest, fingerprint.as_dict())
+        image = self.builder.image_plan(fingerprint.kind, fingerprint.key, ctx.spec.repo_url,
+                                        commit)  # the builder names images and labels them
+        ctx.plan = ImagePlan(image.name, fingerprint, tree, image.labels)
+        return ctx.plan
+
+    async def build_context(self, ctx: LaunchContext, dest: Path) -> None:
+        """The build context: only the environment files for an env-keyed image."""
+        fp = ctx.plan.fingerprint
+        self.disk.check_free(dest.parent, self.checkout_space(ctx))
+        if fp.kind == "tree":
+            await self.mirrors.export(ctx.mirror, ctx.commit, dest)
+            return
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+            checkout = Path(tmp) / "checkout"
+            await self.mirrors.export(ctx.mirror, ctx.commit, checkout)
+            for name in fp.files:
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(checkout / name, dest / name, follow_symlinks=False)
+            dest.mkdir(parents=True, exist_ok=True)
+            if ctx.frozen:  # a rebuild from the environment record: the recorded pins
+                (dest / ctx.frozen[0]).write_text(ctx.frozen[1])
+
+    async def image(self, ctx: LaunchContext) -> AsyncIterator[dict]:
+        """Find or build the planned image; yields the key, build and built events (a
+        failed build ends with its failed event)."""
+        plan = ctx.plan
+        fp = plan.fingerprint
+        if fp.kind == "env":
+            yield ev.event(ev.FETCHING, "Environment defined by "
+                           f"{', '.join(fp.files) or 'defaults'} ({fp.buildpack}): key "
+                           f"{fp.key[:12]}")
+        else:
+            yield ev.event(ev.FETCHING, f"Image keyed by the repository's content: {fp.reason}")
+        if await self.builder.image_ready(plan.image, fp.key):
+            metrics.CACHE.labels("hit").inc()
+            ctx.image_ready = True
+            yield ev.event(ev.BUILT, f"Found built image {plan.image}",
+                           **{ev.IMAGE_NAME: plan.image})
+            return
+        metrics.CACHE.labels("miss").inc()
+        if self.rebuild_from_records and self.records is not None and fp.kind == "env":
+            # an evicted image comes back with the versions it had, not a fresh solve
+            ctx.frozen = self.records.frozen_requirements(plan.image, fp.files)
+            if ctx.frozen:
+                yield ev.event(ev.FETCHING, "Rebuilding from the recorded packages "
+                               f"({ctx.frozen[1].count(chr(10)) - 1} pinned in "
+                               f"{ctx.frozen[0]})")
+        ctx.started_build = plan.image not in self.builder.running  # else joined another's
+        client = ctx.request.client
+        build = self.builder.build(plan.image, plan.labels, partial(self.build_context, ctx),
+                                   client=self.limits.client_key(client)
+                                   if self.limits is not None else client)
+        if ctx.started_build and self.records is not None:
+            self.records.follow(build, plan, ctx.resolved)  # kept after the image is gone
+        async for event in build.follow():
+            ctx.image_ready = event[ev.PHASE] == ev.BUILT
+            yield event
+
+    async def content_archive(self, ctx: LaunchContext) -> None:
+        """Write the commit's files for the content overlay (``<content_dir>/<commit>.tar``)."""
+        target = contract.content_archive(self.content_dir, ctx.commit)
+        if target.exists():
+            os.utime(target)
+            return
+        self.disk.check_free(self.content_dir, self.checkout_space(ctx) + 1024)
+        await self.mirrors.archive(ctx.mirror, ctx.commit, target)
+        self.clean_up_disk()
+
+    # ---- the whole launch ---------------------------------------------------------------
+
+    async def events(self, request: LaunchRequest) -> AsyncIterator[dict]:
+        """The whole launch as events; always ends with "ready" or "failed"."""
+        started = time.monotonic()
+        record = LaunchRecord(request.provider.prefix, request.raw_spec)
+        ctx = None
+        lease = self.disk.lease()  # what this launch reads stays on disk until it ends
+        try:
+            ctx = self.context(request)
+            async for event in self._events(ctx, record, lease):
+                yield event
+        except LaunchError as e:
+            record.status_code = e.status_code
+            if e.ours:  # ours to look into; the request's own faults are not errors
+                logging.getLogger("binderlab").error("Launch of %s/%s failed (%d): %s",
+                                                     request.provider.prefix,
+                                                     request.raw_spec, e.status_code, e)
+            yield ev.failed(str(e), e.status_code)
+        except Exception:
+            # a defect, not the user's doing: say so, keep the details in the service log
+            logging.getLogger("binderlab").exception("Launch of %s/%s crashed",
+                                                     request.provider.prefix, request.raw_spec)
+            record.status_code = 500
+            yield ev.failed("Internal error in the binder service; the operator's log has "
+                            "the details.", 500)
+        finally:
+            lease.release()
+            if ctx is not None:
+                record.repo, record.ref = ctx.spec.repo_url, ctx.commit
+                record.build = ctx.started_build
+                record.image_kind = ctx.plan.kind if ctx.plan and ctx.image_ready else ""
+                record.gpus = len(ctx.session.gpus) if ctx.session else 0
+            duration = time.monotonic() - started
+            # failures counted apart by owner: "failed" (the request's or repository's
+            # fault) and "error" (ours), so an operator alerts on errors alone
+            label = outcome(record.status_code) if record.status == "failed" else record.status
+            metrics.LAUNCHES.labels(label).inc()
+            metrics.LAUNCH_SECONDS.labels(label).observe(duration)
+            if self.launch_log is not None:
+                self.launch_log.record(**asdict(record), duration=round(duration, 3))
+
+    async def _events(self, ctx: LaunchContext, record: LaunchRecord, lease):
+        request = ctx.request
+        yield ev.event(ev.FETCHING, "Resolving the requested ref")
+        await self.resolve(ctx)
+        lease.hold(self.mirrors.path_for(ctx.spec.clone_url),
+                   contract.content_archive(self.content_dir, ctx.commit))
+        yield ev.event(ev.FETCHING, f"Fetching {ctx.spec.repo_url} at {ctx.commit[:12]}")
+        await self.fetch(ctx)
+        if not request.build_only:
+            ctx.gpus = launch_gpus(self.gpus, ctx.repo_key, request.gpu, ctx.settings.gpu,
+                                   request.client)
+        await self.plan(ctx)
+        async for event in self.image(ctx):
+            if event[ev.PHASE] == ev.FAILED:
+                record.status_code = event.get(ev.STATUS_CODE, 500)
+                yield event
+                return
+            yield event
+        image = ctx.plan.image
+        if request.build_only:
+            record.status = "built"
+            yield ev.event(ev.READY, f"Image {image} is ready (build only)",
+                           **{ev.IMAGE_NAME: image})
+            return
+        if self.launcher is None:
+            raise LaunchError("This host only builds images.", 400)
+        user_options = {  # the keys are the contract's (contract.SessionOptions)
+            contract.OPT_REPO_URL: ctx.spec.repo_url,
+            contract.OPT_REF: ctx.commit,
+            contract.OPT_PROVIDER: ctx.spec.provider,
+            contract.OPT_SPEC: ctx.spec.spec,
+            contract.OPT_REPO_KEY: ctx.repo_key,
+            contract.OPT_CLIENT: request.client,
+            # BinderHub's spawner puts these in the session's environment (BINDER_REQUEST,
+            # ...): notebooks and extensions that build "share this" links read them
+            **self.binder_links(ctx),
+            **request.extra,
+        }
+        if ctx.plan.kind == "env":
+            # the image holds the environment; the commit's files go in at launch
+            await self.content_archive(ctx)
+            user_options[contract.OPT_CONTENT] = ctx.commit
+            serve = getattr(self.builder, "serve_content", None)  # the cluster's session pods
+            if serve is not None:
+                user_options[contract.OPT_CONTENT_URL] = await serve(
+                    contract.content_archive(self.content_dir, ctx.commit))
+        self.index.launched(image)
+        async with self.session_slot(ctx):
+            async for event in self.start_session(ctx, user_options):
+                yield event
+        record.status = "ready"
+        yield self.ready_event(ctx)
 
     @asynccontextmanager
-    async def session_slot(self, resolved: ResolvedRepo):
+    async def session_slot(self, ctx: LaunchContext):
         """Hold a place under the session quotas while a session starts.
 
         Running sessions are this host's (image prefix), as the session tracker finds them;
@@ -136,7 +335,7 @@ class Pipeline:
                                        or self.limits.max_sessions_per_repo):
             yield
             return
-        key = self.repo_key(resolved)
+        key = ctx.repo_key
         async with self._quota_lock:
             ours = [s for s in await self.sessions.sessions()
                     if s.image.startswith(self.image_prefix)]
@@ -149,287 +348,53 @@ class Pipeline:
         finally:
             self._starting[key] -= 1
 
-    async def fetch(self, resolved: ResolvedRepo) -> Path:
-        self.disk.check_free(self.mirrors.root)
-        path = await self.mirrors.fetch(resolved.spec.clone_url, resolved.commit,
-                                        resolved.allowed_protocols, resolved.git_config,
-                                        reachable_only=resolved.verify_reachable)
-        os.utime(path)  # its last use, for the disk budget's least-recently-used order
-        return path
-
-    def clean_up_disk(self) -> None:
-        """Bring mirrors and archives back under the disk budget, in the background."""
-        task = asyncio.ensure_future(self.disk.enforce())
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
-
-    async def plan(self, resolved: ResolvedRepo) -> ImagePlan:
-        """Fetch the commit and work out its image (fingerprints are cached per tree)."""
-        new_mirror = not self.mirrors.path_for(resolved.spec.clone_url).exists()
-        mirror = await self.fetch(resolved)
-        files, size = await self.mirrors.checkout_stats(mirror, resolved.commit)
+    async def start_session(self, ctx: LaunchContext, user_options: dict):
+        """Wait for GPUs if the launch gets some, then start the session (ctx.session)."""
         try:
-            self.disk.check_tree(files, size, self.max_repo_bytes)
-        except LaunchError:
-            if new_mirror and not self.disk.in_use_by_others(mirror):
-                # fetched only for this refused commit: leave nothing behind
-                shutil.rmtree(mirror, ignore_errors=True)
-            raise
-        self.clean_up_disk()
-        tree = await self.mirrors.tree_hash(mirror, resolved.commit)
-        known = self.index.fingerprint(tree, self.config_digest)
-        if known is not None:
-            fingerprint = Fingerprint(**known)
-        else:
-            self.disk.check_free(self.work_dir, size + 512 * files)
-            with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
-                checkout = Path(tmp) / "checkout"
-                await self.mirrors.export(mirror, resolved.commit, checkout,
-                                          outside_links="break")
-                try:
-                    fingerprint = await self.fingerprints.compute(checkout, tree)
-                except LaunchError:
-                    raise
-                except Exception as e:
-                    raise LaunchError(f"repo2docker cannot read this repository: {e}", 400) \
-                        from None
-            self.index.save_fingerprint(tree, self.config_digest, fingerprint.as_dict())
-        image = self.builder.image_plan(fingerprint.kind, fingerprint.key,
-                                        resolved.spec.repo_url, resolved.commit)
-        return ImagePlan(image.name, fingerprint, tree, mirror, image.labels)
-
-    async def build_events(self, resolved: ResolvedRepo,
-                           client: str = "") -> AsyncIterator[dict]:
-        """Yield fetching/building events; the last one is "built" or "failed"."""
-        yield {"phase": "fetching", "message": f"Fetching {resolved.spec.repo_url} "
-               f"at {resolved.commit[:12]}\n"}
-        plan = await self.plan(resolved)
-        fp = plan.fingerprint
-        if fp.kind == "env":
-            yield {"phase": "fetching", "message": "Environment defined by "
-                   f"{', '.join(fp.files) or 'defaults'} ({fp.buildpack}): key {fp.key[:12]}\n"}
-        else:
-            yield {"phase": "fetching",
-                   "message": f"Image keyed by the repository's content: {fp.reason}\n"}
-        if await self.builder.image_ready(plan.image, fp.key):
-            metrics.CACHE.labels("hit").inc()
-            yield {"phase": "built", "imageName": plan.image, "kind": fp.kind,
-                   "message": f"Found built image {plan.image}\n"}
-            return
-        metrics.CACHE.labels("miss").inc()
-        frozen = None
-        if self.rebuild_from_records and self.records is not None and fp.kind == "env":
-            # an evicted image comes back with the versions it had, not a fresh solve
-            frozen = self.records.frozen_requirements(plan.image, fp.files)
-            if frozen:
-                yield {"phase": "fetching", "message": f"Rebuilding from the recorded "
-                       f"packages ({frozen[1].count(chr(10)) - 1} pinned in {frozen[0]})\n"}
-
-        async def source(dest: Path):
-            """The build context: only the environment files for an env-keyed image."""
-            files, size = await self.mirrors.checkout_stats(plan.mirror, resolved.commit)
-            self.disk.check_free(dest.parent, size + 512 * files)
-            if fp.kind == "tree":
-                await self.mirrors.export(plan.mirror, resolved.commit, dest)
-                return
-            with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
-                checkout = Path(tmp) / "checkout"
-                await self.mirrors.export(plan.mirror, resolved.commit, checkout)
-                for name in fp.files:
-                    (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(checkout / name, dest / name, follow_symlinks=False)
-                dest.mkdir(parents=True, exist_ok=True)
-                if frozen:
-                    (dest / frozen[0]).write_text(frozen[1])
-
-        started = plan.image not in self.builder.running  # or joined another launch's build
-        build = self.builder.build(plan.image, plan.labels, source,
-                                   client=self.limits.client_key(client)
-                                   if self.limits is not None else client)
-        if started and self.records is not None:
-            self.records.follow(build, plan, resolved)  # kept after the image is gone
-        async for event in build.follow():
-            if event["phase"] == "built":
-                event = {**event, "kind": fp.kind, "started_build": started}
-            yield event
-
-    async def content_archive(self, resolved: ResolvedRepo) -> None:
-        """Write the commit's files for the content overlay (``<content_dir>/<commit>.tar``)."""
-        target = self.content_dir / f"{resolved.commit}.tar"
-        if target.exists():
-            os.utime(target)
-            return
-        mirror = await self.fetch(resolved)
-        files, size = await self.mirrors.checkout_stats(mirror, resolved.commit)
-        self.disk.check_free(self.content_dir, size + 512 * files + 1024)
-        await self.mirrors.archive(mirror, resolved.commit, target)
-        self.clean_up_disk()
-
-    async def events(self, request: LaunchRequest) -> AsyncIterator[dict]:
-        """The whole launch as events; always ends with "ready" or "failed"."""
-        started = time.monotonic()
-        record = LaunchRecord(request.provider.prefix, request.raw_spec)
-        lease = self.disk.lease()  # what this launch reads stays on disk until it ends
-        try:
-            async for event in self._events(request, record, lease):
-                yield event
-        except LaunchError as e:
-            record.status_code = e.status_code
-            yield {"phase": "failed", "message": str(e) + "\n", "status_code": e.status_code}
-        except Exception:
-            # a defect, not the user's doing: say so, keep the details in the service log
-            logging.getLogger("binderlab").exception("Launch of %s/%s crashed",
-                                                     request.provider.prefix, request.raw_spec)
-            record.status_code = 500
-            yield {"phase": "failed", "status_code": 500,
-                   "message": "Internal error in the binder service; the operator's log has "
-                   "the details.\n"}
+            if ctx.gpus:
+                async for step in self.gpus.acquire(ctx.gpus, ctx.repo_key,
+                                                    ctx.request.client):
+                    if isinstance(step, Reservation):
+                        ctx.reservation = step
+                        user_options[contract.OPT_GPUS] = step.devices
+                        yield ev.event(ev.LAUNCHING, f"GPU {', '.join(step.devices)} reserved")
+                    else:
+                        yield ev.waiting(step.position, "All GPUs are busy: you are number "
+                                         f"{step.position} in the queue")
+            async for event in self.launcher.launch(ctx.plan.image, user_options):
+                if event[ev.PHASE] == ev.READY:  # the launcher's last event
+                    ctx.session = StartedSession(event[ev.URL], event[ev.TOKEN],
+                                                 list(user_options.get(contract.OPT_GPUS, [])))
+                else:
+                    yield event
         finally:
-            lease.release()
-            duration = time.monotonic() - started
-            metrics.LAUNCHES.labels(record.status).inc()
-            metrics.LAUNCH_SECONDS.labels(record.status).observe(duration)
-            if self.launch_log is not None:
-                self.launch_log.record(**asdict(record), duration=round(duration, 3))
+            if ctx.reservation is not None:
+                # on success the container's label holds the devices from now on
+                await self.gpus.release(ctx.reservation.ticket)
+        if ctx.session is None:
+            raise LaunchError("The session ended before it was ready.", 500)
 
-    async def _events(self, request: LaunchRequest, record: "LaunchRecord", lease=None):
-        yield {"phase": "fetching", "message": "Resolving the requested ref\n"}
-        resolved = await self.resolve(request)
-        if lease is not None:
-            lease.hold(self.mirrors.path_for(resolved.spec.clone_url),
-                       self.content_dir / f"{resolved.commit}.tar")
-        record.repo, record.ref = resolved.spec.repo_url, resolved.commit
-        gpu_count = 0 if request.build_only else await self.gpu_request(request, resolved)
-        image = kind = None
-        async for event in self.build_events(resolved, request.client):
-            if event["phase"] == "failed":
-                record.status_code = event.get("status_code", 500)
-                yield event
-                return
-            record.build |= event.pop("started_build", False)
-            image = event.get("imageName", image)
-            kind = event.pop("kind", kind)
-            yield event
-        record.image_kind = kind or ""
-        if request.build_only:
-            record.status = "built"
-            yield {"phase": "ready", "imageName": image,
-                   "message": f"Image {image} is ready (build only)\n"}
-            return
-        if self.launcher is None:
-            raise LaunchError("This host only builds images.", 400)
-        user_options = {
-            "repo_url": resolved.spec.repo_url,
-            "ref": resolved.commit,
-            "provider": resolved.spec.provider,
-            "spec": resolved.spec.spec,
-            "repo_key": self.repo_key(resolved),
-            "client": request.client,
-            # BinderHub's spawner puts these in the session's environment (BINDER_REQUEST,
-            # ...): notebooks and extensions that build "share this" links read them
-            **self.binder_links(request, resolved),
-            **request.extra,
-        }
-        if kind == "env":
-            # the image holds the environment; the commit's files go in at launch
-            await self.content_archive(resolved)
-            user_options["content"] = resolved.commit
-            serve = getattr(self.builder, "serve_content", None)  # the cluster's session pods
-            if serve is not None:
-                user_options["content_url"] = await serve(
-                    self.content_dir / f"{resolved.commit}.tar")
-        self.index.launched(image)
-        async with self.session_slot(resolved):
-            async for event in self.start_session(image, user_options, gpu_count):
-                if event["phase"] == "ready":
-                    record.status, record.gpus = "ready", len(event.get("gpus", []))
-                    yield self.ready_event(event, request, resolved, image)
-                    return
-                yield event
-
-    async def start_session(self, image: str, user_options: dict,
-                            gpu_count: int) -> AsyncIterator[dict]:
-        """Wait for GPUs if the launch needs them, then start the session."""
-        ticket = None
-        try:
-            if gpu_count:
-                async for event in self.gpus.acquire(gpu_count):
-                    if event["phase"] != "gpus":
-                        yield event
-                        continue
-                    ticket = event["ticket"]
-                    user_options["gpus"] = event["gpus"]
-                    yield {"phase": "launching",
-                           "message": f"GPU {', '.join(event['gpus'])} reserved\n"}
-            async for event in self.launcher.launch(image, user_options):
-                if event["phase"] == "ready":
-                    event.pop("username", None)
-                    if ticket is not None:
-                        # the container's label holds the devices from now on
-                        await self.gpus.release(ticket)
-                        ticket = None
-                        event["gpus"] = user_options["gpus"]
-                yield event
-        finally:
-            if ticket is not None:
-                await self.gpus.release(ticket)
-
-    async def gpu_request(self, request: LaunchRequest, resolved: ResolvedRepo) -> int:
-        """How many GPUs this launch gets (URL, operator policy, the repository's own
-        binderlab.yml); refuses at once what no wait would grant."""
-        if self.gpus is None:
-            if request.gpu:
-                raise LaunchError("This host has no GPUs; launch without ?gpu=.", 400)
-            return 0
-        key = self.repo_key(resolved)
-        from_repo = None
-        if self.gpus.repo_opt_in and request.gpu is None:
-            from_repo = await self.repo_gpu_request(resolved)
-        count = self.gpus.requested(key, request.gpu, from_repo)
-        if count:
-            self.gpus.check(count, key, request.client)
-        return count
-
-    async def repo_gpu_request(self, resolved: ResolvedRepo) -> int | None:
-        """`gpu: N` from binderlab.yml in .binder/, binder/ or the root (as repo2docker
-        chooses its folder)."""
-        mirror = await self.fetch(resolved)
-        for folder in (".binder/", "binder/", ""):
-            data = await self.mirrors.read_file(mirror, resolved.commit,
-                                                f"{folder}binderlab.yml", limit=65536)
-            if data is None:
-                if folder and await self.mirrors.has_dir(mirror, resolved.commit, folder):
-                    return None  # the binder folder hides the root, as for repo2docker
-                continue
-            try:
-                doc = YAML(typ="safe", pure=True).load(data) or {}
-                value = doc.get("gpu", 0) if isinstance(doc, dict) else 0
-                return int(value) if not isinstance(value, bool) else int(value)
-            except Exception:
-                raise LaunchError(f"{folder}binderlab.yml is not valid: expected e.g. "
-                                  "'gpu: 1'.", 400) from None
-        return None
-
-    def binder_links(self, request: LaunchRequest, resolved: ResolvedRepo) -> dict:
+    def binder_links(self, ctx: LaunchContext) -> dict:
         """The launch's links, as BinderHub names them (ready event, session environment)."""
-        spec = resolved.spec
+        spec = ctx.spec
         return {
-            "binder_ref_url": request.provider.ref_url(spec, resolved.commit),
-            "binder_launch_host": self.public_url,
-            "binder_request": f"v2/{spec.provider}/{spec.spec}",
-            "binder_persistent_request": f"v2/{spec.provider}/{resolved.persistent_spec}",
+            ev.BINDER_REF_URL: ctx.request.provider.ref_url(spec, ctx.commit),
+            ev.BINDER_LAUNCH_HOST: self.public_url,
+            ev.BINDER_REQUEST: f"v2/{spec.provider}/{spec.spec}",
+            ev.BINDER_PERSISTENT_REQUEST: f"v2/{spec.provider}/{ctx.resolved.persistent_spec}",
         }
 
-    def ready_event(self, event: dict, request: LaunchRequest, resolved: ResolvedRepo,
-                    image: str) -> dict:
-        return {
-            **event,
-            "image": image,
-            "repo_url": resolved.spec.repo_url,
-            **self.binder_links(request, resolved),
-            "environment_url": f"{self.public_url}environment/{resolved.spec.provider}/"
-                               f"{resolved.persistent_spec}",
-            "message": f"server running at {event['url']}\n",
+    def ready_event(self, ctx: LaunchContext) -> dict:
+        spec, session = ctx.spec, ctx.session
+        fields = {
+            ev.URL: session.url,
+            ev.TOKEN: session.token,
+            ev.IMAGE: ctx.plan.image,
+            ev.REPO_URL: spec.repo_url,
+            **self.binder_links(ctx),
+            ev.ENVIRONMENT_URL: f"{self.public_url}environment/{spec.provider}/"
+                                f"{ctx.resolved.persistent_spec}",
         }
-
-
+        if session.gpus:
+            fields[ev.GPUS] = session.gpus
+        return ev.event(ev.READY, f"server running at {session.url}", **fields)

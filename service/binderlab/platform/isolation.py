@@ -69,7 +69,7 @@ def egress_rules(session_bridge: str = SESSION_BRIDGE, build_bridge: str = BUILD
     carrier-grade NAT, reserved).
     """
     if blocked is None:
-        from binderlab.repos.netguard import DEFAULT_BLOCKED_NETWORKS as blocked
+        from binderlab.platform.networks import NOT_GLOBAL_NETWORKS as blocked
     # multicast and reserved are not routed anyway; the rest is what the SSRF guard refuses
     v4 = [n for n in blocked if ":" not in n and not n.startswith(("224.", "240."))]
     rules: list[list[str]] = [["-N", INPUT_CHAIN], ["-N", EGRESS_CHAIN],

@@ -8,6 +8,7 @@ exports the files from there. Nothing from a repository is ever executed here.
 import asyncio
 import hashlib
 import os
+import secrets
 import shutil
 import tarfile
 from pathlib import Path
@@ -164,7 +165,8 @@ class RepoMirrors:
     async def archive(self, path: Path, commit: str, target: Path) -> None:
         """Write the files of ``commit`` as an uncompressed tar (``git archive``) to
         ``target``, streamed: a large repository never sits in the service's memory."""
-        partial = target.with_name(target.name + f".{os.getpid()}.partial")
+        # one partial file per writer: two launches of one commit may write it at once
+        partial = target.with_name(f"{target.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
         with open(partial, "wb") as out:
             proc = await asyncio.create_subprocess_exec(
                 "git", f"--git-dir={path}", "archive", "--format=tar", commit,

@@ -184,7 +184,7 @@ class HubLauncher(Launcher):
             # with JupyterHub's subdomain_host the hub already gives the session's own
             # origin (https://<user>.hub.example.org/user/<user>/); otherwise a path
             url = self.hub_url.rstrip("/") + url
-        yield {"phase": "ready", "url": url, "token": token, "username": username}
+        yield {"phase": "ready", "url": url, "token": token}
 
     async def spawn(self, username: str, options: dict) -> AsyncIterator[dict]:
         """Start the server, passing JupyterHub's progress messages through.

@@ -16,7 +16,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Integer, Unicode
 
-from binderlab.contract import SessionOptions
+from binderlab.contract import OPT_CONTENT_URL, SessionOptions
 from binderlab.spawners.mixin import BinderLabSessionMixin
 
 OVERLAY_SCRIPT = """set -eu
@@ -79,7 +79,7 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
         return self.session_env(super().get_env())
 
     def content_url(self) -> str:
-        url = str(self.user_options.get("content_url", ""))
+        url = str(self.user_options.get(OPT_CONTENT_URL, ""))
         if not re.fullmatch(self.content_url_pattern, url):
             raise web.HTTPError(400, "user_options.content_url must be the binder service's "
                                 "content URL for this launch.")

@@ -63,7 +63,7 @@ class BuildHandler(BaseHandler):
             raise web.HTTPError(400, "This is an event stream: send Accept: text/event-stream.")
         provider, raw_spec = self.provider_and_spec("build", provider_prefix)
         try:
-            provider.parse(raw_spec)
+            spec = provider.parse(raw_spec)  # the launch's only parse (refused before streaming)
         except LaunchError as e:
             raise web.HTTPError(e.status_code, str(e)) from None
         build_only = self.get_argument("build_only", "false").lower() == "true"
@@ -82,7 +82,7 @@ class BuildHandler(BaseHandler):
             ticket, f"{provider.prefix}/{raw_spec}", self.client_address)
         request = LaunchRequest(provider, raw_spec, build_only=build_only,
                                 gpu=int(gpu) if gpu is not None else None,
-                                client=self.client_address, from_page=from_page)
+                                client=self.client_address, from_page=from_page, spec=spec)
         keepalive = asyncio.ensure_future(self.keepalive())
         events = asyncio.ensure_future(self.stream(request))
         try:

@@ -1,0 +1,45 @@
+"""Rate limits and session quotas through the real handlers, in milliseconds."""
+
+
+async def test_rate_limit_per_client(start_binderlab, streams, repo):
+    app = await start_binderlab(LaunchLimits={"per_client": 2})
+    for _ in range(2):
+        assert (await streams(app, f"gh/{repo.gh_spec}/main").end())["phase"] == "ready"
+    refused = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert refused["phase"] == "failed"
+    assert refused["status_code"] == 429
+    assert "Too many launches" in refused["message"]
+
+
+async def test_banned_repository_is_403(start_binderlab, streams, repo):
+    app = await start_binderlab(LaunchLimits={"banned_specs": ["gh/inproc/*"]})
+    refused = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert refused["status_code"] == 403
+
+
+async def test_host_quota_counts_starting_sessions(start_binderlab, streams, repo):
+    app = await start_binderlab(LaunchLimits={"max_sessions": 1})
+    app.launcher.gate.close()
+    first = streams(app, f"gh/{repo.gh_spec}/main")
+    await first.until("launching")
+    # the first session is still starting: it holds the only place
+    second = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert second["phase"] == "failed" and second["status_code"] == 503
+    assert "full" in second["message"]
+    app.launcher.gate.open()
+    assert (await first.end())["phase"] == "ready"
+    # and once it runs, it still does
+    third = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert third["status_code"] == 503
+    for user in list(app.sessions.running):
+        await app.launcher.stop(user)
+    assert (await streams(app, f"gh/{repo.gh_spec}/main").end())["phase"] == "ready"
+
+
+async def test_quota_per_repository(start_binderlab, streams, repo, git_server):
+    app = await start_binderlab(LaunchLimits={"max_sessions_per_repo": 1})
+    assert (await streams(app, f"gh/{repo.gh_spec}/main").end())["phase"] == "ready"
+    refused = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert refused["status_code"] == 429
+    other = git_server.create("requirements", owner="inproc")
+    assert (await streams(app, f"gh/{other.gh_spec}/main").end())["phase"] == "ready"
