@@ -85,9 +85,9 @@ class BuildHandler(BaseHandler):
                                 client=self.client_address, from_page=from_page, spec=spec)
         keepalive = asyncio.ensure_future(self.keepalive())
         events = asyncio.ensure_future(self.stream(request))
+        left = asyncio.ensure_future(self.closed.wait())  # the client closed the stream
         try:
-            await asyncio.wait({events, asyncio.ensure_future(self.closed.wait())},
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({events, left}, return_when=asyncio.FIRST_COMPLETED)
             if not events.done():
                 # The client left: stop following. A shared build goes on for the others.
                 events.cancel()
@@ -101,6 +101,7 @@ class BuildHandler(BaseHandler):
                 pass
         finally:
             keepalive.cancel()
+            left.cancel()
 
     async def stream(self, request: LaunchRequest) -> None:
         # aclosing: when the client leaves early, the launch's clean-up runs now, not
