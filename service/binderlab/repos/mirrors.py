@@ -56,10 +56,7 @@ class RepoMirrors:
         path = self._path(clone_url)
         lock = self._locks.setdefault(str(path), asyncio.Lock())
         async with lock:
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                await gitcmd.run_git("init", "--bare", "-q", "--", str(path), env=self.env,
-                                     timeout=self.timeout)
+            await self._init(path)
             if await self.has_commit(path, commit):
                 return path
             try:
@@ -83,6 +80,13 @@ class RepoMirrors:
                 raise LaunchError(f"Commit {commit} is not in {clone_url}.", 404)
         return path
 
+    async def _init(self, path: Path) -> None:
+        """Create the bare mirror at ``path`` unless it exists (under the mirror's lock)."""
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await gitcmd.run_git("init", "--bare", "-q", "--", str(path), env=self.env,
+                                 timeout=self.timeout)
+
     async def check_reachable(self, clone_url: str, commit: str,
                               allowed_protocols: list[str], config: tuple[str, ...]) -> None:
         """Refuse a commit that no branch or tag of ``clone_url`` contains.
@@ -97,10 +101,7 @@ class RepoMirrors:
         path = self._path(clone_url)
         lock = self._locks.setdefault(str(path), asyncio.Lock())
         async with lock:
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                await gitcmd.run_git("init", "--bare", "-q", "--", str(path), env=self.env,
-                                     timeout=self.timeout)
+            await self._init(path)
             if await self._contained(path, commit):
                 return
             try:
