@@ -21,6 +21,10 @@ c.BinderLab.public_url = PUBLIC_URL  # in badges, links and binder_launch_host
 # nginx on this machine forwards the client's address; without this every user would share
 # 127.0.0.1's rate limit
 c.BinderLab.trusted_proxies = ["127.0.0.1/32", "::1/128"]
+# /health fails while the session network or the egress rules are missing: binderlab.service
+# runs `python -m binderlab.platform.isolation apply` as root before each start, which
+# writes what it found here
+c.BinderLab.isolation_status_file = "/run/binderlab-isolation.json"
 # JupyterHub's public URL; session URLs come from the hub (https://<name>.hub.example.org/
 # user/<name>/, jupyterhub_config.py sets c.JupyterHub.subdomain_host from this)
 c.HubLauncher.hub_url = HUB_URL

@@ -211,6 +211,21 @@ class BinderLab(Application):
         request. Requests meanwhile share one run of the checks.""",
     ).tag(config=True)
 
+    isolation_status_file = Unicode(
+        "",
+        help="""The one-box isolation status file that `python -m binderlab.platform.isolation
+        apply|check` writes (deploy/docker sets /run/binderlab-isolation.json). When set,
+        /health has an "isolation" check that fails while the session network or the egress
+        rules are missing, or the status is older than isolation_status_max_age. Empty
+        (default): no such check (plain `binderlab up`, Kubernetes).""",
+    ).tag(config=True)
+
+    isolation_status_max_age = Float(
+        0,
+        help="""Seconds after which the isolation status counts as stale (default 0: never;
+        a deployment that re-runs `isolation check` from a timer sets its interval here).""",
+    ).tag(config=True)
+
     min_free_disk_gb = Float(
         2, help="/health reports unhealthy below this much free disk in state_dir (GB)."
     ).tag(config=True)

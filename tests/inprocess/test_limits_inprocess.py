@@ -43,3 +43,37 @@ async def test_quota_per_repository(start_binderlab, streams, repo, git_server):
     assert refused["status_code"] == 429
     other = git_server.create("requirements", owner="inproc")
     assert (await streams(app, f"gh/{other.gh_spec}/main").end())["phase"] == "ready"
+
+
+async def test_health_reports_missing_isolation(start_binderlab, tmp_path):
+    """On one box /health reads what `python -m binderlab.platform.isolation apply|check`
+    (run as root) found: a missing session network or missing egress rules make it 503."""
+    import json
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    from binderlab.platform import isolation
+
+    status = tmp_path / "isolation.json"
+    app = await start_binderlab(BinderLab={"isolation_status_file": str(status),
+                                           "health_cache_seconds": 0})
+    client = AsyncHTTPClient(force_instance=True)
+
+    async def health() -> tuple[int, dict]:
+        response = await client.fetch(f"{app.public_url}health", raise_error=False)
+        body = json.loads(response.body)
+        [check] = [c for c in body["checks"] if c["service"] == "isolation"]
+        return response.code, check
+
+    try:
+        code, check = await health()  # never applied
+        assert code == 503 and not check["ok"] and "isolation problem" in check["error"]
+        isolation.write_status(str(status), ["egress rule missing: sessions reach 10.0.0.0/8"])
+        code, check = await health()
+        assert code == 503 and not check["ok"]
+        assert "10.0.0.0" not in json.dumps(check)  # details go to the log, not the public body
+        isolation.write_status(str(status), [])
+        code, check = await health()
+        assert check["ok"], check
+    finally:
+        client.close()

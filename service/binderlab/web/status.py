@@ -10,6 +10,7 @@ from repo2docker import __version__ as repo2docker_version
 
 from binderlab._version import __version__
 from binderlab.builders.preflight import builder_checks
+from binderlab.platform import isolation
 from binderlab.web.base import BaseHandler
 
 
@@ -38,6 +39,8 @@ class HealthHandler(BaseHandler):
     async def compute(self) -> dict:
         checks = list(await asyncio.gather(self.check_docker(), self.check_hub(),
                                            self.check_disk(), self.check_builder()))
+        if self.binderlab.isolation_status_file:
+            checks.append(self.check_isolation())
         gpus = self.binderlab.gpus
         checks.append({"service": "GPUs", "ok": True,
                        **(gpus.status() if gpus else {"total": 0, "in_use": 0, "queue": 0})})
@@ -84,6 +87,20 @@ class HealthHandler(BaseHandler):
             result["error"] = "docker buildx is missing or broken: builds cannot run"
         elif failed:
             result["error"] = f"{failed[0].name} check failed"
+        return result
+
+
+    def check_isolation(self) -> dict:
+        """The session network and egress rules (one box), as root last found them: the
+        service runs unprivileged and cannot read the firewall itself."""
+        problems = isolation.read_status(self.binderlab.isolation_status_file,
+                                         self.binderlab.isolation_status_max_age)
+        for problem in problems:
+            self.binderlab.log.warning("Health: isolation: %s", problem)
+        result = {"service": "isolation", "ok": not problems}
+        if problems:
+            result["error"] = (f"{len(problems)} isolation problem(s): sessions may reach "
+                               "each other, the host or private networks")
         return result
 
 
