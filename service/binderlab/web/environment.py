@@ -11,7 +11,7 @@ from tornado import web
 
 from binderlab.builders.records import reproduce
 from binderlab.errors import LaunchError
-from binderlab.repos.providers import repo_key
+from binderlab.launch.context import LaunchRequest
 from binderlab.web.base import BaseHandler
 
 
@@ -23,14 +23,18 @@ class EnvironmentHandler(BaseHandler):
             raise web.HTTPError(404, "This host keeps no environment records.")
         try:
             spec = provider.parse(raw_spec)
+            # the launch's own steps, without its rate limit (reading a record is no launch)
+            ctx = self.pipeline.context(LaunchRequest(provider, raw_spec, spec=spec))
             limits = getattr(self.binderlab, "limits", None)
             if limits is not None:
-                limits.check_spec(repo_key(spec, list(self.providers.values())))
+                limits.check_spec(ctx.repo_key)
         except LaunchError as e:
             raise web.HTTPError(e.status_code, str(e)) from None
         try:
-            resolved = await provider.resolve(spec, self.pipeline.blocked_networks)
-            plan = await self.pipeline.plan(resolved)
+            resolved = ctx.resolved = await provider.resolve(spec,
+                                                             self.pipeline.blocked_networks)
+            await self.pipeline.fetch(ctx)
+            plan = await self.pipeline.plan(ctx)
         except LaunchError as e:
             # the repository (or that commit) may be gone: the record of its build is not
             kept = records.find(provider.prefix, spec.spec)
