@@ -632,8 +632,8 @@ def test_image_dockerfile_builds_and_holds_what_hub_service_and_builds_run(docke
     """image/Dockerfile, built from the repository root as documented, with its two base
     images swapped through its build arguments for ones made here (no registry to pull
     k8s-hub or docker:cli from): the local test base image (Debian, Python, git) for
-    k8s-hub, and an image holding this machine's docker client and the harness's buildx
-    stand-in at the paths Docker's image uses."""
+    k8s-hub, and an image holding this machine's docker client and binderlab's BuildKit bridge
+    (the buildx stand-in) at the paths Docker's image uses."""
     import subprocess
 
     from tests.harness.service import BASE_IMAGE
@@ -642,8 +642,15 @@ def test_image_dockerfile_builds_and_holds_what_hub_service_and_builds_run(docke
     (cli_root / "usr/local/bin").mkdir(parents=True)
     (cli_root / "usr/local/libexec/docker/cli-plugins").mkdir(parents=True)
     shutil.copy("/usr/bin/docker", cli_root / "usr/local/bin/docker")
-    shutil.copy(TOP / "tests/harness/docker-config/cli-plugins/docker-buildx",
-                cli_root / "usr/local/libexec/docker/cli-plugins/docker-buildx")
+    # binderlab's BuildKit bridge as the buildx stand-in, calling the client where Docker's
+    # image has it (the 20.10 client copied above)
+    bridge = (TOP / "deploy/docker/docker-buildx-bridge").read_text()
+    default_client = "${BINDERLAB_BUILDKIT_CLIENT:-/usr/bin/docker}"
+    assert default_client in bridge
+    plugin = cli_root / "usr/local/libexec/docker/cli-plugins/docker-buildx"
+    plugin.write_text(bridge.replace(default_client,
+                                     "${BINDERLAB_BUILDKIT_CLIENT:-/usr/local/bin/docker}"))
+    plugin.chmod(0o755)
     tag = f"binderlab-deploy-test/image:{os.getpid()}"
     cli_tag = f"binderlab-deploy-test/docker-cli:{os.getpid()}"
     tar = subprocess.run(["tar", "-C", str(cli_root), "-c", "."], capture_output=True,
