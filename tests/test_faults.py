@@ -581,7 +581,10 @@ def disk_full(tiny_disk, services, git_server):
     hub = services("up", "binderlab up (hub for the tiny-disk service)")
     svc = services("serve", "binderlab serve (30 MB state dir)", serve_on(hub) + (
         f"c.BinderLab.state_dir = {str(tiny_disk)!r}\n"
-        "c.BinderLab.min_free_disk_gb = 0.005\n"))  # /health: unhealthy below 5 MB
+        "c.BinderLab.min_free_disk_gb = 0.005\n"  # /health: unhealthy below 5 MB
+        # the reserve a launch must leave (1 GB by default) scaled to the 30 MB disk, so
+        # small launches fit and the 40 MB one really runs the disk full
+        "c.RepoDiskBudget.min_free_mb = 2\n"))
     assert health(svc)[0] == 200
     big = git_server.create("dockerfile")
     (big.work / "data.bin").write_bytes(os.urandom(40 << 20))  # incompressible

@@ -148,9 +148,11 @@ def same_tree_repos(git_server, count: int, **names) -> list:
     return repos
 
 
-def sessions_running(docker_client) -> int:
-    """What the quota counts: running containers labelled as binderlab sessions."""
-    return len(docker_client.containers.list(filters={"label": "binderlab.user"}))
+def sessions_running(docker_client, image_prefix: str) -> int:
+    """What the quota counts: running binderlab session containers of this host (its image
+    prefix; other runs' sessions on the shared engine do not count)."""
+    return sum(1 for c in docker_client.containers.list(filters={"label": "binderlab.user"})
+               if (c.attrs["Config"]["Image"] or "").startswith(image_prefix))
 
 
 def stop_session(svc, ready: dict) -> None:
@@ -393,11 +395,12 @@ def test_session_quotas_per_repository_and_for_the_host(make_service, git_server
     """max_sessions_per_repo=1: a second session of a repository is refused (429) while
     another repository still launches; max_sessions: 503 "host is full". Only this host's
     sessions count (other binderlab instances may share the engine)."""
-    base = sessions_running(docker_client)
     svc = make_service("up", extra_config="""
 c.LaunchLimits.max_sessions_per_repo = 1
 c.LaunchLimits.max_sessions = 3
 """)
+    base = sessions_running(docker_client, svc.image_prefix)
+    assert base == 0
     a, b, c, d = same_tree_repos(git_server, 4)
 
     def launch(repo):
@@ -414,11 +417,12 @@ c.LaunchLimits.max_sessions = 3
     assert (full["phase"], full["status_code"]) == ("failed", 503), full
     assert "host is full" in full["message"], full
     # refused launches started nothing
-    assert sessions_running(docker_client) == base + 3
+    assert sessions_running(docker_client, svc.image_prefix) == base + 3
     # a freed place can be taken again
     stop_session(svc, second)
     deadline = time.monotonic() + 60
-    while sessions_running(docker_client) > base + 2 and time.monotonic() < deadline:
+    while sessions_running(docker_client, svc.image_prefix) > base + 2 \
+            and time.monotonic() < deadline:
         time.sleep(0.5)
     assert launch(d)["phase"] == "ready"
 
