@@ -194,6 +194,29 @@ class SessionOptions:
 ENV_IMAGE_PREFIX = "BINDERLAB_IMAGE_PREFIX"
 ENV_CONTENT_DIR = "BINDERLAB_CONTENT_DIR"
 ENV_SIGNING_KEY = "BINDERLAB_SERVICE_TOKEN"  # the service's hub API token signs GPU grants
+ENV_AUTHENTICATION = "BINDERLAB_AUTHENTICATION"
+
+# --- logged-in mode ----------------------------------------------------------------------
+SERVICE_NAME = "binderlab"  # the binder service's name in the hub's services list
+AUTHENTICATION_MODES = ("none", "required", "optional")
+CLIENT_USER_PREFIX = "user:"  # a logged-in client is counted by this plus its hub name
+
+
+def oauth_callback_url(public_url: str) -> str:
+    """Where the hub sends a browser back after login (the service's OAuth callback)."""
+    return public_url.rstrip("/") + "/oauth_callback"
+
+
+def server_name(repo_key: str) -> str:
+    """The JupyterHub named server of one user's sessions of one repository.
+
+    Readable (the repository's name, lower case, [a-z0-9-]) and unique (a hash of the
+    whole key): hub server names appear in URLs and DockerSpawner's container names, and
+    two keys that read alike ('gh/A/b', 'gh/a/B') must not share a server.
+    """
+    readable = re.sub(r"[^a-z0-9]+", "-", repo_key.lower()).strip("-")[:40].strip("-")
+    digest = hashlib.sha256(repo_key.encode()).hexdigest()[:10]
+    return f"{readable}-{digest}" if readable else digest
 
 
 @dataclass(frozen=True)
@@ -204,17 +227,19 @@ class HubSettings:
     image_prefix: str = DEFAULT_IMAGE_PREFIX
     content_dir: str = ""  # where the service leaves <commit>.tar for the content overlay
     signing_key: str = ""
+    authentication: str = "none"  # c.BinderLab.authentication: the hub registers OAuth
 
     def to_env(self) -> dict[str, str]:
         return {ENV_IMAGE_PREFIX: self.image_prefix, ENV_CONTENT_DIR: self.content_dir,
-                ENV_SIGNING_KEY: self.signing_key}
+                ENV_SIGNING_KEY: self.signing_key, ENV_AUTHENTICATION: self.authentication}
 
     @classmethod
     def from_env(cls, environ=None) -> "HubSettings":
         environ = os.environ if environ is None else environ
         return cls(image_prefix=environ.get(ENV_IMAGE_PREFIX, DEFAULT_IMAGE_PREFIX),
                    content_dir=environ.get(ENV_CONTENT_DIR, ""),
-                   signing_key=environ.get(ENV_SIGNING_KEY, ""))
+                   signing_key=environ.get(ENV_SIGNING_KEY, ""),
+                   authentication=environ.get(ENV_AUTHENTICATION, "none"))
 
 
 def content_archive(content_dir: str | Path, commit: str) -> Path:

@@ -361,7 +361,9 @@ class Pipeline:
                     else:
                         yield ev.waiting(step.position, "All GPUs are busy: you are number "
                                          f"{step.position} in the queue")
-            async for event in self.launcher.launch(ctx.plan.image, user_options):
+            # a logged-in user's launch goes to their own server (the launcher's owner=)
+            owner = {"owner": ctx.request.user} if ctx.request.user else {}
+            async for event in self.launcher.launch(ctx.plan.image, user_options, **owner):
                 if event[ev.PHASE] == ev.READY:  # the launcher's last event
                     ctx.session = StartedSession(event[ev.URL], event[ev.TOKEN],
                                                  list(user_options.get(contract.OPT_GPUS, [])))
