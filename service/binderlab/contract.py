@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jupyterhub.slugs import is_valid_safe_slug, safe_slug
 from traitlets import Unicode
 
 # --- image labels (set at build time by the builders) ---------------------------------
@@ -210,13 +211,11 @@ def oauth_callback_url(public_url: str) -> str:
 def server_name(repo_key: str) -> str:
     """The JupyterHub named server of one user's sessions of one repository.
 
-    Readable (the repository's name, lower case, [a-z0-9-]) and unique (a hash of the
-    whole key): hub server names appear in URLs and DockerSpawner's container names, and
-    two keys that read alike ('gh/A/b', 'gh/a/B') must not share a server.
+    JupyterHub's own safe slug (jupyterhub.slugs, the rule its API checks new server names
+    by: at most 30 characters of [a-z0-9-]): the repository's name, readable, plus a hash
+    of the whole key, so two keys that read alike ('gh/A/b', 'gh/a/B') get two servers.
     """
-    readable = re.sub(r"[^a-z0-9]+", "-", repo_key.lower()).strip("-")[:40].strip("-")
-    digest = hashlib.sha256(repo_key.encode()).hexdigest()[:10]
-    return f"{readable}-{digest}" if readable else digest
+    return safe_slug(repo_key, is_valid=is_valid_safe_slug)
 
 
 @dataclass(frozen=True)
