@@ -80,9 +80,8 @@ c.DockerSpawner.remove = True
 c.DockerSpawner.pull_policy = "ifnotpresent"
 c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.network_name = env("BINDERLAB_SESSION_NETWORK", "bridge")
-# a logged-in user's named servers (one per repository) need their own containers
-c.DockerSpawner.name_template = ("binderlab-{username}" if authentication == "none"
-                                 else "binderlab-{username}--{servername}")
+# containers are named by DockerSpawner's default template: binderlab-<user> for a default
+# server, binderlab-<user>--<server> for a logged-in user's named one (one per repository)
 c.DockerSpawner.prefix = "binderlab"
 c.DockerSpawner.mem_limit = env("BINDERLAB_SESSION_MEM_LIMIT", "2G")
 c.DockerSpawner.cpu_limit = float(env("BINDERLAB_SESSION_CPU_LIMIT", "1"))

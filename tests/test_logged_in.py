@@ -146,7 +146,12 @@ def test_optional_login_keeps_anonymous_launches(make_service, git_server, docke
     assert re.fullmatch(rf"{svc.hub_url}/user/binder-[0-9a-f]{{16}}/", anonymous["url"])
     # a logged-in launch is the user's own
     carol = requests.Session()
-    log_in(svc, carol, f"v2/gh/{repo.gh_spec}/main", "carol")
+    # nothing asks an anonymous visitor to log in: the service's login page does
+    page = log_in(svc, carol, f"login?next=/v2/gh/{repo.gh_spec}/main", "carol")
+    assert page.url == f"{svc.url}v2/gh/{repo.gh_spec}/main"
+    # the login goes on to a page of this service only, never elsewhere
+    away = carol.get(svc.url + "login?next=//example.org/", allow_redirects=False, timeout=30)
+    assert away.status_code == 302 and away.headers["Location"] == "/"
     ready = launch(svc, carol, repo)[-1]
     assert ready["phase"] == "ready", ready
     assert ready["url"].startswith(f"{svc.hub_url}/user/carol/gh-test-")

@@ -99,4 +99,23 @@ class OAuthCallbackHandler(HubOAuthCallbackHandler):
         pass
 
 
-default_handlers = [(r"oauth_callback", OAuthCallbackHandler)]
+class LoginHandler(HubLogin, web.RequestHandler):
+    """``<base_url>login?next=<path>``: log in at the hub (with authentication='optional'
+    nothing else asks for it), then go on to ``next``, a path on this service."""
+
+    async def get(self):
+        binderlab = self.settings["binderlab"]
+        if self.hub_auth is None:
+            raise web.HTTPError(404, "This host runs without logins (authentication='none').")
+        if self.hub_user is None:
+            self.redirect(self.get_login_url())
+            return
+        target = self.get_argument("next", binderlab.base_url)
+        # only a path of this service: an open redirect would lend our login to any site
+        if not target.startswith(binderlab.base_url) or target.startswith("//") \
+                or "\\" in target:
+            target = binderlab.base_url
+        self.redirect(target)
+
+
+default_handlers = [(r"oauth_callback", OAuthCallbackHandler), (r"login", LoginHandler)]
