@@ -138,12 +138,15 @@ def test_required_login_named_server_per_repository(make_service, git_server, do
 
 def test_optional_login_keeps_anonymous_launches(make_service, git_server, docker_client,
                                                  tmp_path):
-    svc = start(make_service, tmp_path, "optional")
+    # one launch per window per client: the address's one goes to the anonymous launch
+    svc = start(make_service, tmp_path, "optional", "c.LaunchLimits.per_client = 1")
     repo = git_server.create("dockerfile")
     # anonymous: as with authentication='none', a temporary user's default server
     anonymous = follow(f"{svc.url}build/gh/{repo.gh_spec}/main")[-1]
     assert anonymous["phase"] == "ready", anonymous
     assert re.fullmatch(rf"{svc.hub_url}/user/binder-[0-9a-f]{{16}}/", anonymous["url"])
+    refused = follow(f"{svc.url}build/gh/{repo.gh_spec}/main")[-1]
+    assert (refused["phase"], refused.get("status_code")) == ("failed", 429), refused
     # a logged-in launch is the user's own
     carol = requests.Session()
     # nothing asks an anonymous visitor to log in: the service's login page does
@@ -157,3 +160,8 @@ def test_optional_login_keeps_anonymous_launches(make_service, git_server, docke
     assert ready["url"].startswith(f"{svc.hub_url}/user/carol/gh-test-")
     assert requests.get(ready["url"] + "api/status", timeout=30, headers={
         "Authorization": f"token {ready['token']}"}).status_code == 200
+    # people behind that same address count as themselves, not as the address
+    dave = requests.Session()
+    log_in(svc, dave, "login?next=/", "dave")
+    assert launch(svc, dave, repo)[-1]["phase"] == "ready"
+    assert launch(svc, dave, repo)[-1].get("status_code") == 429  # dave's own one used
