@@ -401,6 +401,10 @@ class BinderLab(Application):
         """Logged-in mode: the hub's OAuth (web/auth.py). The HubOAuth is made on first use,
         since `binderlab up` sets the service token after these steps."""
         self._hub_auth = None
+        if self.authentication != "none" and not hasattr(self.launcher, "api_url"):
+            raise ValueError(f"c.BinderLab.authentication = {self.authentication!r} needs "
+                             "JupyterHub's logins: a hub launcher (launcher_class = "
+                             f"'jupyterhub'), not {type(self.launcher).__name__}.")
 
     @property
     def hub_auth(self):
