@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.harness.sse import follow
+from tests.test_gpus import GPU_CONFIG
 
 pytestmark = pytest.mark.docker
 
@@ -53,10 +54,11 @@ def log_in(svc, browser: requests.Session, page: str, user: str) -> requests.Res
     return page_back
 
 
-def launch(svc, browser: requests.Session, repo) -> list[dict]:
+def launch(svc, browser: requests.Session, repo, **params) -> list[dict]:
     """Follow the event stream with the browser's cookies (the loading page's EventSource)."""
     events = []
     with browser.get(f"{svc.url}build/gh/{repo.gh_spec}/main", stream=True, timeout=300,
+                     params=params,
                      headers={"Accept": "text/event-stream"}) as response:
         assert response.status_code == 200, response.text
         for line in response.iter_lines(decode_unicode=True):
@@ -165,3 +167,27 @@ def test_optional_login_keeps_anonymous_launches(make_service, git_server, docke
     log_in(svc, dave, "login?next=/", "dave")
     assert launch(svc, dave, repo)[-1]["phase"] == "ready"
     assert launch(svc, dave, repo)[-1].get("status_code") == 429  # dave's own one used
+
+
+def test_gpu_cap_counts_each_person(make_service, git_server, docker_client, tmp_path):
+    """Two people behind one address each get their own GPU under max_gpus_per_user = 1
+    (anonymously that address would get one, tests/test_gpus.py), and a person's second
+    launch returns to their GPU session instead of being refused by their own cap."""
+    svc = start(make_service, tmp_path, "required",
+                GPU_CONFIG + "c.GPUAllocator.max_gpus_per_user = 1")
+    repo = git_server.create("dockerfile")
+    alice, bob = requests.Session(), requests.Session()
+    log_in(svc, alice, "", "alice")
+    log_in(svc, bob, "", "bob")
+    hers = launch(svc, alice, repo, gpu="1")[-1]
+    assert hers["phase"] == "ready", hers
+    his = launch(svc, bob, repo, gpu="1")[-1]
+    assert his["phase"] == "ready", his
+    assert len(hers["gpus"]) == len(his["gpus"]) == 1
+    assert hers["gpus"] != his["gpus"]
+    again = launch(svc, alice, repo, gpu="1")
+    assert again[-1]["phase"] == "ready", again[-1]
+    assert again[-1]["url"] == hers["url"]
+    assert any("Returning to your running session" in e.get("message", "") for e in again)
+    [container] = sessions_of(docker_client, "alice")
+    assert container.labels["binderlab.gpus"] == ",".join(hers["gpus"])

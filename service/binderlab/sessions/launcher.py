@@ -20,6 +20,7 @@ from binderlab.contract import (
     OPT_GPU_SIGNATURE,
     OPT_GPUS,
     OPT_IMAGE,
+    OPT_REF,
     OPT_REPO_KEY,
     OPT_TOKEN,
     server_name,
@@ -206,6 +207,24 @@ class HubLauncher(Launcher):
             url = self.hub_url.rstrip("/") + url
         return url
 
+    async def named_server(self, owner: str, name: str) -> dict | None:
+        user = await self.api("GET", f"/users/{quote(owner)}")
+        return (user.get("servers") or {}).get(name)
+
+    def running_event(self, server: dict | None) -> dict | None:
+        """The ready event of a running binderlab server of a user, None if it is not."""
+        token = ((server or {}).get("user_options") or {}).get(OPT_TOKEN)
+        if not (server and server.get("ready") and token):
+            return None
+        return {"phase": "ready", "url": self.session_url(server), "token": token,
+                "commit": server["user_options"].get(OPT_REF, "")}
+
+    async def running(self, owner: str, repo_key: str) -> dict | None:
+        """``owner``'s running session of ``repo_key`` (its ready event: url, token and
+        the commit it was started at), None when there is none. A launch that finds one
+        returns to it before it asks for a session slot or GPUs: the server holds them."""
+        return self.running_event(await self.named_server(owner, server_name(repo_key)))
+
     async def launch_named(self, image: str, user_options: dict,
                            owner: str) -> AsyncIterator[dict]:
         """A logged-in user's launch: their named server for this repository.
@@ -218,13 +237,12 @@ class HubLauncher(Launcher):
         """
         name = server_name(user_options[OPT_REPO_KEY])
         path = f"/users/{quote(owner)}/servers/{quote(name)}"
-        user = await self.api("GET", f"/users/{quote(owner)}")
-        server = (user.get("servers") or {}).get(name)
-        if server and server.get("ready") and (server.get("user_options") or {}).get(OPT_TOKEN):
+        server = await self.named_server(owner, name)
+        running = self.running_event(server)
+        if running is not None:  # started meanwhile (the pipeline asked running() first)
             yield {"phase": "launching",
                    "message": f"Returning to your running session {name}\n"}
-            yield {"phase": "ready", "url": self.session_url(server),
-                   "token": server["user_options"][OPT_TOKEN]}
+            yield running
             return
         if server and server.get("pending"):
             raise LaunchError(f"Your session {name} is {server['pending']}ing; try again in "
