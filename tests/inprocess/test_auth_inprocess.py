@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from jupyterhub.slugs import is_valid_safe_slug
 from tornado.httpclient import AsyncHTTPClient
+from traitlets import TraitError
 
 from binderlab.contract import HubSettings, server_name
 
@@ -58,3 +59,9 @@ def test_authentication_reaches_the_hub():
     assert settings.to_env()["BINDERLAB_AUTHENTICATION"] == "required"
     assert HubSettings.from_env(settings.to_env()) == settings
     assert HubSettings.from_env({}).authentication == "none"
+
+
+async def test_unknown_mode_is_refused_with_the_choices(start_binderlab):
+    with pytest.raises(TraitError) as refused:
+        await start_binderlab(BinderLab={"authentication": "sometimes"})
+    assert "sometimes" in str(refused.value) and "required" in str(refused.value)
