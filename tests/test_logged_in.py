@@ -9,7 +9,10 @@ does, and opens the session with the ready event's url and token.
 """
 
 import json
+import os
 import re
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -191,3 +194,28 @@ def test_gpu_cap_counts_each_person(make_service, git_server, docker_client, tmp
     assert any("Returning to your running session" in e.get("message", "") for e in again)
     [container] = sessions_of(docker_client, "alice")
     assert container.labels["binderlab.gpus"] == ",".join(hers["gpus"])
+
+
+@pytest.mark.browser
+def test_browser_logs_in_and_lands_in_its_session(make_service, git_server, tmp_path):
+    """Chromium: a launch link, the hub's login form, back through the loading page onto the
+    user's own named server with the notebook open."""
+    from tests.test_browser import BROWSER_DIR, CHROMIUM, SCREENSHOTS
+
+    node = shutil.which("node")
+    assert node, "node is not on PATH (tests/test_browser.py says what to install)"
+    svc = start(make_service, tmp_path, "required")
+    repo = git_server.create("dockerfile")
+    proc = subprocess.run(
+        [node, str(BROWSER_DIR / "login_launch.mjs"),
+         f"{svc.url}v2/gh/{repo.gh_spec}/main?labpath=hello.ipynb",
+         str(SCREENSHOTS / "logged_in"), "--user", "erin", "--password", PASSWORD],
+        cwd=BROWSER_DIR, capture_output=True, text=True, timeout=400,
+        env={**os.environ, "BINDERLAB_CHROMIUM": CHROMIUM})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, proc.stderr[-3000:]
+    result = json.loads(lines[-1])
+    assert result["ok"], result
+    assert result["loginUrl"].startswith(f"{svc.hub_url}/hub/login")
+    assert re.match(rf"{svc.hub_url}/user/erin/gh-test-[a-z0-9-]+/", result["finalUrl"])
+    assert result["notebookOpen"] and not result["offHostRequests"]

@@ -48,6 +48,9 @@ class LoadingPageHandler(BaseHandler):
                 {
                     "buildUrl": f"{self.binderlab.base_url}build/{provider.prefix}/{raw_spec}",
                     "buildParams": params,
+                    # logged-in mode: the event stream's fetch() proves it comes from this
+                    # page (JupyterHub's xsrf rule for cookie logins); none without logins
+                    **({"xsrfToken": self.xsrf_token.decode()} if self.hub_user else {}),
                 }
             ),
         )
@@ -72,6 +75,8 @@ class IndexHandler(BaseHandler):
                     "providers": [p.info() for p in self.providers.values()],
                     "gpuMax": gpu_max,
                     "thebeInstalled": thebe.is_file(),
+                    # logged-in mode: the prebuild's fetch() of the event stream (see above)
+                    **({"xsrfToken": self.xsrf_token.decode()} if self.hub_user else {}),
                 }
             ),
         )
