@@ -19,12 +19,28 @@ c.JupyterHub.cookie_secret_file = os.path.join(state_dir, "jupyterhub_cookie_sec
 c.JupyterHub.pid_file = os.path.join(state_dir, "jupyterhub.pid")
 
 # --- who can do what ----------------------------------------------------------------------
-# Launches are anonymous: the binder service creates a temporary user per launch through the
-# API. Nobody logs in to the hub itself.
-c.JupyterHub.authenticator_class = "null"
+# c.BinderLab.authentication, passed on by `binderlab up` (binderlab.contract.HubSettings)
+authentication = env("BINDERLAB_AUTHENTICATION", "none")
+binder_service = {"name": "binderlab", "api_token": env("BINDERLAB_SERVICE_TOKEN")}
+if authentication == "none":
+    # Launches are anonymous: the binder service creates a temporary user per launch
+    # through the API. Nobody logs in to the hub itself.
+    c.JupyterHub.authenticator_class = "null"
+else:
+    # Logged-in mode: people log in with the operator's authenticator (set it in the file
+    # c.UpApp.hub_config_overlay names, loaded last); the binder service is an OAuth client
+    # of the hub, as BinderHub's authenticated mode is, and each user gets one named
+    # server per repository.
+    binder_service.update(
+        oauth_client_id="service-binderlab",
+        oauth_redirect_uri=env("BINDERLAB_SERVICE_URL", "http://127.0.0.1:8585/").rstrip("/")
+        + "/oauth_callback",
+        # logging in to the hub is consent enough to use its binder service
+        oauth_no_confirm=True,
+    )
+    c.JupyterHub.allow_named_servers = True
 c.JupyterHub.services = [
-    {"name": "binderlab", "api_token": env("BINDERLAB_SERVICE_TOKEN"),
-     "url": None},
+    binder_service,
     {"name": "idle-culler",
      # JupyterHub gives services a clean environment: pass on the BINDERLAB_MARK_* markers,
      # by which `binderlab up` (and a test run) finds every process it started, even one
@@ -35,12 +51,13 @@ c.JupyterHub.services = [
                  f"--max-age={env('BINDERLAB_MAX_AGE', '21600')}",
                  "--cull-users=true"]},
 ]
-c.JupyterHub.services[0].pop("url")
 c.JupyterHub.load_roles = [
     # only what the binder service needs: create/delete users, start/stop their servers,
     # follow spawn progress
     {"name": "binderlab-service", "services": ["binderlab"],
      "scopes": ["admin:users", "admin:servers"]},
+    # users: their own servers, and the binder service's login (its OAuth access scope)
+    {"name": "user", "scopes": ["self", "access:services!service=binderlab"]},
     {"name": "idle-culler", "services": ["idle-culler"],
      "scopes": ["list:users", "read:users:activity", "read:servers",
                 "delete:servers", "admin:users"]},
@@ -63,7 +80,8 @@ c.DockerSpawner.remove = True
 c.DockerSpawner.pull_policy = "ifnotpresent"
 c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.network_name = env("BINDERLAB_SESSION_NETWORK", "bridge")
-c.DockerSpawner.name_template = "binderlab-{username}"
+# containers are named by DockerSpawner's default template: binderlab-<user> for a default
+# server, binderlab-<user>--<server> for a logged-in user's named one (one per repository)
 c.DockerSpawner.prefix = "binderlab"
 c.DockerSpawner.mem_limit = env("BINDERLAB_SESSION_MEM_LIMIT", "2G")
 c.DockerSpawner.cpu_limit = float(env("BINDERLAB_SESSION_CPU_LIMIT", "1"))
@@ -89,3 +107,7 @@ if env("BINDERLAB_SESSION_DISK_LIMIT"):
 c.DockerSpawner.volumes = {}
 c.Spawner.start_timeout = int(env("BINDERLAB_START_TIMEOUT", "120"))
 c.Spawner.http_timeout = int(env("BINDERLAB_HTTP_TIMEOUT", "60"))
+
+# --- the operator's additions (c.UpApp.hub_config_overlay): the authenticator, above all -----
+if env("BINDERLAB_HUB_CONFIG_OVERLAY"):
+    load_subconfig(env("BINDERLAB_HUB_CONFIG_OVERLAY"))  # noqa: F821 (provided by traitlets)

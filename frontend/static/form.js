@@ -188,6 +188,7 @@ export function startForm(settings) {
     try {
       await readEvents(`${base}build/${spec}?build_only=true`, {
         signal: controller.signal,
+        xsrfToken: settings.xsrfToken,
         onEvent: (event) => {
           last = event;
           if (event.message) prebuildLog.append(event.message);

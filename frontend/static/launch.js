@@ -114,7 +114,7 @@ export class LogView {
 
 const $ = (id) => document.getElementById(id);
 
-/** Run the loading page. `settings`: {buildUrl, buildParams} from the template. */
+/** Run the loading page. `settings`: {buildUrl, buildParams, xsrfToken} from the template. */
 export function startLoadingPage(settings) {
   const page = new URL(window.location.href);
   const phaseEl = $("phase");
@@ -229,7 +229,7 @@ export function startLoadingPage(settings) {
     url.searchParams.set(key, value);
   }
   setPhase("starting");
-  readEvents(url, { onEvent })
+  readEvents(url, { onEvent, xsrfToken: settings.xsrfToken })
     .then((finished) => {
       if (!finished && !state.finished) fail("The stream ended before the launch finished.", { lost: true });
     })

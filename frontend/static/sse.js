@@ -45,10 +45,12 @@ export class StreamError extends Error {
  * GET `url` as an event stream and call onEvent(object) for each JSON event, until onEvent
  * returns true, the stream ends or `signal` aborts. Throws StreamError on an HTTP error.
  */
-export async function readEvents(url, { onEvent, signal }) {
-  const response = await fetch(url, {
-    headers: { Accept: "text/event-stream" }, cache: "no-store", signal,
-  });
+export async function readEvents(url, { onEvent, signal, xsrfToken }) {
+  const headers = { Accept: "text/event-stream" };
+  // logged-in mode: JupyterHub's login cookie counts for a fetch() only with the page's
+  // xsrf token beside it (jupyterhub.services.auth checks it for non-navigation requests)
+  if (xsrfToken) headers["X-XSRFToken"] = xsrfToken;
+  const response = await fetch(url, { headers, cache: "no-store", signal });
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try {

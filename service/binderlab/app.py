@@ -22,10 +22,10 @@ from pathlib import Path
 import tornado.web
 from jupyterhub.traitlets import EntryPointType
 from repo2docker import __version__ as repo2docker_version
-from traitlets import Bool, Float, Integer, List, Unicode, default
+from traitlets import Bool, Enum, Float, Integer, List, Unicode, default
 from traitlets.config import Application, catch_config_error
 
-from binderlab import web
+from binderlab import contract, web
 from binderlab._version import __version__
 from binderlab.builders.cacheindex import CacheIndex, engine_images
 from binderlab.builders.eviction import ImageEvictor
@@ -57,6 +57,7 @@ from binderlab.sessions.trackers import (
     KubernetesSessionTracker,
     SessionTracker,
 )
+from binderlab.web import auth
 
 
 class BinderLab(Application):
@@ -162,6 +163,20 @@ class BinderLab(Application):
         klass=Launcher,
         entry_point_group="binderlab.launchers",
         help="How sessions are started: an entry point name or a Launcher class.",
+    ).tag(config=True)
+
+    authentication = Enum(
+        list(contract.AUTHENTICATION_MODES), default_value="none",
+        help="""Who may launch: 'none' (default) anonymous launches, each session a temporary
+        hub user; 'required' every launch belongs to a JupyterHub user, and the pages, /v2/
+        and /build/ send a browser without a login to the hub's login first; 'optional'
+        anonymous launches as with 'none', and a logged-in user's launches are theirs.
+
+        With 'required' or 'optional' the service is a JupyterHub OAuth client (the hub
+        registers it; its callback is <public_url>oauth_callback), a user's launch starts
+        one named server of theirs per repository (a second launch returns to it), and
+        per-client limits count a logged-in user by hub name instead of address. Who can
+        log in is the hub's authenticator (c.UpApp.hub_config_overlay).""",
     ).tag(config=True)
 
     trusted_proxies = List(
@@ -303,6 +318,7 @@ class BinderLab(Application):
         self.init_launcher()
         self.init_gpus()
         self.init_limits()
+        self.init_auth()
         self.init_pipeline()
         self.init_records()
         self.init_tornado()
@@ -381,6 +397,23 @@ class BinderLab(Application):
         self.limits = LaunchLimits(parent=self, log=self.log)
         self.trusted_proxy_networks = netguard.parse_networks(self.trusted_proxies)
 
+    def init_auth(self):
+        """Logged-in mode: the hub's OAuth (web/auth.py). The HubOAuth is made on first use,
+        since `binderlab up` sets the service token after these steps."""
+        self._hub_auth = None
+        if self.authentication != "none" and not hasattr(self.launcher, "api_url"):
+            raise ValueError(f"c.BinderLab.authentication = {self.authentication!r} needs "
+                             "JupyterHub's logins: a hub launcher (launcher_class = "
+                             f"'jupyterhub'), not {type(self.launcher).__name__}.")
+
+    @property
+    def hub_auth(self):
+        if self.authentication == "none":
+            return None
+        if self._hub_auth is None:
+            self._hub_auth = auth.hub_oauth(self)
+        return self._hub_auth
+
     def init_pipeline(self):
         self.mirrors = RepoMirrors(self.state_path / "git", self.git_timeout)
         for provider in self.providers.values():
@@ -443,6 +476,8 @@ class BinderLab(Application):
         self.tornado_app = tornado.web.Application(
             routes, binderlab=self, template_path=str(frontend_dir() / "templates"),
             log_function=self._log_request,
+            # signs the OAuth state and login cookies of logged-in mode
+            cookie_secret=auth.cookie_secret(self.state_path),
         )
 
     def _log_request(self, handler):

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jupyterhub.slugs import is_valid_safe_slug, safe_slug
 from traitlets import Unicode
 
 # --- image labels (set at build time by the builders) ---------------------------------
@@ -194,6 +195,27 @@ class SessionOptions:
 ENV_IMAGE_PREFIX = "BINDERLAB_IMAGE_PREFIX"
 ENV_CONTENT_DIR = "BINDERLAB_CONTENT_DIR"
 ENV_SIGNING_KEY = "BINDERLAB_SERVICE_TOKEN"  # the service's hub API token signs GPU grants
+ENV_AUTHENTICATION = "BINDERLAB_AUTHENTICATION"
+
+# --- logged-in mode ----------------------------------------------------------------------
+SERVICE_NAME = "binderlab"  # the binder service's name in the hub's services list
+AUTHENTICATION_MODES = ("none", "required", "optional")
+CLIENT_USER_PREFIX = "user:"  # a logged-in client is counted by this plus its hub name
+
+
+def oauth_callback_url(public_url: str) -> str:
+    """Where the hub sends a browser back after login (the service's OAuth callback)."""
+    return public_url.rstrip("/") + "/oauth_callback"
+
+
+def server_name(repo_key: str) -> str:
+    """The JupyterHub named server of one user's sessions of one repository.
+
+    JupyterHub's own safe slug (jupyterhub.slugs, the rule its API checks new server names
+    by: at most 30 characters of [a-z0-9-]): the repository's name, readable, plus a hash
+    of the whole key, so two keys that read alike ('gh/A/b', 'gh/a/B') get two servers.
+    """
+    return safe_slug(repo_key, is_valid=is_valid_safe_slug)
 
 
 @dataclass(frozen=True)
@@ -204,17 +226,19 @@ class HubSettings:
     image_prefix: str = DEFAULT_IMAGE_PREFIX
     content_dir: str = ""  # where the service leaves <commit>.tar for the content overlay
     signing_key: str = ""
+    authentication: str = "none"  # c.BinderLab.authentication: the hub registers OAuth
 
     def to_env(self) -> dict[str, str]:
         return {ENV_IMAGE_PREFIX: self.image_prefix, ENV_CONTENT_DIR: self.content_dir,
-                ENV_SIGNING_KEY: self.signing_key}
+                ENV_SIGNING_KEY: self.signing_key, ENV_AUTHENTICATION: self.authentication}
 
     @classmethod
     def from_env(cls, environ=None) -> "HubSettings":
         environ = os.environ if environ is None else environ
         return cls(image_prefix=environ.get(ENV_IMAGE_PREFIX, DEFAULT_IMAGE_PREFIX),
                    content_dir=environ.get(ENV_CONTENT_DIR, ""),
-                   signing_key=environ.get(ENV_SIGNING_KEY, ""))
+                   signing_key=environ.get(ENV_SIGNING_KEY, ""),
+                   authentication=environ.get(ENV_AUTHENTICATION, "none"))
 
 
 def content_archive(content_dir: str | Path, commit: str) -> Path:

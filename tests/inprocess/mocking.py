@@ -110,10 +110,17 @@ class FakeLauncher(Launcher):
     fail_with = Unicode("", help="Every launch fails with this message (500).").tag(
         config=True)
 
+    # where logged-in mode's login redirects go (nothing listens: a browser is only sent)
+    hub_url = "http://127.0.0.1:9"
+    api_token = "fake-service-token"
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.gate = Gate()
         self.launched: list[dict] = []  # user_options of every launch, in order
+
+    def api_url(self, path: str) -> str:
+        return f"{self.hub_url}/hub/api/{path.lstrip('/')}"
 
     @property
     def tracker(self) -> FakeSessionTracker:

@@ -41,6 +41,15 @@ class UpApp(EngineFirst, BinderLab):
     def _default_hub_config(self):
         return str(hub_config_file())
 
+    hub_config_overlay = Unicode(
+        "",
+        help="""A JupyterHub config file loaded after hub_config_file (default: none).
+
+        Where an operator adds to binderlab's hub wiring without copying it; above all the
+        authenticator for logged-in mode (c.BinderLab.authentication), e.g.
+        `c.JupyterHub.authenticator_class = "dummy"` to try it, or an oauthenticator.""",
+    ).tag(config=True)
+
     hub_internal_url = Unicode(
         "http://127.0.0.1:8081",
         help="Where the hub itself listens (behind its proxy). Default http://127.0.0.1:8081.",
@@ -78,7 +87,10 @@ class UpApp(EngineFirst, BinderLab):
             # what the spawners must share with this service (binderlab.contract)
             **HubSettings(image_prefix=self.image_prefix,
                           content_dir=str(self.state_path / "content"),
-                          signing_key=self.launcher.api_token).to_env(),
+                          signing_key=self.launcher.api_token,
+                          authentication=self.authentication).to_env(),
+            "BINDERLAB_HUB_CONFIG_OVERLAY": os.path.abspath(self.hub_config_overlay)
+            if self.hub_config_overlay else "",
             "CONFIGPROXY_AUTH_TOKEN": _secret(state / "proxy-token"),
             "BINDERLAB_HUB_CLEANUP": "0" if self.keep_sessions_on_exit else "1",
             # every process this run starts carries it (see commands/processes.py)

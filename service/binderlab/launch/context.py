@@ -28,6 +28,7 @@ class LaunchRequest:
     client: str = ""  # the client's address, for per-user limits of anonymous launches
     from_page: bool = False  # carries a valid loading-page ticket (see limits.py)
     spec: RepoSpec | None = None  # parsed already (the handler checks it before streaming)
+    user: str = ""  # the logged-in hub user whose launch this is; '': anonymous
 
 
 @dataclass

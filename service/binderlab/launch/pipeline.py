@@ -28,6 +28,7 @@ from binderlab.fingerprint.buildpacks import Fingerprint
 from binderlab.fingerprint.worker import FingerprintWorker
 from binderlab.gpus.allocator import GPUAllocator, Reservation, launch_gpus
 from binderlab.launch import events as ev
+from binderlab.launch import owned
 from binderlab.launch.context import (  # noqa: F401 (LaunchRequest: the drivers' import)
     ImagePlan,
     LaunchContext,
@@ -278,7 +279,10 @@ class Pipeline:
                    contract.content_archive(self.content_dir, ctx.commit))
         yield ev.event(ev.FETCHING, f"Fetching {ctx.spec.repo_url} at {ctx.commit[:12]}")
         await self.fetch(ctx)
+        returned = None  # a logged-in user's running session of this repository
         if not request.build_only:
+            returned = await owned.running_session(self.launcher, ctx)
+        if not request.build_only and returned is None:  # else the session has its GPUs
             ctx.gpus = launch_gpus(self.gpus, ctx.repo_key, request.gpu, ctx.settings.gpu,
                                    request.client)
         await self.plan(ctx)
@@ -317,9 +321,12 @@ class Pipeline:
                 user_options[contract.OPT_CONTENT_URL] = await serve(
                     contract.content_archive(self.content_dir, ctx.commit))
         self.index.launched(image)
-        async with self.session_slot(ctx):
-            async for event in self.start_session(ctx, user_options):
-                yield event
+        if returned is not None:
+            yield returned
+        else:
+            async with self.session_slot(ctx):
+                async for event in self.start_session(ctx, user_options):
+                    yield event
         record.status = "ready"
         yield self.ready_event(ctx)
 
@@ -361,7 +368,9 @@ class Pipeline:
                     else:
                         yield ev.waiting(step.position, "All GPUs are busy: you are number "
                                          f"{step.position} in the queue")
-            async for event in self.launcher.launch(ctx.plan.image, user_options):
+            # a logged-in user's launch goes to their own server (the launcher's owner=)
+            owner = {"owner": ctx.request.user} if ctx.request.user else {}
+            async for event in self.launcher.launch(ctx.plan.image, user_options, **owner):
                 if event[ev.PHASE] == ev.READY:  # the launcher's last event
                     ctx.session = StartedSession(event[ev.URL], event[ev.TOKEN],
                                                  list(user_options.get(contract.OPT_GPUS, [])))

@@ -1,7 +1,9 @@
 """Launchers start a session for a built image and hand back its URL and token.
 
 ``HubLauncher`` asks JupyterHub, through its REST API and binderlab's own service token,
-to create a temporary user and start its server with the image.
+to create a temporary user and start its server with the image; a logged-in user's launch
+(logged-in mode) starts that user's named server for the repository instead, or returns to
+it when it is running.
 """
 
 import asyncio
@@ -14,7 +16,16 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
-from binderlab.contract import OPT_GPU_SIGNATURE, OPT_GPUS, OPT_IMAGE, OPT_TOKEN, sign_gpus
+from binderlab.contract import (
+    OPT_GPU_SIGNATURE,
+    OPT_GPUS,
+    OPT_IMAGE,
+    OPT_REF,
+    OPT_REPO_KEY,
+    OPT_TOKEN,
+    server_name,
+    sign_gpus,
+)
 from binderlab.errors import LaunchError
 
 
@@ -50,7 +61,9 @@ class Launcher(LoggingConfigurable):
         # containers alone while they are still "created" (the content copy runs then)
         self.starting: set[str] = lifecycle.starting if lifecycle is not None else set()
 
-    async def launch(self, image: str, user_options: dict) -> AsyncIterator[dict]:
+    async def launch(self, image: str, user_options: dict,
+                     owner: str = "") -> AsyncIterator[dict]:
+        """``owner``: the logged-in hub user the session belongs to ('' anonymous)."""
         raise NotImplementedError
         yield {}
 
@@ -152,7 +165,12 @@ class HubLauncher(Launcher):
         except LaunchError as e:
             return {"ok": False, "error": str(e)}
 
-    async def launch(self, image: str, user_options: dict) -> AsyncIterator[dict]:
+    async def launch(self, image: str, user_options: dict,
+                     owner: str = "") -> AsyncIterator[dict]:
+        if owner:
+            async for event in self.launch_named(image, user_options, owner):
+                yield event
+            return
         username = self.username_prefix + secrets.token_hex(8)
         token = secrets.token_urlsafe(24)
         options = {**user_options, OPT_IMAGE: image, OPT_TOKEN: token}
@@ -179,25 +197,94 @@ class HubLauncher(Launcher):
             raise
         finally:
             self.starting.discard(username)
+        yield {"phase": "ready", "url": self.session_url(server), "token": token}
+
+    def session_url(self, server: dict) -> str:
         url = server["url"]
         if not url.startswith(("https://", "http://")):
             # with JupyterHub's subdomain_host the hub already gives the session's own
             # origin (https://<user>.hub.example.org/user/<user>/); otherwise a path
             url = self.hub_url.rstrip("/") + url
-        yield {"phase": "ready", "url": url, "token": token}
+        return url
 
-    async def spawn(self, username: str, options: dict) -> AsyncIterator[dict]:
+    async def named_server(self, owner: str, name: str) -> dict | None:
+        user = await self.api("GET", f"/users/{quote(owner)}")
+        return (user.get("servers") or {}).get(name)
+
+    def running_event(self, server: dict | None) -> dict | None:
+        """The ready event of a running binderlab server of a user, None if it is not."""
+        token = ((server or {}).get("user_options") or {}).get(OPT_TOKEN)
+        if not (server and server.get("ready") and token):
+            return None
+        return {"phase": "ready", "url": self.session_url(server), "token": token,
+                "commit": server["user_options"].get(OPT_REF, "")}
+
+    async def running(self, owner: str, repo_key: str) -> dict | None:
+        """``owner``'s running session of ``repo_key`` (its ready event: url, token and
+        the commit it was started at), None when there is none. A launch that finds one
+        returns to it before it asks for a session slot or GPUs: the server holds them."""
+        return self.running_event(await self.named_server(owner, server_name(repo_key)))
+
+    async def launch_named(self, image: str, user_options: dict,
+                           owner: str) -> AsyncIterator[dict]:
+        """A logged-in user's launch: their named server for this repository.
+
+        One server per (user, repository), named by contract.server_name: when it runs
+        already (another tab, a second click, a course page's thebe cell), the launch
+        returns to it, with the token it was started with (the hub keeps the server's
+        user_options), and nothing new is spawned. A server of the user that is stopped
+        (culled) is started again with this launch's image and commit.
+        """
+        name = server_name(user_options[OPT_REPO_KEY])
+        path = f"/users/{quote(owner)}/servers/{quote(name)}"
+        server = await self.named_server(owner, name)
+        running = self.running_event(server)
+        if running is not None:  # started meanwhile (the pipeline asked running() first)
+            yield {"phase": "launching",
+                   "message": f"Returning to your running session {name}\n"}
+            yield running
+            return
+        if server and server.get("pending"):
+            raise LaunchError(f"Your session {name} is {server['pending']}ing; try again in "
+                              "a moment.", 409)
+        token = secrets.token_urlsafe(24)
+        options = {**user_options, OPT_IMAGE: image, OPT_TOKEN: token}
+        if options.get(OPT_GPUS):
+            options[OPT_GPU_SIGNATURE] = sign_gpus(self.api_token, owner, options[OPT_GPUS])
+        self.starting.add(owner)
+        try:
+            yield {"phase": "launching", "message": f"Starting your session {name}\n"}
+            async with asyncio.timeout(self.start_timeout):
+                async for event in self.spawn(owner, options, name):
+                    yield event
+            user = await self.api("GET", f"/users/{quote(owner)}")
+            server = (user.get("servers") or {}).get(name, {})
+            if not server.get("ready"):
+                raise LaunchError("The session stopped while it was starting.", 500)
+        except BaseException:
+            try:  # the user stays (a hub user, not ours); only the failed server goes
+                await self.api("DELETE", path)
+            except LaunchError:
+                pass
+            raise
+        finally:
+            self.starting.discard(owner)
+        yield {"phase": "ready", "url": self.session_url(server), "token": token}
+
+    async def spawn(self, username: str, options: dict,
+                    name: str = "") -> AsyncIterator[dict]:
         """Start the server, passing JupyterHub's progress messages through.
 
         The hub answers the start request when the server is up, when it failed (with the
         spawner's reason), or after its slow_spawn_timeout (202): the progress stream is
         followed meanwhile, and the start request's answer decides.
         """
-        start = asyncio.ensure_future(
-            self.api("POST", f"/users/{quote(username)}/server", options))
+        path = f"/users/{quote(username)}/servers/{quote(name)}" if name else \
+            f"/users/{quote(username)}/server"
+        start = asyncio.ensure_future(self.api("POST", path, options))
         try:
             await asyncio.wait({start}, timeout=0.05)
-            async for event in self.progress(username):
+            async for event in self.progress(username, name):
                 if event.get("failed"):
                     raise LaunchError(
                         "The session failed to start: " + event.get("message", ""), 500)
@@ -211,8 +298,9 @@ class HubLauncher(Launcher):
         finally:
             start.cancel()
 
-    async def progress(self, username: str) -> AsyncIterator[dict]:
-        """Follow JupyterHub's spawn progress event stream for ``username``'s server."""
+    async def progress(self, username: str, name: str = "") -> AsyncIterator[dict]:
+        """Follow JupyterHub's spawn progress event stream for ``username``'s server
+        (named ``name``; '' the default server)."""
         queue: asyncio.Queue = asyncio.Queue()
         buffer = b""
 
@@ -226,7 +314,8 @@ class HubLauncher(Launcher):
                         queue.put_nowait(json.loads(line[5:]))
 
         request = HTTPRequest(
-            self.api_url(f"/users/{quote(username)}/server/progress"),
+            self.api_url(f"/users/{quote(username)}/servers/{quote(name)}/progress"
+                         if name else f"/users/{quote(username)}/server/progress"),
             headers={"Authorization": f"token {self.api_token}",
                      "Accept": "text/event-stream"},
             streaming_callback=on_chunk, request_timeout=self.start_timeout,

@@ -1,8 +1,9 @@
 """HTTP handlers; each module ends with its ``default_handlers`` routes."""
 
-from binderlab.web import badges, build, environment, hooks, pages, status
+from binderlab.web import auth, badges, build, environment, hooks, pages, status
 
 default_handlers = [
+    *auth.default_handlers,
     *build.default_handlers,
     *hooks.default_handlers,
     *status.default_handlers,

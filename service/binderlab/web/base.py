@@ -4,7 +4,9 @@ from typing import TYPE_CHECKING
 
 from tornado import web
 
+from binderlab import contract
 from binderlab.repos import netguard
+from binderlab.web.auth import HubLogin
 
 if TYPE_CHECKING:
     from binderlab.app import BinderLab
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
     from binderlab.repos.providers import RepoProvider
 
 
-class BaseHandler(web.RequestHandler):
+class BaseHandler(HubLogin, web.RequestHandler):
     @property
     def binderlab(self) -> "BinderLab":
         return self.settings["binderlab"]
@@ -24,6 +26,19 @@ class BaseHandler(web.RequestHandler):
     @property
     def providers(self) -> dict[str, "RepoProvider"]:
         return self.binderlab.providers
+
+    @property
+    def hub_user_name(self) -> str:
+        """The logged-in hub user's name; '' for an anonymous request."""
+        return self.hub_user["name"] if self.hub_user else ""
+
+    @property
+    def client(self) -> str:
+        """Who per-client limits count this request as: a logged-in user by hub name (a
+        class behind one address is many people), anyone else by address."""
+        if self.hub_user_name:
+            return contract.CLIENT_USER_PREFIX + self.hub_user_name
+        return self.client_address
 
     @property
     def client_address(self) -> str:

@@ -59,6 +59,8 @@ class BuildHandler(BaseHandler):
         self.finish(f"data: {json.dumps(event)}\n\n")
 
     async def get(self, provider_prefix: str, _spec: str):
+        if self.require_login():
+            return
         if not self.wants_stream():
             raise web.HTTPError(400, "This is an event stream: send Accept: text/event-stream.")
         provider, raw_spec = self.provider_and_spec("build", provider_prefix)
@@ -79,10 +81,11 @@ class BuildHandler(BaseHandler):
         self.set_header("X-Accel-Buffering", "no")
         ticket = self.get_argument("launch_ticket", "")
         from_page = bool(ticket) and self.binderlab.limits.redeem_ticket(
-            ticket, f"{provider.prefix}/{raw_spec}", self.client_address)
+            ticket, f"{provider.prefix}/{raw_spec}", self.client)
         request = LaunchRequest(provider, raw_spec, build_only=build_only,
                                 gpu=int(gpu) if gpu is not None else None,
-                                client=self.client_address, from_page=from_page, spec=spec)
+                                client=self.client, from_page=from_page, spec=spec,
+                                user=self.hub_user_name)
         keepalive = asyncio.ensure_future(self.keepalive())
         events = asyncio.ensure_future(self.stream(request))
         left = asyncio.ensure_future(self.closed.wait())  # the client closed the stream

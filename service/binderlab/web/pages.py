@@ -18,6 +18,8 @@ class LoadingPageHandler(BaseHandler):
     """``/v2/<provider>/<spec>``: follows the event stream, then opens the session."""
 
     def get(self, provider_prefix: str, _spec: str):
+        if self.require_login():
+            return
         provider, raw_spec = self.provider_and_spec("v2", provider_prefix)
         try:
             spec = provider.parse(raw_spec)
@@ -31,7 +33,7 @@ class LoadingPageHandler(BaseHandler):
         if limits is not None:
             # a person's page view: launches with it count against the allowance for people
             # (bound to this client; none once it viewed too many pages)
-            ticket = limits.issue_ticket(f"{provider.prefix}/{raw_spec}", self.client_address)
+            ticket = limits.issue_ticket(f"{provider.prefix}/{raw_spec}", self.client)
             if ticket:
                 params["launch_ticket"] = ticket
         # each view carries a fresh single-use ticket: never serve this page from a cache
@@ -46,6 +48,9 @@ class LoadingPageHandler(BaseHandler):
                 {
                     "buildUrl": f"{self.binderlab.base_url}build/{provider.prefix}/{raw_spec}",
                     "buildParams": params,
+                    # logged-in mode: the event stream's fetch() proves it comes from this
+                    # page (JupyterHub's xsrf rule for cookie logins); none without logins
+                    **({"xsrfToken": self.xsrf_token.decode()} if self.hub_user else {}),
                 }
             ),
         )
@@ -55,6 +60,8 @@ class IndexHandler(BaseHandler):
     """``/``: paste a repository URL, get a launch link, badges and a thebe snippet."""
 
     def get(self):
+        if self.require_login():
+            return
         gpus = getattr(self.binderlab, "gpus", None)
         gpu_max = min(gpus.max_gpus_per_session, len(gpus.devices)) if gpus else 0
         thebe = frontend_dir() / "static" / "vendor" / "thebe" / "index.js"
@@ -68,6 +75,8 @@ class IndexHandler(BaseHandler):
                     "providers": [p.info() for p in self.providers.values()],
                     "gpuMax": gpu_max,
                     "thebeInstalled": thebe.is_file(),
+                    # logged-in mode: the prebuild's fetch() of the event stream (see above)
+                    **({"xsrfToken": self.xsrf_token.decode()} if self.hub_user else {}),
                 }
             ),
         )
