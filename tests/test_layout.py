@@ -18,6 +18,7 @@ MAY_IMPORT = {
     "builders": {"builders", "contract", "platform"},
     "sessions": {"sessions", "contract", "platform"},
     "repos": {"repos", "contract", "platform"},
+    "gpus": {"gpus", "contract", "platform"},
 }
 
 

@@ -16,6 +16,7 @@ This module imports nothing of binderlab (the spawners load it inside the hub) a
 standard library and traitlets.
 """
 
+import fnmatch
 import hashlib
 import hmac
 import os
@@ -259,3 +260,10 @@ def image_prefix_trait(**kwargs) -> Unicode:
         (`binderlab up` passes it to the hub as BINDERLAB_IMAGE_PREFIX).""",
         **kwargs,
     ).tag(config=True)
+
+
+def matches(repo_key: str, patterns: list[str]) -> bool:
+    """``repo_key`` ('<provider>/<repo>', the OPT_REPO_KEY and LABEL_REPO_KEY value) matches
+    one of the operator's ``patterns`` (fnmatch, e.g. 'gh/my-org/*'), ignoring case."""
+    key = repo_key.casefold()
+    return any(fnmatch.fnmatchcase(key, p.casefold()) for p in patterns)

@@ -17,7 +17,7 @@ from pathlib import Path
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
-from binderlab.contract import LABEL_CLIENT, LABEL_GPUS, LABEL_REPO_KEY, LABEL_USER
+from binderlab.contract import LABEL_CLIENT, LABEL_GPUS, LABEL_REPO_KEY, LABEL_USER, matches
 from binderlab.errors import LaunchError
 from binderlab.gpus.inventories import (  # noqa: F401 (the app and tests import them here)
     GPUDevice,
@@ -28,7 +28,6 @@ from binderlab.gpus.inventories import (  # noqa: F401 (the app and tests import
     parse_nvidia_smi_list,
 )
 from binderlab.gpus.reservations import Claim, ReservationBook
-from binderlab.launch.limits import matches
 from binderlab.platform import metrics
 from binderlab.platform.rfc3339 import timestamp
 

@@ -19,7 +19,6 @@ per-client state expires after the window and is bounded (``max_tracked_clients`
 work per check stays constant however many clients are tracked.
 """
 
-import fnmatch
 import hashlib
 import hmac
 import ipaddress
@@ -31,6 +30,7 @@ from collections import OrderedDict, deque
 from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from binderlab.contract import matches
 from binderlab.errors import LaunchError
 
 
@@ -220,8 +220,3 @@ class LaunchLimits(LoggingConfigurable):
             raise LaunchError(f"{repo_key} has {running_for_repo} sessions running, the most "
                               "this host allows for one repository. Try again later.", 429)
 
-
-def matches(repo_key: str, patterns: list[str]) -> bool:
-    """``repo_key`` ('<provider>/<repo>') matches one of ``patterns``, ignoring case."""
-    key = repo_key.casefold()
-    return any(fnmatch.fnmatchcase(key, p.casefold()) for p in patterns)
