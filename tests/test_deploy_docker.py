@@ -520,4 +520,10 @@ c.UpApp.proxy_api_url = "http://127.0.0.1:{ports['proxy_api']}"
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+        # the example config keeps sessions and the proxy on exit (an upgrade must not end
+        # them); `binderlab down`, as the stop message says, stops what was kept
+        down = subprocess.run([binderlab_executable(), "down", "--config", str(config)],
+                              cwd=state, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, logs()  # a clean stop on SIGTERM
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "proxy" in down.stdout + down.stderr, down.stdout + down.stderr
