@@ -9,6 +9,7 @@ import time
 import pytest
 import requests
 
+from tests.harness import leftovers
 from tests.harness.service import free_port
 from tests.harness.sse import follow, phases
 
@@ -48,16 +49,19 @@ http:
 
 def test_pushed_image_is_pulled_back_for_a_launch(make_service, git_server, registry,
                                                   docker_client):
+    # a prefix naming this run, so the end-of-run check would find an image left behind
+    prefix = f"{registry}/{leftovers.image_prefix()}"
     svc = make_service("up", extra_config=f"""
-c.BinderLab.image_prefix = "{registry}/binderlab-test/"
+c.BinderLab.image_prefix = "{prefix}"
 c.Repo2DockerBuilder.push = True
 c.Repo2DockerBuilder.insecure_registries = ["{registry}"]
 """)
+    svc.image_prefix = prefix  # the fixture removes this service's images by it
     repo = git_server.create("requirements")
     built = follow(f"{svc.url}build/gh/{repo.gh_spec}/main", params={"build_only": "true"})
     assert built[-1]["phase"] == "ready", built[-1]
     image = built[-1]["imageName"]
-    assert image.startswith(f"{registry}/binderlab-test/env-")
+    assert image.startswith(f"{prefix}env-")
     name = image.split("/", 1)[1]
     tags = requests.get(f"http://{registry}/v2/{name}/tags/list", timeout=10).json()
     assert tags["tags"] == ["latest"]
@@ -77,11 +81,13 @@ c.Repo2DockerBuilder.insecure_registries = ["{registry}"]
 
 
 def test_image_missing_from_the_registry_is_built(make_service, git_server, registry):
+    prefix = f"{registry}/{leftovers.image_prefix()}"  # as above
     svc = make_service("serve", extra_config=f"""
-c.BinderLab.image_prefix = "{registry}/binderlab-test/"
+c.BinderLab.image_prefix = "{prefix}"
 c.Repo2DockerBuilder.push = True
 c.Repo2DockerBuilder.insecure_registries = ["{registry}"]
 """)
+    svc.image_prefix = prefix  # the fixture removes this service's images by it
     repo = git_server.create("dockerfile")
     events = follow(f"{svc.url}build/gh/{repo.gh_spec}/main", params={"build_only": "true"})
     assert "building" in phases(events) and events[-1]["phase"] == "ready"

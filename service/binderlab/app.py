@@ -522,6 +522,8 @@ class BinderLab(Application):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if getattr(self, "records", None) is not None:
+            await self.records.close()  # before the engine closes: probes remove containers
         await self.lifecycle.close()
         await self.fingerprints.aclose()
         if self.engine is not None:

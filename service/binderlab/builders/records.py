@@ -113,6 +113,17 @@ class EnvironmentRecords:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def close(self, grace: float = 30) -> None:
+        """At shutdown: let records being written finish for ``grace`` seconds, then cancel
+        them, so no package-reading container outlives the service (each removes its own
+        container on the way out)."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     def _paths(self, image: str) -> tuple[Path, Path]:
         stem = _file_stem(image)
         return self.root / f"{stem}.json", self.root / f"{stem}.log"
