@@ -108,5 +108,6 @@ def test_the_spawners_import_nothing_of_the_service():
     assert "binderlab.spawners.docker" in out and "binderlab.spawners.kubernetes" in out
     allowed = {"binderlab", "binderlab._version", "binderlab.contract", "binderlab.platform",
                "binderlab.platform.registry", "binderlab.spawners", "binderlab.spawners.docker",
-               "binderlab.spawners.kubernetes", "binderlab.spawners.mixin"}
+               "binderlab.spawners.kubernetes", "binderlab.spawners.mixin",
+               "binderlab.spawners.persistent", "binderlab.spawners.contentmerge"}
     assert set(out) - allowed == set()

@@ -42,6 +42,9 @@ LABEL_USER = "binderlab.user"  # the hub user the session runs as
 LABEL_REPO_KEY = "binderlab.repo-key"  # '<provider>/<repo>' the session was launched from
 LABEL_CLIENT = "binderlab.client"  # the address that launched it
 LABEL_GPUS = "binderlab.gpus"  # comma-separated device IDs the session holds
+# --- persistent volumes of logged-in users (Docker volumes; PVCs on Kubernetes) ---------
+LABEL_STORAGE = "binderlab.storage"  # STORAGE_USER on a user's volume (`binderlab volumes`)
+STORAGE_USER = "user"
 # Docker states in which a session container still counts (its GPUs held, its quota used)
 LIVE_STATES = ("created", "running", "restarting", "paused")
 

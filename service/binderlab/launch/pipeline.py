@@ -312,8 +312,10 @@ class Pipeline:
             **self.binder_links(ctx),
             **request.extra,
         }
-        if ctx.plan.kind == "env":
-            # the image holds the environment; the commit's files go in at launch
+        if ctx.plan.kind == "env" or ctx.request.user:
+            # the image holds the environment; the commit's files go in at launch. A
+            # logged-in user's files are merged with the commit's (the image's copy, for a
+            # tree-keyed image, has postBuild's changes in it: the archive is the commit)
             await self.content_archive(ctx)
             user_options[contract.OPT_CONTENT] = ctx.commit
             serve = getattr(self.builder, "serve_content", None)  # the cluster's session pods

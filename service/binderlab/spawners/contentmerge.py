@@ -71,7 +71,7 @@ def beside_name(path, commit):
     stem, dot, suffix = name.rpartition(".")
     if not stem:  # no suffix ('Makefile') or a dotfile ('.gitignore')
         stem, dot, suffix = name, "", ""
-    out = "%s.upstream-%s%s%s" % (stem, commit[:7], dot, suffix)
+    out = f"{stem}.upstream-{commit[:7]}{dot}{suffix}"
     return folder + "/" + out if folder else out
 
 
@@ -98,7 +98,7 @@ class Merge:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         if not self.inside(dest_rel):
             raise NotADirectoryError(dest_rel)
-        tmp = os.path.join(os.path.dirname(dest), ".%s.binderlab-tmp" % os.path.basename(dest))
+        tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.binderlab-tmp")
         if os.path.lexists(tmp):
             os.remove(tmp)
         if os.path.islink(source):
@@ -149,17 +149,17 @@ class Merge:
 
 
 def report_text(result, commit):
-    lines = ["# Merge of commit %s into your files" % commit[:12], "",
+    lines = [f"# Merge of commit {commit[:12]} into your files", "",
              "binderlab merged the repository's files at this commit into your copy. "
              "You changed the files below, and the repository changed them too: your "
              "version is kept, the repository's is beside it. Compare the two, keep what you "
              "want, and delete the `.upstream-` copy.", ""]
-    lines += ["- `%s`: the repository's version is `%s`" % (c["path"], c["upstream"])
+    lines += [f"- `{c['path']}`: the repository's version is `{c['upstream']}`"
               for c in result["conflicts"]]
     if result["blocked"]:
         lines += ["", "These could not be written, a file or folder of yours is in the way "
                   "(rename it to get the repository's version at the next launch):", ""]
-        lines += ["- `%s`" % b["path"] for b in result["blocked"]]
+        lines += [f"- `{b['path']}`" for b in result["blocked"]]
     return "\n".join(lines) + "\n"
 
 

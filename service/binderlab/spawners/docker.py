@@ -26,9 +26,10 @@ from binderlab.contract import (
 )
 from binderlab.platform.registry import split_image
 from binderlab.spawners.mixin import BinderLabSessionMixin
+from binderlab.spawners.persistent import UserVolumeMixin
 
 
-class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
+class BinderLabSpawner(UserVolumeMixin, BinderLabSessionMixin, DockerSpawner):
     """DockerSpawner for binderlab sessions: binderlab's images only, content overlay."""
 
     content_dir = Unicode(
@@ -72,10 +73,13 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         # self.image is the session's image from here on (DockerSpawner applied user_options)
         self.extra_create_kwargs = {**self.extra_create_kwargs,
                                     "user": await self.notebook_user()}
-        obj = await super().create_object()
         info = await self.docker("inspect_image", self.image)
         config = info.get("Config") or {}
         labels = config.get("Labels") or {}
+        if self.has_volume:  # a logged-in user's: their volume, the commit merged into it
+            await self.prepare_storage(self.check_user_options().content,
+                                       int(labels.get(LABEL_UID, "1000")))
+        obj = await super().create_object()
         if labels.get(LABEL_KIND) == KIND_ENV:
             try:
                 await self.overlay_content(obj["Id"], config, labels)
