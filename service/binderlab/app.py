@@ -52,6 +52,7 @@ from binderlab.repos.providers import RepoProvider
 from binderlab.resources import frontend_dir
 from binderlab.sessions.launcher import HubLauncher, Launcher
 from binderlab.sessions.lifecycle import SessionLifecycle
+from binderlab.sessions.temporary import remove_finished_periodically
 from binderlab.sessions.trackers import (
     DockerSessionTracker,
     KubernetesSessionTracker,
@@ -496,6 +497,9 @@ class BinderLab(Application):
         self.http_server = self.tornado_app.listen(self.port, self.ip)
         self.background_task(self.evict_periodically())
         self.lifecycle.start()
+        if self.authentication != "none" and hasattr(self.launcher, "username_prefix"):
+            # the culler keeps logged-in users; temporary ones go here (sessions/temporary.py)
+            self.background_task(remove_finished_periodically(self.launcher, self.log))
         if self.gpus is not None and self.launcher is not None:
             self.background_task(self.gpus.run(self.launcher))
         self.log.info("binder service at %s", self.public_url)

@@ -63,6 +63,9 @@ OPT_GPU_SIGNATURE = "gpu_signature"
 # Kubernetes: where the session pod's init container downloads the commit's files from
 # (the binder service's content server; checked against the spawner's content_url_pattern)
 OPT_CONTENT_URL = "content_url"
+# logged-in sessions: the commit whose files are merged into the user's persistent folder
+# (any image kind; OPT_CONTENT is the overlay of environment-keyed images only)
+OPT_UPSTREAM = "upstream"
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")  # a full git commit SHA-1
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")  # a launch token (URL-safe)
@@ -129,6 +132,7 @@ class SessionOptions:
     repo_key: str = ""
     client: str = ""
     content: str | None = None  # commit whose files overlay an environment-keyed image
+    upstream: str | None = None  # commit merged into a logged-in user's persistent folder
     gpus: list[str] = field(default_factory=list)
     gpu_signature: str = ""
     extra: dict = field(default_factory=dict)  # operator-added options, passed through
@@ -142,6 +146,8 @@ class SessionOptions:
         }
         if self.content is not None:
             options[OPT_CONTENT] = self.content
+        if self.upstream is not None:
+            options[OPT_UPSTREAM] = self.upstream
         if self.gpus:
             options[OPT_GPUS] = list(self.gpus)
             options[OPT_GPU_SIGNATURE] = self.gpu_signature
@@ -167,6 +173,9 @@ class SessionOptions:
         content = options.get(OPT_CONTENT)
         if content is not None and not is_commit(content):
             raise OptionsError("user_options.content must be a full commit SHA.")
+        upstream = options.get(OPT_UPSTREAM)
+        if upstream is not None and not is_commit(upstream):
+            raise OptionsError("user_options.upstream must be a full commit SHA.")
         gpus = options.get(OPT_GPUS) or []
         signature = str(options.get(OPT_GPU_SIGNATURE, ""))
         if gpus:
@@ -176,13 +185,14 @@ class SessionOptions:
             if not check_gpu_signature(signing_key, username, gpus, signature):
                 raise OptionsError("GPUs are assigned by the binder service only.", 403)
         known = {OPT_IMAGE, OPT_TOKEN, OPT_REPO_URL, OPT_REF, OPT_PROVIDER, OPT_SPEC,
-                 OPT_REPO_KEY, OPT_CLIENT, OPT_CONTENT, OPT_GPUS, OPT_GPU_SIGNATURE}
+                 OPT_REPO_KEY, OPT_CLIENT, OPT_CONTENT, OPT_GPUS, OPT_GPU_SIGNATURE,
+                 OPT_UPSTREAM}
         return cls(
             image=image, token=token,
             repo_url=str(options.get(OPT_REPO_URL, "")), ref=str(options.get(OPT_REF, "")),
             provider=str(options.get(OPT_PROVIDER, "")), spec=str(options.get(OPT_SPEC, "")),
             repo_key=str(options.get(OPT_REPO_KEY, "")), client=str(options.get(OPT_CLIENT, "")),
-            content=content, gpus=list(gpus), gpu_signature=signature,
+            content=content, upstream=upstream, gpus=list(gpus), gpu_signature=signature,
             extra={k: v for k, v in options.items() if k not in known},
         )
 

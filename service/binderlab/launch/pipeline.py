@@ -313,11 +313,15 @@ class Pipeline:
             **request.extra,
         }
         if ctx.plan.kind == "env" or ctx.request.user:
-            # the image holds the environment; the commit's files go in at launch. A
-            # logged-in user's files are merged with the commit's (the image's copy, for a
-            # tree-keyed image, has postBuild's changes in it: the archive is the commit)
             await self.content_archive(ctx)
-            user_options[contract.OPT_CONTENT] = ctx.commit
+            if ctx.plan.kind == "env":
+                # the image holds the environment; the commit's files go in at launch
+                user_options[contract.OPT_CONTENT] = ctx.commit
+            if ctx.request.user:
+                # merged into the user's persistent folder, whatever the image's kind (a
+                # tree-keyed image's own copy may hold postBuild's changes: the archive
+                # is the commit's files)
+                user_options[contract.OPT_UPSTREAM] = ctx.commit
             serve = getattr(self.builder, "serve_content", None)  # the cluster's session pods
             if serve is not None:
                 user_options[contract.OPT_CONTENT_URL] = await serve(

@@ -77,7 +77,7 @@ class BinderLabSpawner(UserVolumeMixin, BinderLabSessionMixin, DockerSpawner):
         config = info.get("Config") or {}
         labels = config.get("Labels") or {}
         if self.has_volume:  # a logged-in user's: their volume, the commit merged into it
-            await self.prepare_storage(self.check_user_options().content,
+            await self.prepare_storage(self.check_user_options().upstream,
                                        int(labels.get(LABEL_UID, "1000")))
         obj = await super().create_object()
         if labels.get(LABEL_KIND) == KIND_ENV:

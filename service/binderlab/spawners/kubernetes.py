@@ -17,6 +17,7 @@ from tornado import web
 from traitlets import Integer, Unicode
 
 from binderlab.contract import OPT_CONTENT_URL, SessionOptions
+from binderlab.spawners.kubestorage import KubeUserVolumeMixin
 from binderlab.spawners.mixin import BinderLabSessionMixin
 
 OVERLAY_SCRIPT = """set -eu
@@ -32,7 +33,7 @@ with urllib.request.urlopen(sys.argv[1], timeout=300) as response:
 """
 
 
-class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
+class BinderLabKubeSpawner(KubeUserVolumeMixin, BinderLabSessionMixin, KubeSpawner):
     repo_dir = Unicode(
         "/home/jovyan",
         help="The repository directory in session images (repo2docker's REPO_DIR, the "
@@ -74,6 +75,9 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
             self.cmd = self.anonymous_command()
         if options.content:
             self.add_content_overlay(options)
+        if self.has_volume:  # a logged-in user's named server: their claim, merged into
+            self.add_user_volume(options.upstream,
+                                 self.content_url() if options.upstream else "")
 
     def get_env(self):
         return self.session_env(super().get_env())
