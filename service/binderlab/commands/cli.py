@@ -18,6 +18,7 @@ from binderlab.builders.preflight import builder_checks
 from binderlab.commands.down import DownApp
 from binderlab.commands.preflight import EngineFirst, require
 from binderlab.commands.up import UpApp
+from binderlab.commands.volumes import VolumesApp
 from binderlab.errors import LaunchError, RepositoryError
 from binderlab.launch.pipeline import LaunchRequest
 
@@ -169,6 +170,7 @@ class BinderLabCommand(Application):
         "serve": (BinderLab, "Run the binder service only (JupyterHub runs elsewhere)."),
         "build": (BuildApp, "Build or find a repository's image and print its name."),
         "env-hash": (EnvHashApp, "Print a checkout's environment fingerprint and its files."),
+        "volumes": (VolumesApp, "List or remove logged-in users' persistent volumes."),
     }
 
     def start(self):
