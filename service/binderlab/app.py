@@ -52,7 +52,7 @@ from binderlab.repos.providers import RepoProvider
 from binderlab.resources import frontend_dir
 from binderlab.sessions.launcher import HubLauncher, Launcher
 from binderlab.sessions.lifecycle import SessionLifecycle
-from binderlab.sessions.temporary import remove_finished_periodically
+from binderlab.sessions.temporary import TemporaryUserReaper
 from binderlab.sessions.trackers import (
     DockerSessionTracker,
     KubernetesSessionTracker,
@@ -91,7 +91,7 @@ class BinderLab(Application):
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
                    GitHubWebhookPolicy, KubernetesSessionTracker, *ARCHIVE_PROVIDERS,
-                   FingerprintWorker, RepoDiskBudget]
+                   FingerprintWorker, RepoDiskBudget, TemporaryUserReaper]
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
@@ -499,7 +499,7 @@ class BinderLab(Application):
         self.lifecycle.start()
         if self.authentication != "none" and hasattr(self.launcher, "username_prefix"):
             # the culler keeps logged-in users; temporary ones go here (sessions/temporary.py)
-            self.background_task(remove_finished_periodically(self.launcher, self.log))
+            self.background_task(TemporaryUserReaper(self.launcher, parent=self).run())
         if self.gpus is not None and self.launcher is not None:
             self.background_task(self.gpus.run(self.launcher))
         self.log.info("binder service at %s", self.public_url)

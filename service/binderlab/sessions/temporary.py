@@ -13,12 +13,14 @@ import asyncio
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-INTERVAL_SECONDS = 60
-GRACE_SECONDS = 120  # a user created this recently may be about to get its server
+from traitlets import Float
+from traitlets.config import LoggingConfigurable
+
 PAGE = 200
 
 
-def temporary_and_done(user: dict, prefix: str, starting: set[str], now: datetime) -> bool:
+def temporary_and_done(user: dict, prefix: str, starting: set[str], now: datetime,
+                       grace: float) -> bool:
     """Whether ``user`` (the hub API's model) is a temporary user whose session is over."""
     name = user.get("name", "")
     if not name.startswith(prefix) or name in starting or user.get("admin"):
@@ -30,37 +32,56 @@ def temporary_and_done(user: dict, prefix: str, starting: set[str], now: datetim
         age = (now - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
     except (AttributeError, ValueError):
         return False
-    return age >= GRACE_SECONDS
+    return age >= grace
 
 
-async def remove_finished_once(launcher, now: datetime | None = None) -> list[str]:
-    """Delete the temporary users without a server; return their names."""
-    now = now or datetime.now(UTC)
-    removed, offset = [], 0
-    while True:
-        users = await launcher.api("GET", f"/users?state=inactive&limit={PAGE}&offset={offset}")
-        if not isinstance(users, list) or not users:
-            break
-        for user in users:
-            if temporary_and_done(user, launcher.username_prefix,
-                                  getattr(launcher, "starting", set()), now):
-                try:
-                    await launcher.api("DELETE", f"/users/{quote(user['name'])}")
-                    removed.append(user["name"])
-                except Exception:  # stopping meanwhile: the next round removes it
-                    pass
-        if len(users) < PAGE:
-            break
-        offset += PAGE - len(removed)
-    return removed
+class TemporaryUserReaper(LoggingConfigurable):
+    """Deletes the hub's temporary users that have no server (logged-in mode only)."""
 
+    interval = Float(
+        60, help="Seconds between two looks for finished temporary users (default 60)."
+    ).tag(config=True)
 
-async def remove_finished_periodically(launcher, log) -> None:
-    while True:
-        try:
-            removed = await remove_finished_once(launcher)
-            if removed:
-                log.info("Removed %d temporary users whose sessions ended", len(removed))
-        except Exception as e:
-            log.debug("Could not remove temporary users: %s", e)
-        await asyncio.sleep(INTERVAL_SECONDS)
+    grace = Float(
+        120,
+        help="""Seconds a temporary user is kept at least after it was created (default
+        120): one that was just created may be about to get its server.""",
+    ).tag(config=True)
+
+    def __init__(self, launcher, **kwargs):
+        super().__init__(**kwargs)
+        self.launcher = launcher
+
+    async def remove_finished_once(self, now: datetime | None = None) -> list[str]:
+        """Delete the temporary users without a server; return their names."""
+        now = now or datetime.now(UTC)
+        launcher = self.launcher
+        removed, offset = [], 0
+        while True:
+            users = await launcher.api(
+                "GET", f"/users?state=inactive&limit={PAGE}&offset={offset}")
+            if not isinstance(users, list) or not users:
+                break
+            for user in users:
+                if temporary_and_done(user, launcher.username_prefix,
+                                      getattr(launcher, "starting", set()), now, self.grace):
+                    try:
+                        await launcher.api("DELETE", f"/users/{quote(user['name'])}")
+                        removed.append(user["name"])
+                    except Exception:  # stopping meanwhile: the next round removes it
+                        pass
+            if len(users) < PAGE:
+                break
+            offset += PAGE
+        return removed
+
+    async def run(self) -> None:
+        while True:
+            try:
+                removed = await self.remove_finished_once()
+                if removed:
+                    self.log.info("Removed %d temporary users whose sessions ended: %s",
+                                  len(removed), ", ".join(removed))
+            except Exception as e:
+                self.log.debug("Could not remove temporary users: %s", e)
+            await asyncio.sleep(self.interval)
