@@ -45,6 +45,9 @@ LABEL_GPUS = "binderlab.gpus"  # comma-separated device IDs the session holds
 # --- persistent volumes of logged-in users (Docker volumes; PVCs on Kubernetes) ---------
 LABEL_STORAGE = "binderlab.storage"  # STORAGE_USER on a user's volume (`binderlab volumes`)
 STORAGE_USER = "user"
+# the image prefix of the binderlab host whose spawner created a volume: two hosts (or test
+# runs) on one engine each see and remove only their own (`binderlab volumes`)
+LABEL_IMAGE_PREFIX = "binderlab.image-prefix"
 # Docker states in which a session container still counts (its GPUs held, its quota used)
 LIVE_STATES = ("created", "running", "restarting", "paused")
 

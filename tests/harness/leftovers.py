@@ -56,7 +56,9 @@ def find(client=None) -> list[str]:
         if ours([n.get("Name", "")], n.get("Labels")):
             left.append(f"network {n.get('Name')}")
     for v in client.api.volumes().get("Volumes") or []:
-        if ours([v.get("Name", "")], v.get("Labels")):
+        labels = v.get("Labels") or {}
+        # a logged-in user's volume names the image prefix (the run id) of its service
+        if ours([v.get("Name", ""), labels.get("binderlab.image-prefix", "")], labels):
             left.append(f"volume {v.get('Name')}")
     for i in client.api.images():
         tags = [t for t in i.get("RepoTags") or [] if t != "<none>:<none>"]

@@ -11,7 +11,7 @@ from traitlets import Bool
 from traitlets.config import catch_config_error
 
 from binderlab.app import BinderLab
-from binderlab.contract import LABEL_STORAGE, LABEL_USER, STORAGE_USER
+from binderlab.contract import LABEL_IMAGE_PREFIX, LABEL_STORAGE, LABEL_USER, STORAGE_USER
 
 USAGE = "Usage: binderlab volumes list | binderlab volumes remove USER --yes"
 
@@ -25,7 +25,8 @@ class VolumesApp(BinderLab):
     `binderlab volumes remove USER --yes` deletes USER's volume and every file in it.
 
     A volume in use by a running session is not removed: stop the user's sessions first
-    (hub admin page, or the hub API). Uses the engine of c.BinderLab.docker_url."""
+    (hub admin page, or the hub API). Uses the engine of c.BinderLab.docker_url and
+    lists the volumes of this host's c.BinderLab.image_prefix only."""
 
     flags = {**BinderLab.flags,
              "yes": ({"VolumesApp": {"yes": True}},
@@ -47,7 +48,9 @@ class VolumesApp(BinderLab):
             else docker.from_env()
 
     def volumes(self, client, user: str | None = None) -> list:
-        labels = [f"{LABEL_STORAGE}={STORAGE_USER}"]
+        # this host's (its image prefix, as `binderlab down` finds its sessions)
+        labels = [f"{LABEL_STORAGE}={STORAGE_USER}",
+                  f"{LABEL_IMAGE_PREFIX}={self.image_prefix}"]
         if user is not None:
             labels.append(f"{LABEL_USER}={user}")
         return client.volumes.list(filters={"label": labels})

@@ -26,6 +26,7 @@ from traitlets import Bool, Dict, Float, Unicode, default
 from traitlets.config import Configurable
 
 from binderlab.contract import (
+    LABEL_IMAGE_PREFIX,
     LABEL_STORAGE,
     LABEL_USER,
     STORAGE_USER,
@@ -66,8 +67,8 @@ class UserVolumeMixin(Configurable):
     ).tag(config=True)
 
     volume_labels = Dict(
-        help="Extra labels on the volumes binderlab creates (binderlab.user and "
-        "binderlab.storage are always set).",
+        help="Extra labels on the volumes binderlab creates (binderlab.user, "
+        "binderlab.storage and binderlab.image-prefix are always set).",
     ).tag(config=True)
 
     merge_timeout = Float(
@@ -120,7 +121,7 @@ class UserVolumeMixin(Configurable):
             await self.docker("inspect_volume", name)
         except docker.errors.NotFound:
             labels = {**self.volume_labels, LABEL_USER: self.user.name,
-                      LABEL_STORAGE: STORAGE_USER}
+                      LABEL_STORAGE: STORAGE_USER, LABEL_IMAGE_PREFIX: self.image_prefix}
             await self.docker("create_volume", name=name, labels=labels)
             self.storage_progress(f"Created your persistent volume {name}")
         return name
