@@ -71,6 +71,16 @@ class UserVolumeMixin(Configurable):
         "binderlab.storage and binderlab.image-prefix are always set).",
     ).tag(config=True)
 
+    volume_driver = Unicode(
+        "local", help="Docker volume driver of users' volumes (default 'local')."
+    ).tag(config=True)
+
+    volume_driver_opts = Dict(
+        help="""Options of the volume driver (docker volume create --opt), e.g. a size
+        where the driver enforces one. Default none: the local driver's plain folder on the
+        engine's disk, unbounded.""",
+    ).tag(config=True)
+
     merge_timeout = Float(
         120,
         help="""Seconds the merge of a commit into a user's files may take (default 120);
@@ -122,7 +132,8 @@ class UserVolumeMixin(Configurable):
         except docker.errors.NotFound:
             labels = {**self.volume_labels, LABEL_USER: self.user.name,
                       LABEL_STORAGE: STORAGE_USER, LABEL_IMAGE_PREFIX: self.image_prefix}
-            await self.docker("create_volume", name=name, labels=labels)
+            await self.docker("create_volume", name=name, driver=self.volume_driver,
+                              driver_opts=self.volume_driver_opts or None, labels=labels)
             self.storage_progress(f"Created your persistent volume {name}")
         return name
 
