@@ -36,7 +36,8 @@ from binderlab.contract import (
 from binderlab.spawners import contentmerge
 
 MERGE_SCRIPT = Path(contentmerge.__file__).read_text()
-UPSTREAM_DIR = "binderlab-upstream"  # the commit's files in the merge container's /tmp
+UPSTREAM_DIR = "binderlab-upstream"
+LABEL_MERGE = "binderlab.merge"  # on a merge container: the user whose files it merges  # the commit's files in the merge container's /tmp
 
 
 class UserVolumeMixin(Configurable):
@@ -145,7 +146,10 @@ class UserVolumeMixin(Configurable):
                                 "repository's content (user_options.content).")
         archive = content_archive(self.content_dir, commit)
         if not archive.is_file():
-            raise web.HTTPError(404, f"The content of commit {commit} is not available.")
+            # e.g. a stopped server started again from the hub's home page long after its
+            # launch: the service has cleaned the archive up (c.RepoDiskBudget)
+            raise web.HTTPError(404, f"The content of commit {commit} is not available any "
+                                "more: launch the repository again from its link.")
         volume = await self.ensure_volume()
         result = await self.run_merge(volume, archive, commit, uid)
         for line in merge_messages(result, self.work_dir):
@@ -189,7 +193,8 @@ class UserVolumeMixin(Configurable):
             "create_container", self.image, entrypoint=entrypoint, command=command,
             user=user or f"{uid}:{uid}", working_dir="/tmp", host_config=host_config,
             environment={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
-            name=f"{self.object_name}-merge", labels={LABEL_USER: self.user.name})
+            # not binderlab.user: the session trackers would count it as a session
+            name=f"{self.object_name}-merge", labels={LABEL_MERGE: self.user.name})
         cid = obj["Id"]
         try:
             if archive is not None:
