@@ -36,8 +36,8 @@ from binderlab.contract import (
 from binderlab.spawners import contentmerge
 
 MERGE_SCRIPT = Path(contentmerge.__file__).read_text()
-UPSTREAM_DIR = "binderlab-upstream"
-LABEL_MERGE = "binderlab.merge"  # on a merge container: the user whose files it merges  # the commit's files in the merge container's /tmp
+UPSTREAM_DIR = "binderlab-upstream"  # the commit's files in the merge container's /tmp
+LABEL_MERGE = "binderlab.merge"  # on a merge container: the user whose files it merges
 
 
 class UserVolumeMixin(Configurable):
