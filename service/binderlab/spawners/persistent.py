@@ -202,7 +202,12 @@ class UserVolumeMixin(Configurable):
                     None, prefixed_tar, archive, uid, UPSTREAM_DIR)
                 with data:
                     await self.docker("put_archive", cid, "/tmp", data)
-            await self.docker("start", cid)
+            try:
+                await self.docker("start", cid)
+            except docker.errors.APIError as e:  # e.g. no python3 in a Dockerfile's image
+                raise web.HTTPError(500, "Could not run the merge of the repository into "
+                                    f"your files in this image ({e.explanation}); your "
+                                    "files are unchanged.") from None
             try:
                 async with asyncio.timeout(self.merge_timeout):
                     while (await self.docker("inspect_container", cid))["State"]["Running"]:
