@@ -124,6 +124,11 @@ def test_merge_at_each_launch(user_volumes, make_service, git_server, docker_cli
     assert not [c for c in docker_client.containers.list(all=True)
                 if c.name == container.name + "-merge"]
 
+    # the operator cannot remove a volume in use
+    busy = svc.cli("volumes", "remove", "alice", "--yes")
+    assert busy.returncode != 0 and "stop 'alice''s sessions first" in busy.stderr, busy
+    assert docker_client.volumes.get(volume)
+
     write(ready, "lesson.md", "lesson, version 1, with my answers\n")
     write(ready, "my-notes.txt", "mine\n")
     stop(svc, docker_client, "alice", ready)
@@ -187,10 +192,10 @@ def test_files_survive_restarts_and_anonymous_sessions_get_none(
 
 def test_culler_keeps_logged_in_users_and_removes_temporary_ones(
         user_volumes, make_service, git_server, docker_client, tmp_path):
-    """jupyterhub-idle-culler (a short timeout) culls both sessions; the logged-in user and
-    her volume stay, the temporary user of the anonymous launch is removed."""
+    """jupyterhub-idle-culler (a short timeout) culls both sessions; the logged-in user, his
+    volume and his file stay, the temporary user of the anonymous launch is removed."""
     svc = start(make_service, tmp_path, "optional", user_volumes, env={
-        "BINDERLAB_CULL_TIMEOUT": "8"}, extra="""
+        "BINDERLAB_CULL_TIMEOUT": "20"}, extra="""
 c.TemporaryUserReaper.interval = 1
 c.TemporaryUserReaper.grace = 1
 """)
@@ -199,6 +204,7 @@ c.TemporaryUserReaper.grace = 1
     log_in(svc, dave, "login?next=/", "dave")
     ready = launch(svc, dave, repo)[-1]
     assert ready["phase"] == "ready", ready
+    write(ready, "dave.txt", "before the cull\n")  # (the culler waits 20 s of idleness)
     anonymous = follow(f"{svc.url}build/gh/{repo.gh_spec}/main")[-1]
     assert anonymous["phase"] == "ready", anonymous
     temporary = anonymous["url"].rstrip("/").rsplit("/", 1)[-1]
@@ -213,6 +219,10 @@ c.TemporaryUserReaper.grace = 1
     assert user.status_code == 200, user.text  # a person stays a hub user
     assert not any(s.get("ready") for s in user.json()["servers"].values())
     assert docker_client.volumes.get(f"{user_volumes}-dave")
+    again = launch(svc, dave, repo)[-1]
+    assert again["phase"] == "ready", again
+    assert read(again, "dave.txt") == "before the cull\n"
+    stop(svc, docker_client, "dave", again)
 
     # only the operator deletes a volume: `binderlab volumes`
     listed = svc.cli("volumes", "list")
