@@ -230,7 +230,8 @@ class UserVolumeMixin(Configurable):
 def merge_messages(result: dict, work_dir: str) -> list[str]:
     """What the launch log says of a merge (the loading page shows these lines)."""
     counts = ", ".join(f"{len(result[k])} {k}" for k in ("added", "updated", "restored",
-                                                         "removed") if result.get(k))
+                                                         "removed", "conflicts")
+                       if result.get(k))
     lines = [f"Your files are in {work_dir} (merged the repository: {counts or 'no changes'})"]
     for c in result.get("conflicts", []):
         lines.append(f"Conflict: you changed {c['path']} and so did the repository; yours is "
