@@ -114,7 +114,8 @@ async def main_async(args) -> int:
                                  indent=2) + "\n")
     print(f"results: {output}")
     left = client.volumes.list(filters={"name": tag}) + [
-        c for c in client.containers.list(all=True) if c.name.startswith(tag)]
+        c["Names"] for c in client.api.containers(all=True)
+        if any(n.startswith("/" + tag) for n in c["Names"])]
     client.close()
     if left:
         print(f"LEFTOVERS: {left}", file=sys.stderr)

@@ -121,8 +121,8 @@ def test_merge_at_each_launch(user_volumes, make_service, git_server, docker_cli
     listing = container.exec_run(["ls", "-a", "/home/jovyan"]).output.decode()
     assert "hello.ipynb" in listing and "requirements.txt" in listing
     # the merge container is gone
-    assert not [c for c in docker_client.containers.list(all=True)
-                if c.name == container.name + "-merge"]
+    assert not [c for c in docker_client.api.containers(all=True)
+                if f"/{container.name}-merge" in c["Names"]]
 
     # the operator cannot remove a volume in use
     busy = svc.cli("volumes", "remove", "alice", "--yes")
