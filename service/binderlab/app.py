@@ -41,6 +41,7 @@ from binderlab.gpus.allocator import (
     NvidiaSmiGPUInventory,
     StaticGPUInventory,
 )
+from binderlab.gpus.budgets import GPUBudgets
 from binderlab.launch.launchlog import LaunchLog
 from binderlab.launch.limits import LaunchLimits
 from binderlab.launch.pipeline import Pipeline
@@ -89,7 +90,7 @@ class BinderLab(Application):
         classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
-                   GitHubWebhookPolicy, KubernetesSessionTracker, *ARCHIVE_PROVIDERS,
+                   GPUBudgets, GitHubWebhookPolicy, KubernetesSessionTracker, *ARCHIVE_PROVIDERS,
                    FingerprintWorker, RepoDiskBudget]
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
@@ -389,6 +390,7 @@ class BinderLab(Application):
         self.gpus = GPUAllocator(parent=self, log=self.log, devices=devices,
                                  tracker=self.sessions,
                                  state_file=self.state_path / "gpu-reservations.json",
+                                 budget_file=self.state_path / "gpu-budgets.json",
                                  ) if devices else None
         if devices:
             self.log.info("GPUs: %s", ", ".join(f"{d.id} ({d.name})" for d in devices))

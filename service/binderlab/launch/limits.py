@@ -30,8 +30,9 @@ from collections import OrderedDict, deque
 from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from binderlab.contract import matches
+from binderlab.contract import CLIENT_USER_PREFIX, matches
 from binderlab.errors import LaunchError
+from binderlab.gpus.budgets import rfc3339
 
 
 class LaunchLimits(LoggingConfigurable):
@@ -65,6 +66,14 @@ class LaunchLimits(LoggingConfigurable):
     ).tag(config=True)
     max_sessions_per_repo = Integer(
         0, help="Most sessions of one repository at once; 0 (default): no quota."
+    ).tag(config=True)
+    max_sessions_per_user = Integer(
+        0, help="""Most sessions (named servers, one per repository) one logged-in user may
+        have running or starting at once; 0 (default): no cap. Over it a launch of another
+        repository is refused (429) before anything is built; returning to a running
+        session is not a new one. `binderlab up` gives the hub the same number as
+        c.JupyterHub.named_server_limit_per_user, so the hub's own home page keeps to it
+        too. Anonymous launches are not capped per address (see max_sessions).""",
     ).tag(config=True)
     ticket_max_age = Float(
         3600, help="Seconds a loading-page launch ticket stays valid (default 3600)."
@@ -177,11 +186,15 @@ class LaunchLimits(LoggingConfigurable):
             return
         retry = self._count(self.client_key(client), kind, limit)
         if retry is not True:
-            raise LaunchError(
-                f"Too many launches from your address ({limit} in {self.window:g} s). Try "
+            who = "you" if client.startswith(CLIENT_USER_PREFIX) else "your address"
+            error = LaunchError(
+                f"Too many launches from {who} ({limit} in {self.window:g} s). Try "
                 f"again in {retry} s" + ("; launching from the repository's badge or "
                                          "loading page allows more." if kind == "api" else "."),
                 429)
+            # as a used-up GPU budget says it: when, and in how long (the failed event)
+            error.fields = {"renews_at": rfc3339(time.time() + retry), "retry_after": retry}
+            raise error
 
     def _count(self, client: str, kind: str, limit: int):
         """Count one event of ``kind`` for ``client``: True if within ``limit`` per window,
@@ -211,6 +224,14 @@ class LaunchLimits(LoggingConfigurable):
         return True
 
     # ---- quotas -------------------------------------------------------------------------
+
+    def check_user_sessions(self, running_for_user: int) -> None:
+        """Refuse one more session of a logged-in user over max_sessions_per_user."""
+        if self.max_sessions_per_user and running_for_user >= self.max_sessions_per_user:
+            raise LaunchError(
+                f"You have {running_for_user} sessions running, the most one person may have "
+                f"here ({self.max_sessions_per_user}). Stop one from the hub's home page "
+                "(Control Panel), then launch again.", 429)
 
     def check_quota(self, running: int, running_for_repo: int, repo_key: str) -> None:
         if self.max_sessions and running >= self.max_sessions:
