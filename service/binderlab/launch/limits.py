@@ -71,9 +71,10 @@ class LaunchLimits(LoggingConfigurable):
         0, help="""Most sessions (named servers, one per repository) one logged-in user may
         have running or starting at once; 0 (default): no cap. Over it a launch of another
         repository is refused (429) before anything is built; returning to a running
-        session is not a new one. `binderlab up` gives the hub the same number as
-        c.JupyterHub.named_server_limit_per_user, so the hub's own home page keeps to it
-        too. Anonymous launches are not capped per address (see max_sessions).""",
+        session is not a new one. Stopped servers do not count (JupyterHub's
+        named_server_limit_per_user counts them until deleted, which would lock out a
+        student after N repositories in a term). Anonymous launches are not capped per
+        address (see max_sessions).""",
     ).tag(config=True)
     ticket_max_age = Float(
         3600, help="Seconds a loading-page launch ticket stays valid (default 3600)."
