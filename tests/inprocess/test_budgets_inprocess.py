@@ -8,6 +8,7 @@ one stand-in, so everything after the login is the real path.
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime
 
 import pytest
@@ -105,6 +106,23 @@ def test_survives_a_restart_and_stays_bounded(tmp_path):
     # a torn or foreign file does not stop the service
     state.write_text("{not json")
     assert GPUBudgets(state_file=state, clock=clock, hours_per_day=4).used == {}
+
+
+def test_warned_once_before_it_runs_out(tmp_path, caplog):
+    clock = Clock(WEDNESDAY_10)
+    budgets = GPUBudgets(clock=clock, hours_per_day=1, warn_before=600,
+                         log=logging.getLogger("test-budgets"))
+    holding = {"0": "user:ann"}
+    budgets.charge(holding)
+    with caplog.at_level(logging.INFO, "test-budgets"):
+        clock.now += HOUR - 601
+        budgets.charge(holding)
+        assert not caplog.records  # 601 s left: not yet
+        for _ in range(3):
+            clock.now += 2
+            budgets.charge(holding)
+    [warning] = caplog.records
+    assert "user:ann" in warning.getMessage() and "runs out in 9 min" in warning.getMessage()
 
 
 # ---- through the service ----------------------------------------------------------------
