@@ -321,7 +321,8 @@ class GPUAllocator(LoggingConfigurable):
         after it ran out; the ready event told them when that would be)."""
         for session in self.sessions:
             client = session.labels.get(LABEL_CLIENT, "")
-            if client in self.exhausted and session.labels.get(LABEL_USER):
+            key = (session.labels.get(LABEL_USER), session.labels.get(LABEL_REPO_KEY))
+            if client in self.exhausted and key[0] and key not in self._stopping:
                 self.log.info("Stopping the GPU session of %s (%s): GPU budget used up",
                               client, session.labels.get(LABEL_REPO_KEY, ""))
                 self._stop(launcher, session.labels)
