@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from tests.harness.leftovers import RUN_ID
 from tests.test_gpus import GPU_CONFIG, visible_devices
 from tests.test_logged_in import launch, log_in, sessions_of, start
 
@@ -22,13 +23,16 @@ pytestmark = pytest.mark.docker
 
 def test_budgets_caps_and_a_gpu_each_behind_one_address(make_service, git_server,
                                                         docker_client, tmp_path):
+    # names of this run: other runs share the engine, and the GPU allocator reads every
+    # session container on it (a device another run's session holds is taken here too)
+    ann, bob, cat = (f"{name}{RUN_ID[:6]}" for name in ("ann", "bob", "cat"))
     state = tmp_path / "state"
     state.mkdir()
     now = datetime.now(UTC)
     # ann used her hour today already (a previous service run wrote this)
     (state / "gpu-budgets.json").write_text(json.dumps({
         "saved_at": now.timestamp(), "open": {},
-        "used": {"user:ann": {now.strftime("%Y-%m-%d"): 3600.0}}}))
+        "used": {f"user:{ann}": {now.strftime("%Y-%m-%d"): 3600.0}}}))
     svc = start(make_service, tmp_path, "required", GPU_CONFIG + f"""
 c.BinderLab.state_dir = {str(state)!r}
 c.GPUAllocator.max_gpus_per_user = 1
@@ -36,12 +40,12 @@ c.GPUBudgets.hours_per_day = 1
 c.LaunchLimits.max_sessions_per_user = 1
 """)
     repo, other_repo = git_server.create("dockerfile"), git_server.create("dockerfile")
-    ann, bob, cat = requests.Session(), requests.Session(), requests.Session()
-    for browser, name in ((ann, "ann"), (bob, "bob"), (cat, "cat")):
+    browsers = {name: requests.Session() for name in (ann, bob, cat)}
+    for name, browser in browsers.items():
         log_in(svc, browser, "", name)  # all three from 127.0.0.1: one address
 
     # ann's budget is used up: refused at once, with the time it renews
-    refused = launch(svc, ann, repo, gpu="1")
+    refused = launch(svc, browsers[ann], repo, gpu="1")
     final = refused[-1]
     assert (final["phase"], final["status_code"]) == ("failed", 429), final
     midnight = (now + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
@@ -51,14 +55,14 @@ c.LaunchLimits.max_sessions_per_user = 1
     assert 0 < final["retry_after"] <= 86400
     assert f"renews at {midnight}" in final["message"]
     assert not any(e["phase"] in ("building", "waiting") for e in refused)
-    assert not sessions_of(docker_client, "ann")
+    assert not sessions_of(docker_client, ann)
 
     # bob and cat: a GPU each under max_gpus_per_user = 1, and the time they have left
-    his = launch(svc, bob, repo, gpu="1")[-1]
-    hers = launch(svc, cat, repo, gpu="1")[-1]
+    his = launch(svc, browsers[bob], repo, gpu="1")[-1]
+    hers = launch(svc, browsers[cat], repo, gpu="1")[-1]
     assert his["phase"] == hers["phase"] == "ready", (his, hers)
     assert sorted(his["gpus"] + hers["gpus"]) == ["0", "1"]
-    for ready, user in ((his, "bob"), (hers, "cat")):
+    for ready, user in ((his, bob), (hers, cat)):
         # the session itself sees the device it was given
         assert visible_devices(ready) == ready["gpus"][0]
         [container] = sessions_of(docker_client, user)
@@ -70,17 +74,17 @@ c.LaunchLimits.max_sessions_per_user = 1
         assert 3000 < budget["seconds_left"] <= 3600
 
     # one session per person here: bob's launch of another repository is refused
-    second = launch(svc, bob, other_repo)[-1]
+    second = launch(svc, browsers[bob], other_repo)[-1]
     assert (second["phase"], second["status_code"]) == ("failed", 429), second
     assert "most one person may have here (1)" in second["message"]
-    assert len(sessions_of(docker_client, "bob")) == 1
+    assert len(sessions_of(docker_client, bob)) == 1
 
     # what they use is on disk, for the next start of the service
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         saved = json.loads((state / "gpu-budgets.json").read_text())
-        if {p for p, _ in saved["open"].values()} == {"user:bob", "user:cat"}:
+        if {p for p, _ in saved["open"].values()} == {f"user:{bob}", f"user:{cat}"}:
             break
         time.sleep(0.5)
-    assert {p for p, _ in saved["open"].values()} == {"user:bob", "user:cat"}, saved
-    assert saved["used"]["user:ann"][now.strftime("%Y-%m-%d")] == 3600.0
+    assert {p for p, _ in saved["open"].values()} == {f"user:{bob}", f"user:{cat}"}, saved
+    assert saved["used"][f"user:{ann}"][now.strftime("%Y-%m-%d")] == 3600.0
