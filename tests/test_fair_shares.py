@@ -73,6 +73,12 @@ c.LaunchLimits.max_sessions_per_user = 1
         assert budget["period"] == "day" and budget["renews_at"] == midnight
         assert 3000 < budget["seconds_left"] <= 3600
 
+    # back to his running session (another tab): the same devices, and the time left
+    again = launch(svc, browsers[bob], repo, gpu="1")
+    assert any("Returning to your running session" in e.get("message", "") for e in again)
+    assert again[-1]["url"] == his["url"] and again[-1]["gpus"] == his["gpus"]
+    assert 0 < again[-1]["gpu_budget"]["seconds_left"] <= his["gpu_budget"]["seconds_left"]
+
     # one session per person here: bob's launch of another repository is refused
     second = launch(svc, browsers[bob], other_repo)[-1]
     assert (second["phase"], second["status_code"]) == ("failed", 429), second

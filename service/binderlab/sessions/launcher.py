@@ -231,7 +231,9 @@ class HubLauncher(Launcher):
         if not (server and server.get("ready") and token):
             return None
         return {"phase": "ready", "url": self.session_url(server), "token": token,
-                "commit": server["user_options"].get(OPT_REF, "")}
+                "commit": server["user_options"].get(OPT_REF, ""),
+                # the devices it holds: a returning user is told their GPU time left too
+                "gpus": [str(g) for g in server["user_options"].get(OPT_GPUS) or []]}
 
     async def running(self, owner: str, repo_key: str) -> dict | None:
         """``owner``'s running session of ``repo_key`` (its ready event: url, token and
