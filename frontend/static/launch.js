@@ -241,8 +241,9 @@ export function startLoadingPage(settings) {
       if (envLink && event.environment_url) envLink.href = event.environment_url;
       if (Array.isArray(event.gpus) && event.gpus.length) {
         const gpus = $("gpus");
-        gpus.textContent = `${event.gpus.length === 1 ? "GPU" : "GPUs"} ` +
-          `${event.gpus.join(", ")} reserved for this session. ${budgetText(event.gpu_budget)}`;
+        gpus.textContent = [`${event.gpus.length === 1 ? "GPU" : "GPUs"} ` +
+          `${event.gpus.join(", ")} reserved for this session.`, budgetText(event.gpu_budget)]
+          .filter(Boolean).join(" ");
         gpus.hidden = false;
       }
       window.location.replace(sessionUrl(event, page.searchParams));
