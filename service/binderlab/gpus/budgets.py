@@ -169,7 +169,7 @@ class GPUBudgets(LoggingConfigurable):
         raise BudgetExhausted(
             f"You have used your GPU time for this {left.period} ({limit:g} h). It renews "
             f"at {rfc3339(left.renews_at)} (in {duration(left.renews_at - now)}); until "
-            "then, launch without ?gpu= for a CPU session.", left.renews_at, now)
+            "then, launch with ?gpu=0 for a CPU session.", left.renews_at, now)
 
     # ---- accounting ---------------------------------------------------------------------
 
