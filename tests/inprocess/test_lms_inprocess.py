@@ -1,0 +1,119 @@
+"""LMS launches, the rules without a hub: which notebook a launch names, who is an
+instructor, and the service's answer to the hub's "would you launch this?". The launches
+through a real hub, a stand-in LMS and jupyterhub-ltiauthenticator are in tests/test_lti.py.
+"""
+
+import json
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from binderlab.authenticators import course
+from binderlab.authenticators.lti import CourseLaunch
+from binderlab.contract import INSTRUCTOR_GROUP
+
+SERVICE = "https://binder.example.edu/"
+
+
+def test_custom_parameters_name_the_notebook():
+    link = course.course_link({"repo": "gh/physics/course", "ref": "week-1",
+                               "file": "notebooks/intro.ipynb"}, [], SERVICE)
+    assert link.launch_url(SERVICE) == ("https://binder.example.edu/v2/gh/physics/course/"
+                                        "week-1?labpath=notebooks%2Fintro.ipynb")
+    # ref defaults to HEAD, file to none (JupyterLab's file browser)
+    assert course.course_link({"repo": "gl/group/course"}, [], SERVICE).launch_url(
+        SERVICE) == "https://binder.example.edu/v2/gl/group/course/HEAD"
+    # a ref with a slash stays one path segment
+    assert course.course_link({"repo": "gh/o/r", "ref": "release/2026"}, [], SERVICE
+                              ).launch_url(SERVICE).endswith("/v2/gh/o/r/release%2F2026")
+
+
+def test_target_link_names_the_notebook_when_no_custom_parameters():
+    target = "https://binder.example.edu/v2/gh/physics/course/main?labpath=week1.ipynb"
+    link = course.course_link({}, ["https://hub.example.edu/hub", target], SERVICE)
+    assert (link.repo, link.ref, link.file) == ("gh/physics/course", "main", "week1.ipynb")
+    # custom parameters win over the target link
+    link = course.course_link({"repo": "gh/other/course"}, [target], SERVICE)
+    assert link.repo == "gh/other/course"
+    # a launch link of another host is not followed (that would lend the login to it)
+    with pytest.raises(course.BadLaunch) as refused:
+        course.course_link({}, ["https://evil.example.org/v2/gh/o/r/main"], SERVICE)
+    assert "custom parameters repo=" in str(refused.value)
+
+
+@pytest.mark.parametrize("custom, says", [
+    ({}, "names no course notebook"),
+    ({"repo": "github.com/owner/course"}, "repo=gh/owner/course"),
+    ({"repo": "gh/o/r", "file": "../../etc/passwd"}, "relative to the repository"),
+    ({"repo": "gh/o/r", "file": "/etc/passwd"}, "relative to the repository"),
+    ({"repo": "gh/o/r", "ref": "main branch"}, "white space"),
+    ({"repo": "gh/o/../r"}, "not a binder spec"),
+])
+def test_bad_course_parameters_say_what_to_fix(custom, says):
+    with pytest.raises(course.BadLaunch) as refused:
+        course.course_link(custom, [""], SERVICE)
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize("roles, instructor", [
+    (["http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"], True),
+    (["http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"], True),
+    (["http://purl.imsglobal.org/vocab/lis/v2/membership#Learner",
+      "http://purl.imsglobal.org/vocab/lis/v2/institution/person#Student"], False),
+    # a learner sub-role named Instructor is still a learner
+    (["http://purl.imsglobal.org/vocab/lis/v2/membership/Learner#Instructor"], False),
+    ("Instructor", True),
+    ("urn:lti:role:ims/lis/Instructor/Lecturer,urn:lti:instrole:ims/lis/Faculty", True),
+    ("Learner", False),
+    ("urn:lti:role:ims/lis/TeachingAssistant", True),
+    ("", False),
+    (None, False),
+])
+def test_instructor_roles(roles, instructor):
+    assert course.is_instructor(roles, course.DEFAULT_INSTRUCTOR_ROLES) is instructor
+
+
+def test_the_lms_decides_the_instructor_group_only():
+    assert course.groups_after_launch({"course-a"}, True, "instructors") == [
+        "course-a", "instructors"]
+    assert course.groups_after_launch({"course-a", "instructors"}, False, "instructors") == [
+        "course-a"]
+
+
+def test_course_launch_settings(monkeypatch):
+    monkeypatch.delenv("BINDERLAB_INSTRUCTOR_GROUP", raising=False)
+    monkeypatch.setenv("BINDERLAB_SERVICE_URL", "http://127.0.0.1:9999/")
+    settings = CourseLaunch()
+    assert settings.instructor_group == INSTRUCTOR_GROUP == "instructors"
+    assert settings.service_url == "http://127.0.0.1:9999/"
+    assert settings.check_with_service and settings.check_timeout == 10
+    monkeypatch.setenv("BINDERLAB_INSTRUCTOR_GROUP", "teachers")
+    assert CourseLaunch().instructor_group == "teachers"
+    assert CourseLaunch(instructor_roles=["Mentor"]).instructor_roles == ["Mentor"]
+
+
+async def test_launchable_applies_the_hosts_rules(start_binderlab):
+    app = await start_binderlab(LaunchLimits={"banned_specs": ["gh/banned/*"]})
+
+    async def ask(path):
+        response = await AsyncHTTPClient().fetch(app.public_url + "api/launchable/" + path,
+                                                 raise_error=False)
+        return response.code, json.loads(response.body)
+
+    code, answer = await ask("gh/physics/course/main")
+    assert code == 200 and answer["repo_key"] == "gh/physics/course"
+    code, answer = await ask("gh/banned/course/main")
+    assert code == 403 and "cannot be launched on this host" in answer["message"]
+    code, answer = await ask("nosuch/o/r/main")
+    assert code == 404 and "Unknown repository provider" in answer["message"]
+    code, answer = await ask("gh/onlyowner")
+    assert code == 400, answer
+
+
+async def test_user_endpoint_needs_logins(start_binderlab):
+    app = await start_binderlab()
+    response = await AsyncHTTPClient().fetch(app.public_url + "api/user", raise_error=False)
+    assert response.code == 404 and b"without logins" in response.body
+    app = await start_binderlab(BinderLab={"authentication": "optional"})
+    response = await AsyncHTTPClient().fetch(app.public_url + "api/user", raise_error=False)
+    assert response.code == 403 and b"Not logged in" in response.body
