@@ -78,8 +78,8 @@ def form_of(page: str) -> tuple[str, dict[str, str]]:
 
 
 class StandInLMS:
-    def __init__(self, hub_url: str):
-        self.hub_url = hub_url.rstrip("/")
+    def __init__(self, hub_url: str = ""):
+        self.hub_url = hub_url.rstrip("/")  # the tool (the hub), as the LMS registers it
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = "stand-in-lms-key-1"
