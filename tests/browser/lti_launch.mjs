@@ -7,7 +7,7 @@
 //
 //   node lti_launch.mjs <lms-course-page-url> <screenshot-dir> --user NAME --file PATH
 //
-// Prints one JSON line ({"ok", "visited": [main-frame URLs], "finalUrl", "notebookOpen",
+// Prints one JSON line ({"ok", "visited": ["METHOD url" of each navigation], "finalUrl", "notebookOpen",
 // "notebookTitle"}); exits 1 on failure.
 
 import { Failure, parseArgs, redact, runBrowserCheck } from "./lib.mjs";
@@ -23,8 +23,11 @@ const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 await runBrowserCheck({ shotDir, timeoutS: 300 }, async (ctx) => {
   const page = await ctx.newPage();
   ctx.result.visited = [];
-  page.on("framenavigated", (frame) => {
-    if (frame === page.mainFrame()) ctx.result.visited.push(redact(frame.url()));
+  // every request the top-level page made to navigate, redirects included ("POST <url>")
+  page.on("request", (request) => {
+    if (request.isNavigationRequest() && request.frame() === page.mainFrame()) {
+      ctx.result.visited.push(`${request.method()} ${redact(request.url())}`);
+    }
   });
   await page.goto(url, { timeout: 60_000 });
   // the loading page, then the student's own named server with the course file open
