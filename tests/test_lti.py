@@ -31,27 +31,24 @@ NOTEBOOK = (Path(__file__).parent / "repos" / "dockerfile" / "hello.ipynb").read
 COURSE_FILE = "week1/intro.ipynb"
 
 
-def start(make_service, tmp_path, overlay: str):
-    path = tmp_path / "hub_overlay.py"
-    path.write_text(overlay)
-    return make_service("up", extra_config=f"""
-c.BinderLab.authentication = "required"
-c.UpApp.hub_config_overlay = {str(path)!r}
-c.LaunchLimits.banned_specs = ["gh/banned/*"]
-""")
+EXAMPLES = Path(__file__).parent.parent / "deploy" / "docker" / "lms"
 
 
 @pytest.fixture
-def lti_service(make_service, tmp_path):
-    """``lti_service(13 or 11)`` -> (service, lms): a hub with that LTI version's
-    authenticator, registered with a stand-in LMS."""
+def lti_service(make_service):
+    """``lti_service(13 or 11)`` -> (service, lms): a hub with the example hub overlay of that
+    LTI version (deploy/docker/lms/), registered with a stand-in LMS."""
     started = []
 
     def make(version: int):
         platform = StandInLMS()
         started.append(platform)
-        svc = start(make_service, tmp_path,
-                    platform.overlay13() if version == 13 else platform.overlay11())
+        svc = make_service("up", env=platform.env13() if version == 13 else platform.env11(),
+                           extra_config=f"""
+c.BinderLab.authentication = "required"
+c.UpApp.hub_config_overlay = {str(EXAMPLES / f"hub_overlay_lti{version}.py")!r}
+c.LaunchLimits.banned_specs = ["gh/banned/*"]
+""")
         platform.hub_url = svc.hub_url  # the tool's address, as the LMS registers it
         return svc, platform
 
@@ -147,6 +144,7 @@ def test_lti13_student_lands_in_course_notebook_and_instructor_is_known(
     assert re.match(rf"{svc.hub_url}/user/student-7f3a/gh-physics-[a-z0-9-]+/doc/tree/"
                     rf"{COURSE_FILE}$", result["finalUrl"]), result["finalUrl"]
     assert result["notebookOpen"] and not result["offHostRequests"]
+    assert "intro.ipynb" in result["notebookTitle"]
     student = hub_user(svc, "student-7f3a")
     assert student["groups"] == []
     [server] = student["servers"].values()  # a logged-in named server, one per repository

@@ -99,24 +99,18 @@ class StandInLMS:
 
     # ---- the hub's side of the registration (what an operator puts in the hub config) ----
 
-    def overlay13(self, username_key: str = "sub") -> str:
-        return f"""
-c.JupyterHub.authenticator_class = "binderlab-lti13"
-c.LTI13Authenticator.issuer = {self.url!r}
-c.LTI13Authenticator.client_id = [{CLIENT_ID!r}]
-c.LTI13Authenticator.authorize_url = {self.url + "/authorize"!r}
-c.LTI13Authenticator.jwks_endpoint = {self.url + "/jwks"!r}
-c.LTI13Authenticator.username_key = {username_key!r}
-c.Authenticator.allow_all = True
-"""
+    def env13(self, username_key: str = "sub") -> dict[str, str]:
+        """What the example hub overlay deploy/docker/lms/hub_overlay_lti13.py reads."""
+        return {"BINDERLAB_LTI13_ISSUER": self.url, "BINDERLAB_LTI13_CLIENT_ID": CLIENT_ID,
+                "BINDERLAB_LTI13_AUTHORIZE_URL": self.url + "/authorize",
+                "BINDERLAB_LTI13_JWKS_URL": self.url + "/jwks",
+                "BINDERLAB_LTI_USERNAME_KEY": username_key}
 
-    def overlay11(self, username_key: str = "user_id") -> str:
-        return f"""
-c.JupyterHub.authenticator_class = "binderlab-lti11"
-c.LTI11Authenticator.consumers = {{{CONSUMER_KEY!r}: {self.consumer_secret!r}}}
-c.LTI11Authenticator.username_key = {username_key!r}
-c.Authenticator.allow_all = True
-"""
+    def env11(self, username_key: str = "user_id") -> dict[str, str]:
+        """What deploy/docker/lms/hub_overlay_lti11.py reads."""
+        return {"BINDERLAB_LTI11_CONSUMER_KEY": CONSUMER_KEY,
+                "BINDERLAB_LTI11_CONSUMER_SECRET": self.consumer_secret,
+                "BINDERLAB_LTI_USERNAME_KEY": username_key}
 
     # ---- course links ---------------------------------------------------------------------
 

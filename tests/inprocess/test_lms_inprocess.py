@@ -117,3 +117,29 @@ async def test_user_endpoint_needs_logins(start_binderlab):
     app = await start_binderlab(BinderLab={"authentication": "optional"})
     response = await AsyncHTTPClient().fetch(app.public_url + "api/user", raise_error=False)
     assert response.code == 403 and b"Not logged in" in response.body
+
+
+@pytest.mark.parametrize("public_url, cross_site", [("https://hub.example.edu", True),
+                                                     ("http://127.0.0.1:8000", False)])
+def test_example_lti13_overlay(monkeypatch, public_url, cross_site):
+    """The example hub overlay (tests/test_lti.py runs it on a real hub): over HTTPS the
+    hub's cookies must reach it on the LMS's cross-site form post."""
+    from pathlib import Path
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    example = Path(__file__).parents[2] / "deploy" / "docker" / "lms" / "hub_overlay_lti13.py"
+    for name, value in {"BINDERLAB_LTI13_ISSUER": "https://canvas.instructure.com",
+                        "BINDERLAB_LTI13_CLIENT_ID": "10000000000001,10000000000002",
+                        "BINDERLAB_LTI13_AUTHORIZE_URL": "https://sso.example/authorize",
+                        "BINDERLAB_LTI13_JWKS_URL": "https://sso.example/jwks",
+                        "BINDERLAB_HUB_PUBLIC_URL": public_url}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("BINDERLAB_LTI_USERNAME_KEY", raising=False)
+    config = PyFileConfigLoader(example.name, str(example.parent)).load_config()
+    assert config.JupyterHub.authenticator_class == "binderlab-lti13"
+    assert config.LTI13Authenticator.client_id == ["10000000000001", "10000000000002"]
+    assert config.LTI13Authenticator.username_key == "sub"
+    cookies = config.JupyterHub.tornado_settings.get("cookie_options") \
+        if "tornado_settings" in config.JupyterHub else None
+    assert cookies == ({"samesite": "None", "secure": True} if cross_site else None)
