@@ -40,12 +40,12 @@ def lti_service(make_service):
     LTI version (deploy/docker/lms/), registered with a stand-in LMS."""
     started = []
 
-    def make(version: int):
+    def make(version: int, authentication: str = "required"):
         platform = StandInLMS()
         started.append(platform)
         svc = make_service("up", env=platform.env13() if version == 13 else platform.env11(),
                            extra_config=f"""
-c.BinderLab.authentication = "required"
+c.BinderLab.authentication = {authentication!r}
 c.UpApp.hub_config_overlay = {str(EXAMPLES / f"hub_overlay_lti{version}.py")!r}
 c.LaunchLimits.banned_specs = ["gh/banned/*"]
 """)
@@ -137,9 +137,10 @@ def test_lti13_student_lands_in_course_notebook_and_instructor_is_known(
     # (the form posts are the browser's own: the LMS page's and the platform's)
     steps = [f"GET {page}", f"POST {svc.hub_url}/hub/lti13/oauth_login",
              f"GET {lms.url}/authorize", f"POST {svc.hub_url}/hub/lti13/oauth_callback",
-             f"GET {svc.url}v2/gh/{repo.gh_spec}/main",
-             f"GET {svc.hub_url}/hub/api/oauth2/authorize", f"GET {svc.url}oauth_callback",
-             f"GET {svc.url}v2/gh/{repo.gh_spec}/main"]  # back on it, logged in
+             # the service's login: the hub's OAuth (no form: the hub knows the student)
+             f"GET {svc.url}login", f"GET {svc.hub_url}/hub/api/oauth2/authorize",
+             f"GET {svc.url}oauth_callback", f"GET {svc.url}login",
+             f"GET {svc.url}v2/gh/{repo.gh_spec}/main"]
     assert [v for v in visited if v in steps] == steps, visited
     assert re.match(rf"{svc.hub_url}/user/student-7f3a/gh-physics-[a-z0-9-]+/doc/tree/"
                     rf"{COURSE_FILE}$", result["finalUrl"]), result["finalUrl"]
@@ -175,7 +176,8 @@ def test_lti13_student_lands_in_course_notebook_and_instructor_is_known(
 
 
 def test_lti13_bad_launches_end_on_an_error_page_with_no_user(lti_service, git_server):
-    svc, lms = lti_service(13)
+    # with 'optional' logins too: an LMS launch is the student's own, never anonymous
+    svc, lms = lti_service(13, "optional")
     repo = course_repo(git_server)
     course = {"repo": f"gh/{repo.gh_spec}", "ref": "main", "file": COURSE_FILE}
 
@@ -203,6 +205,9 @@ def test_lti13_bad_launches_end_on_an_error_page_with_no_user(lti_service, git_s
     browser = requests.Session()
     ok = lti13_http(browser, lms.launch13(Launch13("student-1", [LEARNER], course)))
     assert ok.status_code == 200 and ok.url.startswith(f"{svc.url}v2/gh/{repo.gh_spec}/main")
+    ready = launch(svc, browser, repo)[-1]
+    assert ready["phase"] == "ready", ready
+    assert ready["url"].startswith(f"{svc.hub_url}/user/student-1/gh-physics-")
     replayed = lms.id_tokens[-1]
     # by another browser (the id_token stolen): no state or nonce of its own
     stolen = requests.post(f"{svc.hub_url}/hub/lti13/oauth_callback", data=replayed,
@@ -226,10 +231,9 @@ def test_lti11_student_lands_in_course_notebook_and_instructor_is_known(
     result = in_chromium(page, "s-4711", "lti11_student")
     assert result["ok"], result
     visited = [re.sub(r"\?.*", "", u) for u in result["visited"]]
-    steps = [f"GET {page}", f"POST {svc.hub_url}/hub/lti/launch",
-             f"GET {svc.url}v2/gh/{repo.gh_spec}/main",
+    steps = [f"GET {page}", f"POST {svc.hub_url}/hub/lti/launch", f"GET {svc.url}login",
              f"GET {svc.hub_url}/hub/api/oauth2/authorize", f"GET {svc.url}oauth_callback",
-             f"GET {svc.url}v2/gh/{repo.gh_spec}/main"]
+             f"GET {svc.url}login", f"GET {svc.url}v2/gh/{repo.gh_spec}/main"]
     assert [v for v in visited if v in steps] == steps, visited
     assert re.match(rf"{svc.hub_url}/user/s-4711/gh-physics-[a-z0-9-]+/doc/tree/"
                     rf"{COURSE_FILE}$", result["finalUrl"]), result["finalUrl"]

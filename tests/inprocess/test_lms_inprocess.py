@@ -18,14 +18,21 @@ SERVICE = "https://binder.example.edu/"
 def test_custom_parameters_name_the_notebook():
     link = course.course_link({"repo": "gh/physics/course", "ref": "week-1",
                                "file": "notebooks/intro.ipynb"}, [], SERVICE)
-    assert link.launch_url(SERVICE) == ("https://binder.example.edu/v2/gh/physics/course/"
-                                        "week-1?labpath=notebooks%2Fintro.ipynb")
+    assert link.loading_page(SERVICE) == ("https://binder.example.edu/v2/gh/physics/course/"
+                                          "week-1?labpath=notebooks%2Fintro.ipynb")
+    # the browser goes there through the service's login (the hub's OAuth), which only
+    # goes on to a path of the service
+    assert link.launch_url(SERVICE) == (
+        "https://binder.example.edu/login?next=%2Fv2%2Fgh%2Fphysics%2Fcourse%2Fweek-1%3F"
+        "labpath%3Dnotebooks%252Fintro.ipynb")
+    assert link.launch_url("https://example.edu/binder/").startswith(
+        "https://example.edu/binder/login?next=%2Fbinder%2Fv2%2Fgh%2F")
     # ref defaults to HEAD, file to none (JupyterLab's file browser)
-    assert course.course_link({"repo": "gl/group/course"}, [], SERVICE).launch_url(
+    assert course.course_link({"repo": "gl/group/course"}, [], SERVICE).loading_page(
         SERVICE) == "https://binder.example.edu/v2/gl/group/course/HEAD"
     # a ref with a slash stays one path segment
     assert course.course_link({"repo": "gh/o/r", "ref": "release/2026"}, [], SERVICE
-                              ).launch_url(SERVICE).endswith("/v2/gh/o/r/release%2F2026")
+                              ).loading_page(SERVICE).endswith("/v2/gh/o/r/release%2F2026")
 
 
 def test_target_link_names_the_notebook_when_no_custom_parameters():

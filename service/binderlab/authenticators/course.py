@@ -37,11 +37,21 @@ class CourseLink:
     ref: str
     file: str = ""
 
-    def launch_url(self, service_url: str) -> str:
-        """The binder service's loading page for this notebook (it logs the browser in
-        through the hub, launches the user's named server and opens ``file``)."""
+    def loading_page(self, service_url: str) -> str:
+        """The binder service's loading page for this notebook (it launches the user's
+        named server and opens ``file``)."""
         url = f"{service_url.rstrip('/')}/v2/{self.repo}/{quote(self.ref, safe='')}"
         return url + (f"?{urlencode({'labpath': self.file})}" if self.file else "")
+
+    def launch_url(self, service_url: str) -> str:
+        """Where the browser goes after the LMS login: the service's login route, which
+        signs it in to the service through the hub's OAuth and goes on to the loading page
+        (straight to the loading page, a launch with authentication='optional' would be
+        anonymous: nothing there asks for the login)."""
+        page = urlsplit(self.loading_page(service_url))
+        base = urlsplit(service_url.rstrip("/") + "/")
+        return f"{base.scheme}://{base.netloc}{base.path}login?" + urlencode(
+            {"next": page.path + (f"?{page.query}" if page.query else "")})
 
 
 def _clean_file(path: str) -> str:
