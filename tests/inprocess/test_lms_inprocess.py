@@ -150,3 +150,27 @@ def test_example_lti13_overlay(monkeypatch, public_url, cross_site):
     cookies = config.JupyterHub.tornado_settings.get("cookie_options") \
         if "tornado_settings" in config.JupyterHub else None
     assert cookies == ({"samesite": "None", "secure": True} if cross_site else None)
+
+
+async def test_the_hub_asks_the_service_before_a_login(start_binderlab):
+    from tornado import web
+
+    from tests.harness.service import free_port
+
+    app = await start_binderlab(LaunchLimits={"banned_specs": ["gh/banned/*"]})
+    ask = CourseLaunch(service_url=app.public_url)
+    await ask.check_launchable(course.CourseLink("gh/physics/course", "main"))
+    with pytest.raises(web.HTTPError) as refused:
+        await ask.check_launchable(course.CourseLink("gh/banned/course", "main"))
+    assert refused.value.status_code == 403
+    assert "gh/banned/course cannot be launched on this host" in refused.value.log_message
+    assert "fix the link in the LMS" in refused.value.log_message
+    # a service that does not answer: try again later (503), nobody is logged in
+    down = CourseLaunch(service_url=f"http://127.0.0.1:{free_port()}/")
+    with pytest.raises(web.HTTPError) as unreachable:
+        await down.check_launchable(course.CourseLink("gh/physics/course", "main"))
+    assert unreachable.value.status_code == 503
+    assert "try the link again" in unreachable.value.log_message
+    # with the check off, the loading page reports a refusal after the login instead
+    await CourseLaunch(service_url=down.service_url, check_with_service=False
+                       ).check_launchable(course.CourseLink("gh/banned/course", "main"))
