@@ -27,7 +27,8 @@ from tests.test_logged_in import launch
 
 pytestmark = pytest.mark.docker
 
-NOTEBOOK = (Path(__file__).parent / "repos" / "dockerfile" / "hello.ipynb").read_text()
+NOTEBOOK = (Path(__file__).parent / "repos" / "dockerfile" / "hello.ipynb").read_text(
+).replace("Hello from the dockerfile test repo", "Week 1: the course notebook")
 COURSE_FILE = "week1/intro.ipynb"
 
 
@@ -145,7 +146,7 @@ def test_lti13_student_lands_in_course_notebook_and_instructor_is_known(
     assert re.match(rf"{svc.hub_url}/user/student-7f3a/gh-physics-[a-z0-9-]+/doc/tree/"
                     rf"{COURSE_FILE}$", result["finalUrl"]), result["finalUrl"]
     assert result["notebookOpen"] and not result["offHostRequests"]
-    assert "intro.ipynb" in result["notebookTitle"]
+    assert "Week 1: the course notebook" in result["firstCell"], result["firstCell"]
     student = hub_user(svc, "student-7f3a")
     assert student["groups"] == []
     [server] = student["servers"].values()  # a logged-in named server, one per repository
@@ -238,6 +239,7 @@ def test_lti11_student_lands_in_course_notebook_and_instructor_is_known(
     assert re.match(rf"{svc.hub_url}/user/s-4711/gh-physics-[a-z0-9-]+/doc/tree/"
                     rf"{COURSE_FILE}$", result["finalUrl"]), result["finalUrl"]
     assert result["notebookOpen"] and not result["offHostRequests"]
+    assert "Week 1: the course notebook" in result["firstCell"], result["firstCell"]
     assert hub_user(svc, "s-4711")["groups"] == []
 
     # the instructor, with a launch link in custom_next (no repo parameter)

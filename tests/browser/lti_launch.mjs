@@ -8,7 +8,7 @@
 //   node lti_launch.mjs <lms-course-page-url> <screenshot-dir> --user NAME --file PATH
 //
 // Prints one JSON line ({"ok", "visited": ["METHOD url" of each navigation], "finalUrl", "notebookOpen",
-// "notebookTitle"}); exits 1 on failure.
+// "firstCell": the open notebook's first cell text}); exits 1 on failure.
 
 import { Failure, parseArgs, redact, runBrowserCheck } from "./lib.mjs";
 
@@ -42,6 +42,7 @@ await runBrowserCheck({ shotDir, timeoutS: 300 }, async (ctx) => {
   ctx.result.finalUrl = redact(page.url());
   await page.waitForSelector(".jp-NotebookPanel .jp-Cell", { timeout: 120_000 });
   ctx.result.notebookOpen = true;
-  ctx.result.notebookTitle = await page.title();
+  // what the notebook shows (its first cell), so the caller can tell it is the course file
+  ctx.result.firstCell = (await page.textContent(".jp-NotebookPanel .jp-Cell")).trim();
   await ctx.shot(page, "notebook");
 });
