@@ -5,16 +5,18 @@
 // the signed launch itself), the hub logs the student in and sends the browser to the binder
 // service's loading page, which launches the student's named server and opens the notebook.
 //
-//   node lti_launch.mjs <lms-course-page-url> <screenshot-dir> --user NAME --file PATH
+//   node lti_launch.mjs <lms-course-page-url> <screenshot-dir> --user NAME --file PATH \
+//     --expect TEXT-OF-THE-NOTEBOOK
 //
 // Prints one JSON line ({"ok", "visited": ["METHOD url" of each navigation], "finalUrl", "notebookOpen",
-// "firstCell": the open notebook's first cell text}); exits 1 on failure.
+// "expectedShown": whether the notebook shows TEXT, "notebookText"}); exits 1 on failure.
 
 import { Failure, parseArgs, redact, runBrowserCheck } from "./lib.mjs";
 
-const { positional, options } = parseArgs(process.argv.slice(2), ["user", "file"]);
-if (positional.length !== 2 || !options.user || !options.file) {
-  process.stderr.write("usage: node lti_launch.mjs <url> <shot-dir> --user U --file PATH\n");
+const { positional, options } = parseArgs(process.argv.slice(2), ["user", "file", "expect"]);
+if (positional.length !== 2 || !options.user || !options.file || !options.expect) {
+  process.stderr.write(
+    "usage: node lti_launch.mjs <url> <shot-dir> --user U --file PATH --expect TEXT\n");
   process.exit(2);
 }
 const [url, shotDir] = positional;
@@ -42,7 +44,11 @@ await runBrowserCheck({ shotDir, timeoutS: 300 }, async (ctx) => {
   ctx.result.finalUrl = redact(page.url());
   await page.waitForSelector(".jp-NotebookPanel .jp-Cell", { timeout: 120_000 });
   ctx.result.notebookOpen = true;
-  // what the notebook shows (its first cell), so the caller can tell it is the course file
-  ctx.result.firstCell = (await page.textContent(".jp-NotebookPanel .jp-Cell")).trim();
+  // the course file's own text on screen (JupyterLab renders cells a moment after they
+  // appear); what the notebook shows is reported either way
+  ctx.result.expectedShown = await page.waitForFunction(
+    (text) => document.querySelector(".jp-NotebookPanel")?.innerText.includes(text),
+    options.expect, { timeout: 60_000 }).then(() => true, () => false);
+  ctx.result.notebookText = (await page.innerText(".jp-NotebookPanel")).slice(0, 500);
   await ctx.shot(page, "notebook");
 });
