@@ -174,3 +174,36 @@ async def test_the_hub_asks_the_service_before_a_login(start_binderlab):
     # with the check off, the loading page reports a refusal after the login instead
     await CourseLaunch(service_url=down.service_url, check_with_service=False
                        ).check_launchable(course.CourseLink("gh/banned/course", "main"))
+
+
+async def test_lti13_auth_model_names_the_user_by_the_chosen_claim():
+    """The authenticate step on a verified id_token (what ltiauthenticator's callback hands
+    it): the user's name from username_key, the instructor group, where the browser goes."""
+    from traitlets.config import Config
+
+    from binderlab.authenticators.lti import CourseLTI13Authenticator
+
+    class Handler:  # what authenticate uses of JupyterHub's handler
+        binderlab_course_url = ""
+
+        def find_user(self, name):
+            return None  # a first launch: no hub user yet
+
+    config = Config()
+    config.CourseLaunch.check_with_service = False
+    config.CourseLaunch.service_url = SERVICE
+    claim = "https://purl.imsglobal.org/spec/lti/claim/"
+    id_token = {"sub": "a1b2", "email": "Ada@Example.edu",
+                claim + "roles": ["http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"],
+                claim + "custom": {"repo": "gh/physics/course", "file": "intro.ipynb"}}
+    for key, name in (("email", "ada@example.edu"), ("sub", "a1b2"),
+                      ("custom_lms_user", "a1b2")):  # no such custom value: sub
+        authenticator = CourseLTI13Authenticator(config=config, username_key=key)
+        assert authenticator.manage_groups
+        handler = Handler()
+        model = await authenticator.authenticate(handler, dict(id_token))
+        assert authenticator.normalize_username(model["name"]) == name
+        assert model["groups"] == ["instructors"]
+        assert handler.binderlab_course_url == (
+            "https://binder.example.edu/login?next=%2Fv2%2Fgh%2Fphysics%2Fcourse%2FHEAD%3F"
+            "labpath%3Dintro.ipynb")
