@@ -19,6 +19,7 @@ MAY_IMPORT = {
     "sessions": {"sessions", "contract", "platform"},
     "repos": {"repos", "contract", "platform"},
     "gpus": {"gpus", "contract", "platform"},
+    "authenticators": {"authenticators", "contract"},
 }
 
 

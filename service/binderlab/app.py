@@ -180,6 +180,13 @@ class BinderLab(Application):
         log in is the hub's authenticator (c.UpApp.hub_config_overlay).""",
     ).tag(config=True)
 
+    instructor_group = Unicode(
+        contract.INSTRUCTOR_GROUP,
+        help="""The JupyterHub group whose members are instructors (default 'instructors'):
+        an LMS launch puts people with an instructor role in it (c.CourseLaunch in the hub
+        config; `binderlab up` passes this name on), and /api/user says `instructor`.""",
+    ).tag(config=True)
+
     trusted_proxies = List(
         Unicode(),
         help="""Reverse proxies (CIDR, e.g. ["127.0.0.1/32"]) whose X-Forwarded-For /
