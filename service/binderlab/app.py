@@ -34,6 +34,7 @@ from binderlab.builders.repo2docker import Builder, Repo2DockerBuilder
 from binderlab.contract import (
     image_prefix_trait,
 )
+from binderlab.courses.manager import Courses
 from binderlab.fingerprint.worker import FingerprintWorker
 from binderlab.gpus.allocator import (
     GPUAllocator,
@@ -90,7 +91,7 @@ class BinderLab(Application):
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
                    GitHubWebhookPolicy, KubernetesSessionTracker, *ARCHIVE_PROVIDERS,
-                   FingerprintWorker, RepoDiskBudget]
+                   FingerprintWorker, RepoDiskBudget, Courses]
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
@@ -321,6 +322,7 @@ class BinderLab(Application):
         self.init_auth()
         self.init_pipeline()
         self.init_records()
+        self.init_courses()
         self.init_tornado()
 
     def init_logging(self):
@@ -442,6 +444,10 @@ class BinderLab(Application):
         self.pipeline.records = self.records
         self.pipeline.rebuild_from_records = self.rebuild_from_records
 
+    def init_courses(self):
+        """Registered courses (courses/): their allowance joins the launch limits."""
+        self.courses = Courses(self)
+
     def init_eviction(self):
         self.evictor = None if self.engine is None else ImageEvictor(
             self.engine, self.index, self.image_prefix, self.image_disk_budget_gb * 1e9,
@@ -496,6 +502,7 @@ class BinderLab(Application):
         self.http_server = self.tornado_app.listen(self.port, self.ip)
         self.background_task(self.evict_periodically())
         self.lifecycle.start()
+        self.background_task(self.courses.run())  # prebuilds and pool fill per window
         if self.gpus is not None and self.launcher is not None:
             self.background_task(self.gpus.run(self.launcher))
         self.log.info("binder service at %s", self.public_url)
