@@ -148,3 +148,234 @@ def test_the_registry_survives_a_restart_and_keeps_the_key_private(tmp_path):
 
 def test_window_text_round_trips():
     assert str(Window.parse("wednesday 8:05-9:00")) == "Wed 08:05-09:00"
+
+
+# ---- through the running service -------------------------------------------------------------
+
+async def api(app, method, path, body=None, token=None, user=None):
+    """A request to the service's course API; (status, JSON body)."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"token {token}"
+    if user is not None:
+        headers["X-Test-User"] = json.dumps(user)
+    client = AsyncHTTPClient(force_instance=True)
+    try:
+        response = await client.fetch(
+            app.public_url + path, method=method, headers=headers, raise_error=False,
+            body=json.dumps(body) if body is not None else (None if method in ("GET", "DELETE")
+                                                             else b""))
+    finally:
+        client.close()
+    text = response.body.decode() if response.body else ""
+    return response.code, (json.loads(text) if text.startswith("{") else text)
+
+
+@pytest.fixture
+def hub_users(monkeypatch):
+    """Stands in for the hub's OAuth login (web/auth.py, tested in test_logged_in.py): the
+    request's X-Test-User header is the user model JupyterHub would have given."""
+
+    async def prepare(self):
+        header = self.request.headers.get("X-Test-User")
+        self.hub_user = json.loads(header) if header else None
+
+    monkeypatch.setattr(course_handlers.CourseBase, "prepare", prepare)
+
+
+def gh_pattern(repo, ref="main"):
+    return f"gh/{repo.gh_spec}/{ref}" if ref else f"gh/{repo.gh_spec}"
+
+
+async def settle(app):
+    """Let the prebuilds the service started finish."""
+    import asyncio
+    for task in list(app.courses._building.values()):
+        await asyncio.wait_for(task, 30)
+
+
+async def test_forty_launches_with_the_course_key_pass_the_per_address_limit(
+        start_binderlab, streams, repo, git_server):
+    app = await start_binderlab(LaunchLimits={"per_client": 3, "max_sessions": 0},
+                                Courses={"launches_per_seat": 1.0})
+    token = app.courses.api_token
+    status, course = await api(app, "POST", "api/courses", course_data(
+        patterns=[gh_pattern(repo, ref="")]), token=token)
+    assert status == 201, course
+    key = course["key"]
+    # without the key the per-address limit refuses the fourth launch from this address
+    for _ in range(3):
+        assert (await streams(app, f"gh/{repo.gh_spec}/main").end())["phase"] == "ready"
+    refused = await streams(app, f"gh/{repo.gh_spec}/main").end()
+    assert refused["status_code"] == 429
+    # with it, all 40 seats launch from the same address: query form and thebe's path form
+    finals = []
+    for i in range(40):
+        if i % 2:
+            finals.append(await streams(app, f"gh/{repo.gh_spec}/main", f"course={key}").end())
+        else:
+            finals.append(await _course_path_stream(app, key, repo))
+    assert [f["phase"] for f in finals] == ["ready"] * 40
+    assert len(app.sessions.running) == 43
+    # the 41st is beyond the seats: the normal limit applies again, and says why
+    beyond = await streams(app, f"gh/{repo.gh_spec}/main", f"course={key}").end()
+    assert beyond["status_code"] == 429
+    assert "Physics 101 has had its 40 launches" in beyond["message"]
+    # the key admits only the course's repositories
+    other = git_server.create("requirements", owner="inproc")
+    wrong = await streams(app, f"gh/{other.gh_spec}/main", f"course={key}").end()
+    assert wrong["status_code"] == 429 and "do not include" in wrong["message"]
+    unknown = await streams(app, f"gh/{repo.gh_spec}/main", "course=" + "x" * 24).end()
+    assert unknown["status_code"] == 429 and "not registered here" in unknown["message"]
+    # the page's plot counts every launch asked with the key for the course's repositories
+    assert sum(app.courses.registry.launches["physics-101"].values()) == 41
+
+
+async def _course_path_stream(app, key, repo):
+    from tests.inprocess.mocking import EventStream
+
+    stream = EventStream(f"{app.public_url}course/{key}/", f"gh/{repo.gh_spec}/main")
+    try:
+        return await stream.end()
+    finally:
+        stream.close()
+
+
+async def test_course_key_does_not_lift_the_session_quota(start_binderlab, streams, repo):
+    app = await start_binderlab(LaunchLimits={"per_client": 1, "max_sessions": 2})
+    _, course = await api(app, "POST", "api/courses", course_data(
+        patterns=[gh_pattern(repo)]), token=app.courses.api_token)
+    for _ in range(2):
+        ok = await streams(app, f"gh/{repo.gh_spec}/main", f"course={course['key']}").end()
+        assert ok["phase"] == "ready"
+    full = await streams(app, f"gh/{repo.gh_spec}/main", f"course={course['key']}").end()
+    assert full["status_code"] == 503 and "full" in full["message"]
+
+
+async def test_the_scheduler_prebuilds_and_fills_the_pool_for_the_window(
+        start_binderlab, repo):
+    app = await start_binderlab(Courses={"fill_lead": 300, "check_interval": 3600})
+    pool = app.pool = FakePool()
+    now = [datetime(2026, 12, 1, 8, 0, tzinfo=UTC)]  # a Tuesday, two hours before class
+    app.courses.clock = lambda: now[0]
+    status, course = await api(app, "POST", "api/courses", course_data(
+        patterns=[gh_pattern(repo)], windows=["Tuesdays 10:00-11:30"]),
+        token=app.courses.api_token)
+    assert status == 201
+    await settle(app)
+    state = app.courses.registry.prebuilds["physics-101"][gh_pattern(repo)]
+    assert state["state"] == "ready" and state["image"].startswith("binderlab-inproc/")
+    assert app.builder.builds == 1
+    image = state["image"]
+    source = "course:physics-101"
+    assert pool.calls == []  # outside the window nothing is kept warm
+    now[0] = datetime(2026, 12, 1, 9, 1, tzinfo=UTC)  # 59 minutes before: prebuilt again
+    app.courses.tick()
+    await settle(app)
+    assert app.courses.registry.prebuilds["physics-101"][gh_pattern(repo)]["state"] == "ready"
+    assert app.builder.builds == 1  # the environment had not changed: a cache hit
+    assert pool.calls == []
+    now[0] = datetime(2026, 12, 1, 9, 56, tzinfo=UTC)  # four minutes before
+    app.courses.tick()
+    assert pool.calls == [(source, image, 40)]
+    app.courses.tick()  # unchanged targets are not sent again
+    assert pool.calls == [(source, image, 40)]
+    pool.claimed[image] = 12
+    _, shown = await api(app, "GET", "api/courses/physics-101", token=app.courses.api_token)
+    assert shown["environments"][0]["pool"] == {"target": 40, "warm": 28, "starting": 0,
+                                                "claimed": 12}
+    assert shown["filling"] is True
+    now[0] = datetime(2026, 12, 1, 11, 30, tzinfo=UTC)  # the window ended
+    app.courses.tick()
+    assert pool.calls[-1] == (source, image, 0)
+    now[0] = datetime(2026, 12, 8, 9, 56, tzinfo=UTC)  # next Tuesday
+    app.courses.tick()
+    await settle(app)
+    assert pool.calls[-1] == (source, image, 40)
+    await api(app, "DELETE", "api/courses/physics-101", token=app.courses.api_token)
+    assert pool.calls[-1] == (source, image, 0)
+
+
+async def test_a_failed_prebuild_shows_its_reason(start_binderlab, repo):
+    app = await start_binderlab(FakeBuilder={"fail_with": "pip could not resolve numpy==0.0"})
+    await api(app, "POST", "api/courses", course_data(patterns=[gh_pattern(repo)]),
+              token=app.courses.api_token)
+    await settle(app)
+    _, shown = await api(app, "GET", "api/courses/physics-101", token=app.courses.api_token)
+    assert shown["environments"][0]["state"] == "failed"
+    assert "numpy==0.0" in shown["environments"][0]["message"]
+
+
+async def test_api_needs_an_operator_or_an_instructor(start_binderlab, repo, hub_users):
+    app = await start_binderlab(Courses={"instructor_users": ["grace"]})
+    token = app.courses.api_token
+    body = course_data(patterns=[gh_pattern(repo)])
+    assert (await api(app, "GET", "api/courses"))[0] == 401
+    assert (await api(app, "GET", "api/courses", token="wrong"))[0] == 403
+    student = {"name": "sam", "groups": []}
+    code, err = await api(app, "POST", "api/courses", body, user=student)
+    assert code == 403 and "instructor role" in err["message"]
+    # an instructor by the group the LMS login puts them in, another by config
+    ada = {"name": "ada", "groups": ["instructors"]}
+    grace = {"name": "grace", "groups": []}
+    code, mine = await api(app, "POST", "api/courses", body, user=ada)
+    assert code == 201 and mine["owner"] == "ada"
+    code, theirs = await api(app, "POST", "api/courses", course_data(
+        id="chem-1", patterns=[gh_pattern(repo)]), user=grace)
+    assert code == 201
+    # each sees and changes only their own; the operator all
+    assert [c["id"] for c in (await api(app, "GET", "api/courses", user=ada))[1]["courses"]] \
+        == ["physics-101"]
+    assert (await api(app, "DELETE", "api/courses/chem-1", user=ada))[0] == 403
+    assert (await api(app, "GET", "courses/chem-1", user=ada))[0] == 403
+    code, changed = await api(app, "PUT", "api/courses/physics-101",
+                              {**body, "seats": 25}, user=ada)
+    assert code == 200 and changed["seats"] == 25 and changed["key"] == mine["key"]
+    assert sorted(c["id"] for c in (await api(app, "GET", "api/courses",
+                                              token=token))[1]["courses"]) == \
+        ["chem-1", "physics-101"]
+    admin = {"name": "root", "admin": True}
+    assert (await api(app, "DELETE", "api/courses/chem-1", user=admin))[0] == 200
+    assert (await api(app, "GET", "api/courses/chem-1", token=token))[0] == 404
+
+
+async def test_api_refuses_bad_input_clearly(start_binderlab, repo):
+    app = await start_binderlab()
+    token = app.courses.api_token
+    code, err = await api(app, "POST", "api/courses", course_data(seats=-3), token=token)
+    assert code == 400 and "whole number" in err["message"]
+    client = AsyncHTTPClient(force_instance=True)
+    response = await client.fetch(app.public_url + "api/courses", method="POST",
+                                  body="id=x", raise_error=False,
+                                  headers={"Authorization": f"token {token}"})
+    client.close()
+    assert response.code == 415
+    code, _ = await api(app, "POST", "api/courses", course_data(patterns=[gh_pattern(repo)]),
+                        token=token)
+    assert code == 201
+    code, err = await api(app, "POST", "api/courses", course_data(patterns=[gh_pattern(repo)]),
+                          token=token)
+    assert code == 409 and "exists already" in err["message"]
+    code, err = await api(app, "PUT", "api/courses/physics-101",
+                          course_data(id="other", patterns=[gh_pattern(repo)]), token=token)
+    assert code == 400 and "cannot change" in err["message"]
+    assert app.courses.registry.get("physics-101").patterns == [gh_pattern(repo)]
+
+
+async def test_instructor_page_shows_state_links_and_a_plot(start_binderlab, streams, repo,
+                                                            hub_users):
+    app = await start_binderlab()
+    app.pool = FakePool()
+    ada = {"name": "ada", "groups": ["instructors"]}
+    _, course = await api(app, "POST", "api/courses", course_data(
+        patterns=[gh_pattern(repo), "gh/inproc/*"]), user=ada)
+    await settle(app)
+    for _ in range(3):
+        await streams(app, f"gh/{repo.gh_spec}/main", f"course={course['key']}").end()
+    code, page = await api(app, "GET", "courses/physics-101", user=ada)
+    assert code == 200
+    assert "<svg" in page and 'data-launches="3"' in page
+    assert f"?course={course['key']}" in page  # the link students get
+    assert f"course/{course['key']}" in page  # thebe's binderUrl
+    assert "ready" in page and "not prebuilt" in page  # the wildcard pattern
+    assert "40 of 40" in page  # no windows: the seats are warm all the time
