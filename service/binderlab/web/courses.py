@@ -21,6 +21,15 @@ from binderlab.web.base import BaseHandler
 THEBE_PROVIDERS = {"gh": "github", "gl": "gitlab", "git": "git", "gist": "gist"}
 
 
+def thebe_head(public: str, config: dict) -> str:
+    """What a course page puts in its <head>, as the form's snippet (snippets.js) does."""
+    block = json.dumps(config, indent=2).replace("<", "\\u003c")
+    return "\n".join([
+        '<script type="text/x-thebe-config">', block, "</script>",
+        f'<link rel="stylesheet" href="{public}static/vendor/thebe/thebe.css">',
+        f'<script src="{public}static/vendor/thebe/index.js"></script>'])
+
+
 class CourseBase(BaseHandler):
     def check_xsrf_cookie(self):
         # writes need a JSON body (below): a cross-site form cannot send one without CORS
@@ -89,6 +98,7 @@ class CourseBase(BaseHandler):
                                       "repoProvider": THEBE_PROVIDERS[pattern.provider]},
                     "kernelOptions": {"kernelName": "python3"}},
             })
+            out[-1]["thebe_head"] = thebe_head(public, out[-1]["thebe_config"])
         return {"links": out}
 
 
