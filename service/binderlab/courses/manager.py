@@ -242,6 +242,7 @@ class Courses(LoggingConfigurable):
         gpus = self.app.gpus
         body = {**course.as_dict(),
                 "filling": schedule.filling(course, now, self.fill_lead),
+                "pool": self.pool is not None,
                 "window": [window[0].isoformat(), window[1].isoformat()] if window else None,
                 "environments": environments,
                 "allowance": {"used": self.allowance.used(course.id),

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from html import escape
 
 BARS = 36
-W, H, LEFT, BOTTOM, TOP = 640, 200, 40, 28, 12
+W, H, LEFT, RIGHT, BOTTOM, TOP = 640, 200, 40, 24, 28, 12
 
 
 def launches_svg(buckets: list[tuple[int, int]], now: float, span: float = 3 * 3600,
@@ -21,13 +21,13 @@ def launches_svg(buckets: list[tuple[int, int]], now: float, span: float = 3 * 3
         if start <= t < now + 60:
             bars[min(BARS - 1, int((t - start) // width))] += n
     peak = max(bars) or 1
-    plot_w, plot_h = W - LEFT - 8, H - BOTTOM - TOP
+    plot_w, plot_h = W - LEFT - RIGHT, H - BOTTOM - TOP
     bar_w = plot_w / BARS
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="launch-plot" role="img" '
              f'viewBox="0 0 {W} {H}" width="{W}" height="{H}">',
              f'<title>Launches per {width / 60:g} minutes, last {span / 3600:g} h: '
              f'{sum(bars)} in all</title>',
-             f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{W - 8}" y2="{TOP + plot_h}" '
+             f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{W - RIGHT}" y2="{TOP + plot_h}" '
              'class="axis"/>',
              f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" class="axis"/>',
              f'<text x="{LEFT - 6}" y="{TOP + 4}" text-anchor="end" class="tick">{peak}</text>',
