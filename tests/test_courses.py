@@ -13,7 +13,7 @@ import requests
 
 from tests.test_limits import assert_rate_limited, build_only, outcome, pytest
 
-pytestmark = pytest.mark.docker
+pytestmark = pytest.mark.docker  # (the help test needs no engine, but is cheap)
 
 
 def cli_ok(svc, *args) -> str:
@@ -91,3 +91,24 @@ def test_course_cli_errors_say_what_to_do(make_service, git_server):
     assert down.returncode == 1
     assert "does not answer" in down.stderr and "Nothing changed" in down.stderr
     assert "physics-101" not in (svc.workdir / "state" / "courses.json").read_text()
+
+
+@pytest.mark.parametrize("sub", ["add", "list", "show", "remove"])
+def test_course_cli_help(sub):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "binderlab", "course", sub, "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"binderlab course {sub}" in out.stdout
+    assert "--token" in out.stdout and "--url" in out.stdout
+
+
+def test_course_cli_options_have_help():
+    from binderlab.commands.course import CourseAddApp, CourseCommand
+    from tests.test_config import own_traits
+
+    for cls in (CourseCommand, CourseAddApp):
+        missing = [n for _, n, t in own_traits(cls) if len((t.help or "").strip()) < 10]
+        assert not missing, missing

@@ -19,6 +19,8 @@ MAY_IMPORT = {
     "sessions": {"sessions", "contract", "platform"},
     "repos": {"repos", "contract", "platform"},
     "gpus": {"gpus", "contract", "platform"},
+    # courses drive prebuilds through the launch pipeline's request type
+    "courses": {"courses", "contract", "launch"},
 }
 
 

@@ -379,3 +379,60 @@ async def test_instructor_page_shows_state_links_and_a_plot(start_binderlab, str
     assert f"course/{course['key']}" in page  # thebe's binderUrl
     assert "ready" in page and "not prebuilt" in page  # the wildcard pattern
     assert "40 of 40" in page  # no windows: the seats are warm all the time
+
+
+# ---- each option ---------------------------------------------------------------------------
+
+async def test_configured_token_group_and_operators(start_binderlab, repo, hub_users):
+    app = await start_binderlab(Courses={"api_token": "t0ken-from-config",
+                                         "instructor_group": "teachers",
+                                         "operator_users": ["ops"]})
+    body = course_data(patterns=[gh_pattern(repo)])
+    assert (await api(app, "GET", "api/courses", token="t0ken-from-config"))[0] == 200
+    # the default group no longer grants the role; the configured one does
+    assert (await api(app, "POST", "api/courses", body,
+                      user={"name": "ada", "groups": ["instructors"]}))[0] == 403
+    code, course = await api(app, "POST", "api/courses", body,
+                             user={"name": "ada", "groups": ["teachers"]})
+    assert code == 201 and course["owner"] == "ada"
+    # an operator user manages a course that is not theirs
+    code, _ = await api(app, "PUT", "api/courses/physics-101", {**body, "seats": 5},
+                        user={"name": "ops", "groups": []})
+    assert code == 200 and app.courses.registry.get("physics-101").seats == 5
+
+
+async def test_empty_instructor_group_grants_nothing(start_binderlab, repo, hub_users):
+    app = await start_binderlab(Courses={"instructor_group": ""})
+    code, _ = await api(app, "POST", "api/courses", course_data(patterns=[gh_pattern(repo)]),
+                        user={"name": "ada", "groups": ["instructors", ""]})
+    assert code == 403
+
+
+async def test_default_allowance_is_one_and_a_half_launches_per_seat(start_binderlab, repo):
+    app = await start_binderlab()
+    _, course = await api(app, "POST", "api/courses", course_data(
+        patterns=[gh_pattern(repo)]), token=app.courses.api_token)
+    assert course["allowance"] == {"used": 0, "of": 60, "window_seconds": 600}
+
+
+async def test_the_schedule_loop_runs_every_check_interval(start_binderlab, repo):
+    """No test calls tick() here: the service's own loop (check_interval) fills the pool
+    once the injected clock enters the window."""
+    import asyncio
+
+    app = await start_binderlab(Courses={"check_interval": 0.05})
+    pool = app.pool = FakePool()
+    now = [datetime(2026, 12, 1, 8, 0, tzinfo=UTC)]
+    app.courses.clock = lambda: now[0]
+    await api(app, "POST", "api/courses", course_data(
+        patterns=[gh_pattern(repo)], windows=["Tuesdays 10:00-11:30"]),
+        token=app.courses.api_token)
+    await settle(app)
+    await asyncio.sleep(0.2)
+    assert pool.calls == []
+    now[0] = datetime(2026, 12, 1, 10, 15, tzinfo=UTC)
+    for _ in range(100):
+        if pool.calls:
+            break
+        await asyncio.sleep(0.05)
+    assert pool.calls and pool.calls[0][2] == 40
