@@ -307,7 +307,8 @@ async def test_a_failed_prebuild_shows_its_reason(start_binderlab, repo):
 
 
 async def test_api_needs_an_operator_or_an_instructor(start_binderlab, repo, hub_users):
-    app = await start_binderlab(Courses={"instructor_users": ["grace"]})
+    app = await start_binderlab(Courses={"instructor_users": ["grace"],
+                                         "operator_users": ["root"]})
     token = app.courses.api_token
     body = course_data(patterns=[gh_pattern(repo)])
     assert (await api(app, "GET", "api/courses"))[0] == 401
@@ -334,8 +335,12 @@ async def test_api_needs_an_operator_or_an_instructor(start_binderlab, repo, hub
     assert sorted(c["id"] for c in (await api(app, "GET", "api/courses",
                                               token=token))[1]["courses"]) == \
         ["chem-1", "physics-101"]
-    admin = {"name": "root", "admin": True}
-    assert (await api(app, "DELETE", "api/courses/chem-1", user=admin))[0] == 200
+    # an operator by name manages others' courses; JupyterHub's admin flag is not in the
+    # login's user model, so it grants nothing here
+    assert (await api(app, "DELETE", "api/courses/chem-1",
+                      user={"name": "eve", "admin": True, "groups": []}))[0] == 403
+    assert (await api(app, "DELETE", "api/courses/chem-1",
+                      user={"name": "root", "groups": []}))[0] == 200
     assert (await api(app, "GET", "api/courses/chem-1", token=token))[0] == 404
 
 

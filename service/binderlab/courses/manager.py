@@ -38,8 +38,8 @@ class Courses(LoggingConfigurable):
         'instructors'; the LTI authenticator puts an LMS's instructors there). Empty: no
         group grants the role.""").tag(config=True)
     operator_users = List(
-        Unicode(), help="""JupyterHub users who manage every course (JupyterHub admins do
-        too). Default: none.""").tag(config=True)
+        Unicode(), help="""JupyterHub users who manage every course, like the operator's
+        token. Default: none.""").tag(config=True)
     api_token = Unicode(
         "", help="""Token that makes an /api/courses request an operator's (header
         'Authorization: token <token>'); what `binderlab course` sends. Empty (default): a
@@ -90,7 +90,9 @@ class Courses(LoggingConfigurable):
         if not hub_user:
             return "", ""
         name = hub_user.get("name", "")
-        if hub_user.get("admin") or name in self.operator_users:
+        # the login's user model holds name and groups only (JupyterHub's "identify"
+        # scopes), not the admin flag: operators are named here
+        if name in self.operator_users:
             return OPERATOR, name
         groups = hub_user.get("groups") or []
         if name in self.instructor_users or (self.instructor_group

@@ -1,7 +1,7 @@
 """``/api/courses`` (JSON) and ``/courses/<id>`` (the instructor's page).
 
-Who may: an operator (the ``Authorization: token <c.Courses.api_token>`` header, a hub
-admin or one of ``c.Courses.operator_users``) manages every course; an instructor (a hub
+Who may: an operator (the ``Authorization: token <c.Courses.api_token>`` header, or a
+hub user in ``c.Courses.operator_users``) manages every course; an instructor (a hub
 user in ``c.Courses.instructor_users`` or the ``instructor_group``) registers courses and
 manages the ones they registered. Everyone else gets 403 (401 without any credentials).
 """
@@ -31,10 +31,8 @@ def thebe_head(public: str, config: dict) -> str:
 
 
 class CourseBase(BaseHandler):
-    def check_xsrf_cookie(self):
-        # writes need a JSON body (below): a cross-site form cannot send one without CORS
-        # approval, which these routes never give
-        pass
+    """A login cookie counts on a write only with the page's xsrf token beside it
+    (JupyterHub's rule, as for the event stream); the operator's token needs none."""
 
     @property
     def courses(self) -> Courses:
@@ -62,6 +60,8 @@ class CourseBase(BaseHandler):
         return course
 
     def body(self) -> dict:
+        # a cross-site form cannot send JSON without CORS approval, which these routes
+        # never give
         if "json" not in self.request.headers.get("Content-Type", ""):
             raise web.HTTPError(415, "Send the course as JSON (Content-Type: "
                                 "application/json).")
