@@ -16,6 +16,7 @@ from binderlab.courses import plot
 from binderlab.courses.manager import INSTRUCTOR, Courses
 from binderlab.courses.model import Course, CourseError
 from binderlab.web.base import BaseHandler
+from binderlab.web.pages import script_json
 
 # thebe's repoProvider names for the course providers (PROTOCOL.md)
 THEBE_PROVIDERS = {"gh": "github", "gl": "gitlab", "git": "git", "gist": "gist"}
@@ -150,7 +151,25 @@ class CoursePageHandler(CourseBase):
                                            tz=course.zone()))
 
 
+class CoursesPageHandler(CourseBase):
+    """``/courses``: the caller's courses and a form to register one."""
+
+    def get(self):
+        if self.require_login():
+            return
+        role, name = self.caller()
+        listed = [c for c in self.courses.registry.courses.values()
+                  if self.courses.may_manage(role, name, c)]
+        self.set_header("Cache-Control", "no-store")
+        self.render("courses.html", base_url=self.binderlab.base_url, courses=listed,
+                    role=role, name=name, settings_json=script_json({
+                        "baseUrl": self.binderlab.base_url,
+                        **({"xsrfToken": self.xsrf_token.decode()} if self.hub_user else {}),
+                    }))
+
+
 default_handlers = [
+    (r"courses", CoursesPageHandler),
     (r"api/courses", CoursesAPIHandler),
     (r"api/courses/([a-z0-9-]+)", CourseAPIHandler),
     (r"courses/([a-z0-9-]+)", CoursePageHandler),
