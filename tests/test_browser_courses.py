@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.test_browser import node
-from tests.test_browser_frontend import course_page_with, other_origin, run_script
+from tests.test_browser_frontend import course_page_with, other_origin, run_form, run_script
 from tests.test_frontend import thebe
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
@@ -38,7 +38,7 @@ def wait_prebuilt(service, course_id: str, timeout: float = 300) -> dict:
 
 
 def test_course_key_through_thebe_and_the_instructor_page(node, service, git_server, thebe,
-                                                          other_origin):
+                                                          other_origin, tmp_path):
     repo = git_server.create("dockerfile")
     created = course_api(service, "POST", json={
         "id": "thermo-1", "title": "Thermodynamics 1", "seats": 30,
@@ -53,11 +53,20 @@ def test_course_key_through_thebe_and_the_instructor_page(node, service, git_ser
         assert link["thebe_config"]["binderOptions"]["binderUrl"] == \
             f"{service.url}course/{key}"
 
-        # 1. a course page on another origin with the instructor page's thebe head
+        # 1. the form, opened from the instructor page's link (?course=<key>), puts the key
+        # in the launch link, the badge and the thebe snippet
+        form = run_form(node, f"{service.url}?course={key}",
+                        [{"name": "course", "input": f"{repo.url}/tree/main"}],
+                        "course-key-form", tmp_path)
+        [snippet] = form["steps"]
+        assert snippet["error"] is None, snippet
+        assert snippet["launchUrl"] == link["launch_url"]
+        assert f'href="{link["launch_url"]}"' in snippet["html"]
+        assert f'"binderUrl": "{service.url}course/{key}"' in snippet["thebeHead"]
+        # 2. a course page on another origin with the form's thebe snippet and badge
         root, origin = other_origin
-        badge = f'<a href="{link["launch_url"]}"><img src="{service.url}badge_logo.svg" ' \
-                'alt="Launch in binderlab"></a>'
-        (root / "course.html").write_text(course_page_with(link["thebe_head"], badge))
+        (root / "course.html").write_text(course_page_with(snippet["thebeHead"],
+                                                           snippet["html"]))
         result = run_script(node, "course_page.mjs", f"{origin}/course.html", "course-key-thebe",
                             "--expect-output", "37 °C =  98.6 °F", "--timeout-s", "240")
         assert result["ok"] and result["rc"] == 0, (
@@ -68,7 +77,7 @@ def test_course_key_through_thebe_and_the_instructor_page(node, service, git_ser
         assert stream["status"] == 200 and stream["allowOrigin"] in ("*", origin)
         assert result["status"][-1] == "Kernel Connected", result["status"]
 
-        # 2. the instructor's page: prebuild state, seats, the launch in the plot
+        # 3. the instructor's page: prebuild state, seats, the launch in the plot
         page = run_script(node, "instructor_page.mjs", f"{service.url}courses/thermo-1",
                           "instructor-page", "--token", operator_token(service))
         assert page["ok"] and page["rc"] == 0, f"{page['error']}\n{page['stderr']}"
