@@ -191,7 +191,8 @@ class Courses(LoggingConfigurable):
                 self._last_prebuild[course.id] = now.timestamp()
                 self.prebuild(course)
         self.send_targets(now)
-        self.registry.save()  # the launch history counted since the last tick
+        if self.registry.unsaved:
+            self.registry.save()  # the launch history counted since the last tick
 
     def wanted_targets(self, now=None) -> dict[tuple[str, str], int]:
         now = now or self.clock()
@@ -220,12 +221,16 @@ class Courses(LoggingConfigurable):
         self._targets = {k: v for k, v in self._targets.items() if v}
 
     async def run(self) -> None:
-        while True:
-            try:
-                self.tick()
-            except Exception:
-                self.log.exception("Course schedule check failed")
-            await asyncio.sleep(self.check_interval)
+        try:
+            while True:
+                try:
+                    self.tick()
+                except Exception:
+                    self.log.exception("Course schedule check failed")
+                await asyncio.sleep(self.check_interval)
+        finally:  # the service stops: keep the launches counted since the last tick
+            if self.registry.unsaved:
+                self.registry.save()
 
     # ---- what the API and the page show --------------------------------------------------------
 

@@ -25,6 +25,7 @@ class CourseRegistry:
         self.courses: dict[str, Course] = {}
         self.prebuilds: dict[str, dict[str, dict]] = {}  # course -> pattern -> state
         self.launches: dict[str, dict[int, int]] = {}  # course -> bucket start -> count
+        self.unsaved = False  # launches counted since the last save
         self.load()
 
     def load(self) -> None:
@@ -51,6 +52,7 @@ class CourseRegistry:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1)
         os.replace(tmp, self.path)
+        self.unsaved = False
 
     # ---- courses ------------------------------------------------------------------------
 
@@ -106,5 +108,6 @@ class CourseRegistry:
         buckets = self.launches.setdefault(course_id, {})
         start = int(when // BUCKET * BUCKET)
         buckets[start] = buckets.get(start, 0) + 1
+        self.unsaved = True
         while len(buckets) > MAX_BUCKETS:
             del buckets[min(buckets)]
