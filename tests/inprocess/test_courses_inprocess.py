@@ -441,3 +441,26 @@ async def test_the_schedule_loop_runs_every_check_interval(start_binderlab, repo
             break
         await asyncio.sleep(0.05)
     assert pool.calls and pool.calls[0][2] == 40
+
+
+async def test_the_course_shows_the_gpu_queue_and_its_launches_wait_in_it(
+        start_binderlab, streams, repo, git_server):
+    app = await start_binderlab(StaticGPUInventory={"devices": ["0"]},
+                                GPUAllocator={"max_gpus_per_user": 0})
+    _, course = await api(app, "POST", "api/courses", course_data(
+        patterns=[gh_pattern(repo)]), token=app.courses.api_token)
+    key = course["key"]
+    first = await streams(app, f"gh/{repo.gh_spec}/main", f"gpu=1&course={key}").end()
+    assert first["gpus"] == ["0"]
+    # the only GPU is taken: a student with the key waits in the queue like anyone
+    waiting = streams(app, f"gh/{repo.gh_spec}/main", f"gpu=1&course={key}")
+    assert (await waiting.until("waiting"))["queue_position"] == 1
+    other = git_server.create("requirements", owner="inproc")
+    elsewhere = streams(app, f"gh/{other.gh_spec}/main", "gpu=1")
+    assert (await elsewhere.until("waiting"))["queue_position"] == 2
+    _, shown = await api(app, "GET", "api/courses/physics-101", token=app.courses.api_token)
+    assert shown["gpu_queue"] == {"waiting": 2, "course": 1, "total": 1, "in_use": 1}
+    code, page = await api(app, "GET", "courses/physics-101", token=app.courses.api_token)
+    assert "GPU queue: 2 waiting (1 of this course), 1 of 1 GPUs in use." in page
+    waiting.close()
+    elsewhere.close()
