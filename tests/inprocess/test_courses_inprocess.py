@@ -464,3 +464,29 @@ async def test_the_course_shows_the_gpu_queue_and_its_launches_wait_in_it(
     assert "GPU queue: 2 waiting (1 of this course), 1 of 1 GPUs in use." in page
     waiting.close()
     elsewhere.close()
+
+
+async def test_the_gpu_cap_per_client_holds_with_the_key(start_binderlab, streams, repo):
+    app = await start_binderlab(StaticGPUInventory={"devices": ["0", "1"]},
+                                GPUAllocator={"max_gpus_per_user": 1})
+    _, course = await api(app, "POST", "api/courses", course_data(
+        patterns=[gh_pattern(repo)]), token=app.courses.api_token)
+    params = f"gpu=1&course={course['key']}"
+    assert (await streams(app, f"gh/{repo.gh_spec}/main", params).end())["gpus"]
+    refused = await streams(app, f"gh/{repo.gh_spec}/main", params).end()
+    assert refused["status_code"] == 429 and "GPU" in refused["message"], refused
+
+
+async def test_the_loading_page_passes_the_key_to_the_stream(start_binderlab, repo):
+    import re
+
+    app = await start_binderlab()
+    client = AsyncHTTPClient(force_instance=True)
+    response = await client.fetch(f"{app.public_url}v2/gh/{repo.gh_spec}/main?course=k3y-"
+                                  "abcdefghijklmnop", raise_error=False)
+    client.close()
+    assert response.code == 200
+    settings = json.loads(re.search(
+        r'<script type="application/json" id="launch-settings">(.*?)</script>',
+        response.body.decode(), re.S).group(1))
+    assert settings["buildParams"]["course"] == "k3y-abcdefghijklmnop"
