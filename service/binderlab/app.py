@@ -91,7 +91,8 @@ class BinderLab(Application):
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
                    GitHubWebhookPolicy, KubernetesSessionTracker, *ARCHIVE_PROVIDERS,
-                   FingerprintWorker, RepoDiskBudget, Courses]
+                   FingerprintWorker, RepoDiskBudget]
+        classes.append(Courses)  # courses/: the Courses options
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
