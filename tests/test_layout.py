@@ -20,6 +20,8 @@ MAY_IMPORT = {
     "repos": {"repos", "contract", "platform"},
     "gpus": {"gpus", "contract", "platform"},
     "authenticators": {"authenticators", "contract"},
+    # courses drive prebuilds through the launch pipeline's request type
+    "courses": {"courses", "contract", "launch"},
 }
 
 

@@ -34,6 +34,7 @@ from binderlab.builders.repo2docker import Builder, Repo2DockerBuilder
 from binderlab.contract import (
     image_prefix_trait,
 )
+from binderlab.courses.manager import Courses
 from binderlab.fingerprint.worker import FingerprintWorker
 from binderlab.gpus.allocator import (
     GPUAllocator,
@@ -92,6 +93,7 @@ class BinderLab(Application):
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
                    GPUBudgets, GitHubWebhookPolicy, KubernetesSessionTracker, *ARCHIVE_PROVIDERS,
                    FingerprintWorker, RepoDiskBudget]
+        classes.append(Courses)  # courses/: the Courses options
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
@@ -329,6 +331,7 @@ class BinderLab(Application):
         self.init_auth()
         self.init_pipeline()
         self.init_records()
+        self.init_courses()
         self.init_tornado()
 
     def init_logging(self):
@@ -451,6 +454,10 @@ class BinderLab(Application):
         self.pipeline.records = self.records
         self.pipeline.rebuild_from_records = self.rebuild_from_records
 
+    def init_courses(self):
+        """Registered courses (courses/): their allowance joins the launch limits."""
+        self.courses = Courses(self)
+
     def init_eviction(self):
         self.evictor = None if self.engine is None else ImageEvictor(
             self.engine, self.index, self.image_prefix, self.image_disk_budget_gb * 1e9,
@@ -505,6 +512,7 @@ class BinderLab(Application):
         self.http_server = self.tornado_app.listen(self.port, self.ip)
         self.background_task(self.evict_periodically())
         self.lifecycle.start()
+        self.background_task(self.courses.run())  # prebuilds and pool fill per window
         if self.gpus is not None and self.launcher is not None:
             self.background_task(self.gpus.run(self.launcher))
         self.log.info("binder service at %s", self.public_url)

@@ -172,11 +172,20 @@ class LaunchLimits(LoggingConfigurable):
 
     # ---- rate ---------------------------------------------------------------------------
 
-    def check_rate(self, client: str, repo_key: str, from_page: bool) -> None:
+    courses = None  # courses.allowance.CourseAllowance, set by the courses' start-up step
+
+    def check_rate(self, client: str, repo_key: str, from_page: bool, course_key: str = "",
+                   ref: str = "") -> None:
         """Count a launch from ``client``; refuse it over the allowance. Launches the host
-        starts itself (webhook prebuilds, the CLI) have no client and are not counted."""
+        starts itself (webhook prebuilds, the CLI) have no client and are not counted.
+        A launch with a course's key goes on the course's allowance first (courses/)."""
         if not client:
             return
+        not_course = ""
+        if course_key and self.courses is not None:
+            not_course = self.courses.admit(course_key, repo_key, ref)
+            if not not_course:
+                return
         if matches(repo_key, self.course_repos):
             kind, limit = "course", self.per_client_course
         elif from_page:
@@ -191,7 +200,8 @@ class LaunchLimits(LoggingConfigurable):
             error = LaunchError(
                 f"Too many launches from {who} ({limit} in {self.window:g} s). Try "
                 f"again in {retry} s" + ("; launching from the repository's badge or "
-                                         "loading page allows more." if kind == "api" else "."),
+                                         "loading page allows more." if kind == "api" else ".")
+                + (f" The course key did not help: {not_course}." if not_course else ""),
                 429)
             # as a used-up GPU budget says it: when, and in how long (the failed event)
             error.fields = {"renews_at": rfc3339(time.time() + retry), "retry_after": retry}

@@ -108,7 +108,8 @@ class Pipeline:
         """Apply the host's limits, and resolve the ref to a commit."""
         if self.limits is not None:
             self.limits.check_spec(ctx.repo_key)
-            self.limits.check_rate(ctx.request.client, ctx.repo_key, ctx.request.from_page)
+            self.limits.check_rate(ctx.request.client, ctx.repo_key, ctx.request.from_page,
+                                   ctx.request.course, ctx.spec.ref)
         ctx.resolved = await ctx.request.provider.resolve(ctx.spec, self.blocked_networks)
 
     async def fetch(self, ctx: LaunchContext) -> None:
