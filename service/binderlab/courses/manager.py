@@ -31,7 +31,8 @@ OPERATOR, INSTRUCTOR = "operator", "instructor"
 class Courses(LoggingConfigurable):
     instructor_users = List(
         Unicode(), help="""JupyterHub users with the instructor role: they register courses
-        and manage the ones they registered. Default: none (members of c.BinderLab.instructor_group are instructors too).""",
+        and manage the ones they registered. Default: none (members of
+        c.BinderLab.instructor_group are instructors too).""",
     ).tag(config=True)
     operator_users = List(
         Unicode(), help="""JupyterHub users who manage every course, like the operator's
