@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from binderlab.app import BinderLab
+from binderlab.authenticators.lti import CourseLaunch
 from binderlab.commands.cli import BuildApp, EnvHashApp
 from binderlab.commands.down import DownApp
 from binderlab.commands.up import UpApp
@@ -28,7 +29,7 @@ def own_traits(cls):
 
 @pytest.mark.parametrize("cls", [
     *BinderLab().classes, UpApp, BuildApp, DownApp, EnvHashApp, VolumesApp, BinderLabSpawner,
-    BinderLabKubeSpawner, BinderLabSessionMixin,
+    BinderLabKubeSpawner, BinderLabSessionMixin, CourseLaunch,
 ], ids=lambda c: c.__name__)
 def test_every_option_has_help(cls):
     missing = [f"{k}.{n}" for k, n, t in own_traits(cls) if len((t.help or "").strip()) < 10]

@@ -218,6 +218,11 @@ ENV_AUTHENTICATION = "BINDERLAB_AUTHENTICATION"
 SERVICE_NAME = "binderlab"  # the binder service's name in the hub's services list
 AUTHENTICATION_MODES = ("none", "required", "optional")
 CLIENT_USER_PREFIX = "user:"  # a logged-in client is counted by this plus its hub name
+# Logged-in mode: the JupyterHub group of the people who teach (an LMS launch puts users with
+# an instructor role in it; c.BinderLab.instructor_group names it, `binderlab up` passes it on)
+INSTRUCTOR_GROUP = "instructors"
+ENV_INSTRUCTOR_GROUP = "BINDERLAB_INSTRUCTOR_GROUP"
+ENV_SERVICE_URL = "BINDERLAB_SERVICE_URL"  # the binder service's public URL, for the hub
 
 
 def oauth_callback_url(public_url: str) -> str:

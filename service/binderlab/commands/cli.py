@@ -15,6 +15,7 @@ from traitlets.config import Application
 from binderlab._version import __version__
 from binderlab.app import BinderLab
 from binderlab.builders.preflight import builder_checks
+from binderlab.commands.course import CourseApp
 from binderlab.commands.down import DownApp
 from binderlab.commands.preflight import EngineFirst, require
 from binderlab.commands.up import UpApp
@@ -170,6 +171,7 @@ class BinderLabCommand(Application):
         "serve": (BinderLab, "Run the binder service only (JupyterHub runs elsewhere)."),
         "build": (BuildApp, "Build or find a repository's image and print its name."),
         "env-hash": (EnvHashApp, "Print a checkout's environment fingerprint and its files."),
+        "course": (CourseApp, "Manage courses with seats: add, list, show, remove."),
         "volumes": (VolumesApp, "List or remove logged-in users' persistent volumes."),
     }
 
