@@ -19,6 +19,7 @@ from binderlab.commands.down import DownApp
 from binderlab.commands.preflight import EngineFirst, require
 from binderlab.commands.up import UpApp
 from binderlab.errors import LaunchError, RepositoryError
+from binderlab.fingerprint.startscript import write_env_context
 from binderlab.launch.pipeline import LaunchRequest
 
 
@@ -107,6 +108,9 @@ class BuildApp(EngineFirst, BinderLab):
             str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()]
 
         async def source(dest: Path):
+            if fp.kind == "env":  # the environment files and a start script's placeholder
+                write_env_context(path, dest, files, fp.start)
+                return
             for name in files:
                 (dest / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path / name, dest / name)
