@@ -162,8 +162,8 @@ def main(argv=None) -> int:
             run_history(history, args.commits, rng, Path(tmp) / str(i))
 
     print(f"Images needed over {args.commits} commits per history (seed {args.seed})\n")
-    print(f"| history | commits | one image per commit | binderlab before (start by tree) "
-          f"| binderlab |")
+    print("| history | commits | one image per commit | binderlab before (start by tree) "
+          "| binderlab |")
     print("| --- | --- | --- | --- | --- |")
     totals = [0, 0, 0]
     for h in HISTORIES:
