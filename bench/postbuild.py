@@ -210,6 +210,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "last_run_other": splits[-1]["other"] if splits else [],
     }
     out["ratio_p50_notebook_to_cached"] = out["notebook"]["p50"] / out["cached"]["p50"]
+    # each (b) over the (a) run just before it: the two saw the same machine load, which on
+    # a shared host drifts more between runs than (b) differs from (a)
+    pairs = [b["seconds"] / a["seconds"] for a, b in zip(runs[::2], runs[1::2], strict=True)]
+    out["ratio_pairs"] = pairs
+    out["ratio_median_of_pairs"] = percentile(pairs, 0.5)
+    out["build_to_cached_p50"] = (out["rebuild"]["build_s"] or 0) / out["cached"]["p50"]
     return out
 
 
@@ -221,6 +227,11 @@ def print_report(summary: dict[str, Any], target: float) -> None:
     ratio = summary["ratio_p50_notebook_to_cached"]
     print(f"ratio p50(b)/p50(a): {ratio:.2f} (target <= {target:g}: "
           f"{'met' if ratio <= target else 'NOT met'})")
+    print(f"median of per-run ratios (b)/(a), each against the (a) just before it: "
+          f"{summary['ratio_median_of_pairs']:.2f} "
+          f"({', '.join(f'{p:.2f}' for p in summary['ratio_pairs'])})")
+    print(f"the rebuild alone (key known -> 'built', median) / p50(a): "
+          f"{summary['build_to_cached_p50']:.2f}")
     print(f"\nwhere the time goes (median s){'':30}{'(a)':>8}{'(b)':>8}")
     for name, _, _ in STAGES:
         values = [summary[kind]["stage_medians"][name] for kind in KINDS]

@@ -154,6 +154,8 @@ class EnvHashApp(Application):
         print(f"build pack:  {fp['buildpack']}")
         if fp["kind"] == "env":
             print("defined by:  " + (", ".join(fp["files"]) or "repo2docker's defaults"))
+            if fp.get("start"):
+                print(f"start:       {fp['start']} (runs from the session's content)")
         else:
             print(f"keyed by the git tree: {fp['reason']}")
 
