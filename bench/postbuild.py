@@ -49,7 +49,7 @@ from bench.cache import (
     launch,
     notebook,
 )
-from bench.launch import RESULTS_DIR, cleanup, own_containers, percentile, write_result
+from bench.launch import RESULTS_DIR, cleanup, percentile, write_result
 from tests.harness.gitserver import GitServer
 from tests.harness.service import BASE_IMAGE, Service
 
@@ -118,6 +118,13 @@ def rebuild_timeline(run: dict[str, Any]) -> dict[str, float | None]:
         "buildkit": (last_kit - first_kit) if kit else None,
         "after_buildkit_to_built": (marks["built"] - last_kit) if kit else None,
     }
+
+
+def own_containers(client: docker.DockerClient, prefix: str) -> list[str]:
+    """This run's containers: those of its image prefix (it starts no floor containers, and
+    other runs' floor containers on the shared engine are theirs)."""
+    return sorted(c.name for c in client.containers.list(all=True)
+                  if (c.attrs["Config"]["Image"] or "").startswith(prefix))
 
 
 class PostBuildBench:
