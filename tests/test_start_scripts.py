@@ -3,14 +3,14 @@ environment, and each session runs its own commit's `start` (repo2docker's start
 case, end to end: the effect is visible in the session)."""
 
 import asyncio
+import io
+import tarfile
 
 import pytest
 import requests
 
 from tests.harness.sse import follow, phases
 from tests.test_kernel import run_code
-
-pytestmark = pytest.mark.docker
 
 START = """#!/bin/sh
 export LESSON_STAGE="{stage}"
@@ -45,6 +45,7 @@ def kernel_sees(ready) -> str:
     return asyncio.run(run_code(url, code)).strip()
 
 
+@pytest.mark.docker
 def test_commits_that_differ_in_start_share_one_image_and_run_their_own_start(
         service, git_server, docker_client):
     repo = git_server.create("start-script")  # start committed without the executable bit
@@ -73,6 +74,7 @@ def test_commits_that_differ_in_start_share_one_image_and_run_their_own_start(
     assert any(e.endswith("/start") and e.startswith("R2D_ENTRYPOINT=") for e in env)
 
 
+@pytest.mark.docker
 def test_removing_start_is_a_new_image_without_it(service, git_server):
     repo = git_server.create("start-script")
     first = launch(service, repo)
@@ -84,3 +86,27 @@ def test_removing_start_is_a_new_image_without_it(service, git_server):
                           headers={"Authorization": f"token {second[-1]['token']}"})
     assert answer.status_code == 404
     assert kernel_sees(second[-1]) == "unset"
+
+
+def test_overlay_tar_makes_only_the_start_script_executable(tmp_path):
+    """git archive keeps a start committed without +x as 0644; repo2docker's build would
+    have run chmod +x on it, so the overlay does (that file only, and never a link)."""
+    from binderlab.spawners.docker import owned_tar
+
+    archive = tmp_path / "commit.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("binder/start", "start", "notes.md"):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = 2, 0o644
+            tar.addfile(info, io.BytesIO(b"x\n"))
+        link = tarfile.TarInfo("binder/link")
+        link.type, link.linkname = tarfile.SYMTYPE, "start"
+        tar.addfile(link)
+    with owned_tar(archive, 1000, "binder/start") as out, tarfile.open(fileobj=out) as tar:
+        modes = {m.name: m.mode for m in tar}
+        owners = {m.uid for m in tar}
+    assert modes["binder/start"] & 0o111 == 0o111
+    assert modes["start"] == modes["notes.md"] == 0o644  # not the start script of this image
+    assert owners == {1000}
+    with owned_tar(archive, 1000, "binder/link") as out, tarfile.open(fileobj=out) as tar:
+        assert {m.name: m.mode for m in tar}["binder/start"] == 0o644
