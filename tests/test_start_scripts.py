@@ -63,6 +63,7 @@ def test_commits_that_differ_in_start_share_one_image_and_run_their_own_start(
     assert service.metric("binderlab_builder_runs_total") == runs
     assert second[-1]["image"] == image
     assert started_by(second[-1]) == "week two"
+    assert any("start runs from this commit" in e.get("message", "") for e in second)
     assert kernel_sees(second[-1]) == "week two"
     # the first session is still the first commit's
     assert started_by(first[-1]) == "week one"

@@ -189,7 +189,8 @@ class Pipeline:
         if fp.kind == "env":
             yield ev.event(ev.FETCHING, "Environment defined by "
                            f"{', '.join(fp.files) or 'defaults'} ({fp.buildpack}): key "
-                           f"{fp.key[:12]}")
+                           f"{fp.key[:12]}"
+                           + (f"; {fp.start} runs from this commit" if fp.start else ""))
         else:
             yield ev.event(ev.FETCHING, f"Image keyed by the repository's content: {fp.reason}")
         if await self.builder.image_ready(plan.image, fp.key):
