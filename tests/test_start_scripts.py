@@ -9,6 +9,7 @@ import tarfile
 import pytest
 import requests
 
+from binderlab.fingerprint.startscript import PLACEHOLDER
 from tests.harness.sse import follow, phases
 from tests.test_kernel import run_code
 
@@ -71,8 +72,12 @@ def test_commits_that_differ_in_start_share_one_image_and_run_their_own_start(
     # the shared image holds binderlab's placeholder, not the commit that built it first
     labels = docker_client.images.get(image).labels
     assert labels.get("binderlab.kind") == "env"
-    env = docker_client.images.get(image).attrs["Config"]["Env"]
-    assert any(e.endswith("/start") and e.startswith("R2D_ENTRYPOINT=") for e in env)
+    env = dict(e.split("=", 1) for e in docker_client.images.get(image).attrs["Config"]["Env"])
+    assert env["R2D_ENTRYPOINT"] == env["REPO_DIR"] + "/start"
+    held = docker_client.containers.run(image, [env["R2D_ENTRYPOINT"]], entrypoint=["cat"],
+                                        remove=True, network_disabled=True,
+                                        labels={"binderlab.test": "start-placeholder"})
+    assert held == PLACEHOLDER
 
 
 @pytest.mark.docker
