@@ -241,10 +241,7 @@ class EnvironmentRecords:
         container = await self.engine.call(
             client.containers.create, image, entrypoint=["/bin/sh", "-c"], command=[PROBE],
             network_disabled=True, labels={"binderlab.probe": "packages"},
-            # it runs right after a build, while that launch's session starts on the same
-            # CPUs: an eighth of a container's default CPU weight (1024) lets the session go
-            # first without starving the probe on a busy host (bench/postbuild.py)
-            mem_limit="1g", pids_limit=256, cpu_shares=128)
+            mem_limit="1g", pids_limit=256)
         try:
             await self.engine.call(container.start)
             try:
