@@ -21,6 +21,7 @@ from binderlab.commands.preflight import EngineFirst, require
 from binderlab.commands.up import UpApp
 from binderlab.commands.volumes import VolumesApp
 from binderlab.errors import LaunchError, RepositoryError
+from binderlab.fingerprint.startscript import write_env_context
 from binderlab.launch.pipeline import LaunchRequest
 
 
@@ -109,6 +110,9 @@ class BuildApp(EngineFirst, BinderLab):
             str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()]
 
         async def source(dest: Path):
+            if fp.kind == "env":  # the environment files and a start script's placeholder
+                write_env_context(path, dest, files, fp.start)
+                return
             for name in files:
                 (dest / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path / name, dest / name)
@@ -152,6 +156,8 @@ class EnvHashApp(Application):
         print(f"build pack:  {fp['buildpack']}")
         if fp["kind"] == "env":
             print("defined by:  " + (", ".join(fp["files"]) or "repo2docker's defaults"))
+            if fp.get("start"):
+                print(f"start:       {fp['start']} (runs from the session's content)")
         else:
             print(f"keyed by the git tree: {fp['reason']}")
 

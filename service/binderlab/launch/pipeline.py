@@ -25,6 +25,7 @@ from binderlab.builders.cacheindex import CacheIndex
 from binderlab.contract import CLIENT_USER_PREFIX, LABEL_CLIENT, LABEL_REPO_KEY
 from binderlab.errors import LaunchError, RepositoryError, outcome
 from binderlab.fingerprint.buildpacks import Fingerprint
+from binderlab.fingerprint.startscript import write_env_context
 from binderlab.fingerprint.worker import FingerprintWorker
 from binderlab.gpus.allocator import GPUAllocator, Reservation, launch_gpus
 from binderlab.gpus.budgets import duration
@@ -178,10 +179,7 @@ class Pipeline:
         with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
             checkout = Path(tmp) / "checkout"
             await self.mirrors.export(ctx.mirror, ctx.commit, checkout)
-            for name in fp.files:
-                (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(checkout / name, dest / name, follow_symlinks=False)
-            dest.mkdir(parents=True, exist_ok=True)
+            write_env_context(checkout, dest, fp.files, fp.start)
             if ctx.frozen:  # a rebuild from the environment record: the recorded pins
                 (dest / ctx.frozen[0]).write_text(ctx.frozen[1])
 
@@ -193,7 +191,8 @@ class Pipeline:
         if fp.kind == "env":
             yield ev.event(ev.FETCHING, "Environment defined by "
                            f"{', '.join(fp.files) or 'defaults'} ({fp.buildpack}): key "
-                           f"{fp.key[:12]}")
+                           f"{fp.key[:12]}"
+                           + (f"; {fp.start} runs from this commit" if fp.start else ""))
         else:
             yield ev.event(ev.FETCHING, f"Image keyed by the repository's content: {fp.reason}")
         if await self.builder.image_ready(plan.image, fp.key):

@@ -98,8 +98,13 @@ class BinderLabSpawner(UserVolumeMixin, BinderLabSessionMixin, DockerSpawner):
         env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
         repo_dir = env.get("REPO_DIR") or config.get("WorkingDir") or "/home/jovyan"
         uid = int(labels.get(LABEL_UID, "1000"))
+        # repo2docker made the start script executable at build time; in an env-keyed image
+        # the commit's own script comes with the content, so it is made executable here
+        start = env.get("R2D_ENTRYPOINT", "")
+        prefix = repo_dir.rstrip("/") + "/"
+        start = start[len(prefix):] if start.startswith(prefix) else ""
         data = await asyncio.get_running_loop().run_in_executor(
-            None, owned_tar, archive, uid)
+            None, owned_tar, archive, uid, start)
         with data:
             self.log.info("Copying %s (%d kB) into %s:%s", archive.name,
                           archive.stat().st_size // 1024, container_id[:12], repo_dir)
@@ -176,14 +181,17 @@ class BinderLabSpawner(UserVolumeMixin, BinderLabSessionMixin, DockerSpawner):
         return self.anonymous_command()
 
 
-def owned_tar(path: Path, uid: int):
+def owned_tar(path: Path, uid: int, executable: str = ""):
     """The tar at ``path`` with every entry owned by ``uid`` (git archive writes root), as
-    a file positioned at its start (spilled to disk when large, never all in memory)."""
+    a file positioned at its start (spilled to disk when large, never all in memory);
+    the regular file at ``executable`` (a path inside the tar) made executable."""
     out = tempfile.SpooledTemporaryFile(max_size=16 << 20)
     with tarfile.open(path) as src, tarfile.open(fileobj=out, mode="w") as dst:
         for member in src:
             member.uid = member.gid = uid
             member.uname = member.gname = ""
+            if executable and member.isreg() and member.name.removeprefix("./") == executable:
+                member.mode |= 0o111
             dst.addfile(member, src.extractfile(member) if member.isreg() else None)
     out.seek(0)
     return out
