@@ -23,9 +23,10 @@ const [url, shotDir] = positional;
 await runBrowserCheck({ shotDir, timeoutS: 300 }, async (ctx) => {
   const page = await ctx.newPage();
   ctx.result.navigations = [];
-  page.on("framenavigated", (frame) => {
-    if (frame !== page.mainFrame()) return;
-    const u = new URL(frame.url());
+  // every hop of the tab, redirects included (each is a navigation request of its own)
+  page.on("request", (request) => {
+    if (!request.isNavigationRequest() || request.frame() !== page.mainFrame()) return;
+    const u = new URL(request.url());
     ctx.result.navigations.push(u.origin + u.pathname);
   });
   await page.goto(url, { timeout: 60_000 });
@@ -41,14 +42,34 @@ await runBrowserCheck({ shotDir, timeoutS: 300 }, async (ctx) => {
   ctx.result.finalUrl = redact(page.url());
   const cell = page.locator(".jp-NotebookPanel .jp-CodeCell").first();
   await cell.waitFor({ timeout: 120_000 });
-  // run the first code cell in place; JupyterLab queues it until the kernel is connected
-  await cell.locator(".jp-InputArea-editor").click();
-  await page.keyboard.press("Control+Enter");
+  // Run the first code cell in place once the kernel is idle. JupyterLab may put up a
+  // dialog first (which kernel to start; on a loaded machine, a theme that loaded late):
+  // take its default button, as a person would. Every dialog is reported (result.dialogs).
   const output = cell.locator(".jp-OutputArea-output");
-  try {
-    await output.filter({ hasText: options["expect-output"] }).first()
-      .waitFor({ state: "visible", timeout: 90_000 });
-  } catch {
+  const idle = page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]');
+  const dialog = page.locator(".jp-Dialog button.jp-mod-accept");
+  const deadline = Date.now() + 180_000;
+  let lastRun = 0;
+  while (Date.now() < deadline) {
+    if (await output.filter({ hasText: options["expect-output"] }).count()) break;
+    if (await dialog.count()) {
+      const text = await page.locator(".jp-Dialog").first().innerText().catch(() => "");
+      (ctx.result.dialogs ||= []).push(text.split("\n")[0]);
+      await dialog.first().click().catch(() => {});
+      if (text.includes("Error Loading Theme")) {
+        // a page that lost its stylesheet to a slow machine: reload it, as a person would
+        await page.reload({ timeout: 60_000 });
+        await cell.waitFor({ timeout: 120_000 });
+        lastRun = 0;
+      }
+    } else if (await idle.count() && Date.now() - lastRun > 20_000) {
+      lastRun = Date.now();  // (again after 20 s without output: a run a dialog swallowed)
+      await cell.locator(".jp-InputArea-editor").click();
+      await page.keyboard.press("Control+Enter");
+    }
+    await page.waitForTimeout(500);
+  }
+  if (!(await output.filter({ hasText: options["expect-output"] }).count())) {
     const got = await output.allInnerTexts().catch(() => []);
     throw new Failure(`the first code cell gave ${JSON.stringify(got)}, not ` +
       JSON.stringify(options["expect-output"]));
