@@ -97,9 +97,9 @@ def test_oidc_example_reads_the_providers_discovery_document():
 
 def test_native_example_waits_for_an_admin():
     got = loaded("native.py", {"BINDERLAB_HUB_ADMINS": "teacher"},
-                 "admin_users", "open_signup", "minimum_password_length")
+                 "admin_users", "open_signup", "minimum_password_length", "allow_all")
     assert got == {"class": "NativeAuthenticator", "admin_users": ["teacher"],
-                   "open_signup": False, "minimum_password_length": 10}
+                   "open_signup": False, "minimum_password_length": 10, "allow_all": True}
 
 
 @pytest.mark.parametrize("example, env, says", [
@@ -206,3 +206,66 @@ def test_provider_examples_start_a_hub_that_sends_logins_to_the_provider(
     assert query["response_type"] == ["code"]
     assert query["redirect_uri"] == [callback.format(port=svc.hub_port)]
     assert query["state"][0]
+
+
+def xsrf_of(page: requests.Response) -> dict[str, str]:
+    found = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+    return {"_xsrf": found.group(1)} if found else {}
+
+
+@pytest.mark.docker
+def test_native_accounts_sign_up_authorize_log_in_launch(make_service, git_server):
+    """deploy/docker/auth/native.py: a student signs up, cannot log in until the admin
+    authorizes the account, then launches as themselves."""
+    from tests.test_logged_in import launch
+
+    svc = up_with(make_service, "native.py", {"BINDERLAB_HUB_ADMINS": "teacher"})
+    repo = git_server.create("dockerfile")
+    hub = svc.hub_url + "/hub/"
+    passwords = {"teacher": "Teach-" + os.urandom(6).hex(), "sam": "Stud-" + os.urandom(6).hex()}
+
+    def sign_up(browser, name):
+        form = browser.get(hub + "signup", timeout=30)
+        form.raise_for_status()
+        done = browser.post(hub + "signup", timeout=30, data={
+            "username": name, "signup_password": passwords[name],
+            "signup_password_confirmation": passwords[name], **xsrf_of(form)})
+        done.raise_for_status()
+        alert = re.search(r'class="alert [^"]*"[^>]*>(.*?)</div>', done.text, re.S)
+        assert alert, (done.url, done.text[-3000:])
+        return " ".join(re.sub(r"<[^>]+>", " ", alert.group(1)).split())
+
+    teacher, sam = requests.Session(), requests.Session()
+    assert "signup was successful" in sign_up(teacher, "teacher")
+    said = sign_up(sam, "sam")
+    assert said == "Your information has been sent to the admin.", said
+
+    # the launch link sends sam to the hub's login; unauthorized, the login fails
+    page = f"v2/gh/{repo.gh_spec}/main"
+    form = sam.get(svc.url + page, timeout=30)
+    assert form.url.startswith(hub + "login"), form.url
+    refused = sam.post(form.url, timeout=60, data={
+        "username": "sam", "password": passwords["sam"], **xsrf_of(form)})
+    assert refused.url.startswith(hub + "login"), refused.url
+    assert "User sam has not been authorized by an administrator yet." in refused.text
+
+    # the admin logs in and authorizes sam's account (the hub's /hub/authorize page)
+    login = teacher.get(hub + "login", timeout=30)
+    # (not followed: the hub's default next page would spawn a default server)
+    logged_in = teacher.post(hub + "login", timeout=60, allow_redirects=False, data={
+        "username": "teacher", "password": passwords["teacher"], **xsrf_of(login)})
+    assert logged_in.status_code == 302, logged_in.text[-1500:]
+    area = teacher.get(hub + "authorize", timeout=30)
+    assert area.status_code == 200 and "sam" in area.text
+    teacher.get(hub + "authorize/sam", timeout=30).raise_for_status()
+
+    # now sam's login goes through, back to the loading page, and the launch is sam's
+    form = sam.get(svc.url + page, timeout=30)
+    back = sam.post(form.url, timeout=60, data={
+        "username": "sam", "password": passwords["sam"], **xsrf_of(form)})
+    assert back.url == svc.url + page, back.url
+    ready = launch(svc, sam, repo)[-1]
+    assert ready["phase"] == "ready", ready
+    assert ready["url"].startswith(f"{svc.hub_url}/user/sam/gh-test-")
+    assert requests.get(ready["url"] + "api/status", timeout=30, headers={
+        "Authorization": f"token {ready['token']}"}).status_code == 200
