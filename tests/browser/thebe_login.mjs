@@ -34,6 +34,18 @@ await runBrowserCheck({ shotDir, timeoutS: 360 }, async (ctx) => {
     }
   });
   watch(page);
+  ctx.result.sessionRequests = [];
+  page.on("response", (response) => {
+    const url = new URL(response.url());
+    if (/^\/user\//.test(url.pathname)) {
+      ctx.result.sessionRequests.push(`${response.request().method()} ` +
+        `${url.pathname.replace(/^\/user\/[^/]+\/[^/]+/, "")} ${response.status()}`);
+    }
+  });
+  page.on("websocket", (ws) => {
+    ctx.result.sessionRequests.push(`WS ${new URL(ws.url()).pathname.replace(/^\/user\/[^/]+\/[^/]+/, "")}`);
+    ws.on("socketerror", (e) => ctx.result.sessionRequests.push(`WS error ${e}`));
+  });
   await page.goto(pageUrl, { timeout: 30_000 });
   ctx.result.popupUrls = [];
   const [popup] = await Promise.all([
@@ -49,8 +61,10 @@ await runBrowserCheck({ shotDir, timeoutS: 360 }, async (ctx) => {
   await popup.waitForSelector("#username_input", { timeout: 60_000 });
   await popup.fill("#username_input", options.user);
   await popup.fill("#password_input", options.password);
-  await popup.click("#login_submit");
-  await popup.waitForEvent("close", { timeout: 60_000 });
+  // (the window may close before a wait started after the click would see it)
+  const closed = popup.isClosed() ? Promise.resolve() : popup.waitForEvent("close", { timeout: 90_000 });
+  await popup.click("#login_submit", { noWaitAfter: true });
+  await closed;
   await page.waitForFunction(() => document.body.dataset.user, null, { timeout: 30_000 });
   ctx.result.pageUser = await page.evaluate(() => document.body.dataset.user);
   try {
@@ -60,15 +74,18 @@ await runBrowserCheck({ shotDir, timeoutS: 360 }, async (ctx) => {
     }, null, { timeout: 240_000, polling: 250 });
   } catch {
     const status = await page.locator(".thebe-status").innerText().catch(() => "?");
-    throw new Failure(`thebe never connected a kernel; status: ${JSON.stringify(status)}`);
+    throw new Failure(`thebe never connected a kernel; status: ${JSON.stringify(status)}; ` +
+      `session users seen: ${JSON.stringify([...sessionUsers])}`);
   }
   const cell = page.locator(".thebe-cell").first();
   await cell.locator(".thebe-run-button").click();
   await page.waitForFunction((text) => {
     const out = document.querySelector(".thebe-cell .thebe-output");
     return out && out.innerText.includes(text);
-  }, options["expect-output"], { timeout: 60_000 }).catch(async () => {
-    throw new Failure(`the cell gave ${JSON.stringify(
+  }, options["expect-output"], { timeout: 120_000 }).catch(async () => {
+    throw new Failure(`session users seen: ${JSON.stringify([...sessionUsers])}; status ` +
+      `${JSON.stringify(await page.locator(".thebe-status").innerText().catch(() => "?"))}; ` +
+      `the cell gave ${JSON.stringify(
       await page.locator(".thebe-cell .thebe-output").first().innerText().catch(() => null))}`);
   });
   ctx.result.output = (await page.locator(".thebe-cell .thebe-output").first().innerText()).trim();
