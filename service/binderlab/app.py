@@ -204,6 +204,16 @@ class BinderLab(Application):
         '*' (default) lets course pages on any site launch; '' sends no CORS header.""",
     ).tag(config=True)
 
+    login_ticket_origins = List(
+        Unicode(),
+        help="""Course sites (origins, e.g. "https://course.example.org") whose pages may
+        launch as their logged-in reader, with authentication "required" or "optional".
+
+        thebe on another origin cannot send the login cookie; such a page opens
+        <public_url>login_ticket?origin=<its origin> and gets a single-use, one-minute
+        ticket by postMessage (README "thebe on a course site, logged in"). Default: none.""",
+    ).tag(config=True)
+
     allow_build_only = Bool(
         False,
         help="Accept `build_only=true` on /build (build, do not launch). Off by default.",

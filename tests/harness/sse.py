@@ -6,11 +6,13 @@ import time
 import requests
 
 
-def follow(url: str, timeout: float = 300, params: dict | None = None) -> list[dict]:
+def follow(url: str, timeout: float = 300, params: dict | None = None,
+           headers: dict | None = None) -> list[dict]:
     """GET an event stream; return its events up to and including ready/failed."""
     events = []
     deadline = time.monotonic() + timeout
-    with requests.get(url, params=params, headers={"Accept": "text/event-stream"},
+    with requests.get(url, params=params, headers={"Accept": "text/event-stream",
+                                                   **(headers or {})},
                       stream=True, timeout=timeout) as response:
         if response.status_code != 200:
             return [{"phase": "http-error", "status_code": response.status_code,

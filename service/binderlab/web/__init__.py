@@ -1,10 +1,12 @@
 """HTTP handlers; each module ends with its ``default_handlers`` routes."""
 
-from binderlab.web import auth, badges, build, courses, environment, hooks, lms, pages, status
+from binderlab.web import (auth, badges, build, courses, environment, hooks, lms, pages, status,
+                           tickets)
 
 default_handlers = [
     *auth.default_handlers,
     *build.default_handlers,
+    *tickets.default_handlers,
     *hooks.default_handlers,
     *status.default_handlers,
     *badges.default_handlers,
