@@ -1,7 +1,17 @@
 """HTTP handlers; each module ends with its ``default_handlers`` routes."""
 
-from binderlab.web import (auth, badges, build, courses, environment, hooks, lms, pages, status,
-                           tickets)
+from binderlab.web import (
+                           auth,
+                           badges,
+                           build,
+                           courses,
+                           environment,
+                           hooks,
+                           lms,
+                           pages,
+                           status,
+                           tickets,
+)
 
 default_handlers = [
     *auth.default_handlers,
