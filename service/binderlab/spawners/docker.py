@@ -5,9 +5,6 @@ requested commit's files into containers of environment-keyed images before they
 """
 
 import asyncio
-import tarfile
-import tempfile
-from pathlib import Path
 
 import docker.errors
 import docker.types
@@ -24,6 +21,7 @@ from binderlab.contract import (
     built_by_binderlab,
     content_archive,
 )
+from binderlab.platform.content import owned_tar, repo_dir_of
 from binderlab.platform.registry import split_image
 from binderlab.spawners.mixin import BinderLabSessionMixin
 
@@ -76,7 +74,8 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         info = await self.docker("inspect_image", self.image)
         config = info.get("Config") or {}
         labels = config.get("Labels") or {}
-        if labels.get(LABEL_KIND) == KIND_ENV:
+        # a warm-pool session gets its content when a launch claims it (sessions/pooled.py)
+        if labels.get(LABEL_KIND) == KIND_ENV and not self.check_user_options().pooled:
             try:
                 await self.overlay_content(obj["Id"], config, labels)
             except Exception:
@@ -91,8 +90,7 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         archive = content_archive(self.content_dir, commit)
         if not archive.is_file():
             raise web.HTTPError(404, f"The content of commit {commit} is not available.")
-        env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
-        repo_dir = env.get("REPO_DIR") or config.get("WorkingDir") or "/home/jovyan"
+        repo_dir = repo_dir_of(config)
         uid = int(labels.get(LABEL_UID, "1000"))
         data = await asyncio.get_running_loop().run_in_executor(
             None, owned_tar, archive, uid)
@@ -170,16 +168,3 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         if not self.anonymous:
             return await super().get_command()
         return self.anonymous_command()
-
-
-def owned_tar(path: Path, uid: int):
-    """The tar at ``path`` with every entry owned by ``uid`` (git archive writes root), as
-    a file positioned at its start (spilled to disk when large, never all in memory)."""
-    out = tempfile.SpooledTemporaryFile(max_size=16 << 20)
-    with tarfile.open(path) as src, tarfile.open(fileobj=out, mode="w") as dst:
-        for member in src:
-            member.uid = member.gid = uid
-            member.uname = member.gname = ""
-            dst.addfile(member, src.extractfile(member) if member.isreg() else None)
-    out.seek(0)
-    return out
