@@ -193,7 +193,9 @@ def make_pool(app) -> WarmPool:
     if pool.username_prefix == getattr(app.launcher, "username_prefix", None):
         raise ValueError("c.WarmPool.username_prefix must differ from "
                          "c.HubLauncher.username_prefix.")
-    if not hasattr(app.launcher, "api_url"):  # the in-process tier sets its own backend
+    from binderlab.sessions.launcher import HubLauncher
+
+    if not isinstance(app.launcher, HubLauncher):  # e.g. the in-process tier's: its own
         return pool
     pool.backend = HubPoolBackend(parent=app, log=app.log, launcher=app.launcher,
                                   engine=app.engine, content_dir=app.state_path / "content",
