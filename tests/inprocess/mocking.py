@@ -182,6 +182,8 @@ class MockBinderLab(BinderLab):
 
     async def stop(self):
         self.http_server.stop()
+        if getattr(self, "pool", None) is not None:
+            await self.pool.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -16,6 +16,7 @@ class FakePoolBackend(PoolBackend):
         self.started = 0
         self.fail_start = False
         self.gate = Gate()
+        self.builder = None  # the app's FakeBuilder: only its images exist
 
     async def start(self, image: str) -> WarmSession:
         self.started += 1
@@ -37,6 +38,10 @@ class FakePoolBackend(PoolBackend):
         self.running.pop(session.username, None)
 
     async def image_id(self, image: str):
+        # images the fake builder made exist; others (and the unit tests') as images says
+        built = getattr(self, "builder", None)
+        if built is not None and image not in built.images:
+            return ""
         return self.images.get(image, "id1")
 
     async def touch(self, sessions):
