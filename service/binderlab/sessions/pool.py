@@ -354,7 +354,7 @@ class WarmPool(LoggingConfigurable):
         except Exception as e:
             self.failed_at[image] = self.clock()
             metrics.POOL_FAILURES.inc()
-            self.log.warning("Warm pool: could not start a session of %s: %s", image, e)
+            self.log.warning("Warm pool: could not start a session of %s: %r", image, e)
             return
         finally:
             self.starting[image] -= 1

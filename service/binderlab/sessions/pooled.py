@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import docker.errors
 from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 from traitlets import Bool, Float
 from traitlets.config import LoggingConfigurable
 
@@ -92,20 +93,21 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
         return session
 
     async def warm_kernel(self, session: WarmSession) -> None:
-        """Start one kernel, wait until it is idle, shut it down."""
+        """Start one kernel, wait for its answer to kernel_info (a kernel only reports
+        itself idle once a client asks it something), shut it down."""
+        headers = {"Authorization": f"token {session.token}"}
+
         async def call(method, path, body=None):
             response = await self.launcher.http.fetch(HTTPRequest(
-                session.url + path, method=method,
-                headers={"Authorization": f"token {session.token}"},
-                body=body, request_timeout=self.kernel_timeout), raise_error=True)
+                session.url + path, method=method, headers=headers, body=body,
+                request_timeout=self.kernel_timeout))
             return json.loads(response.body) if response.body else {}
 
         kernel = await call("POST", "api/kernels", "{}")
         try:
             async with asyncio.timeout(self.kernel_timeout):
-                while (await call("GET", f"api/kernels/{kernel['id']}")).get(
-                        "execution_state") not in ("idle", "busy"):
-                    await asyncio.sleep(0.1)
+                await kernel_info(session.url.replace("http", "ws", 1) +
+                                  f"api/kernels/{kernel['id']}/channels", headers)
         finally:
             await call("DELETE", f"api/kernels/{kernel['id']}")
 
@@ -152,6 +154,28 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
             await self.launcher.api("POST", f"/users/{quote(s.username)}/activity",
                                     {"last_activity": now,
                                      "servers": {"": {"last_activity": now}}})
+
+
+async def kernel_info(url: str, headers: dict) -> None:
+    """Ask the kernel behind ``url`` (Jupyter's channels websocket) for kernel_info and
+    wait for the reply: the kernel has then imported what it needs to run a cell."""
+    msg_id = secrets.token_hex(16)
+    ws = await websocket_connect(HTTPRequest(url, headers=headers))
+    try:
+        await ws.write_message(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "kernel_info_request", "username": "",
+                       "session": secrets.token_hex(16), "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "content": {}, "channel": "shell"}))
+        while True:
+            message = await ws.read_message()
+            if message is None:
+                raise LaunchError("The kernel's connection closed before it answered.")
+            if isinstance(message, str) and json.loads(message).get(
+                    "parent_header", {}).get("msg_id") == msg_id and json.loads(
+                    message).get("msg_type") == "kernel_info_reply":
+                return
+    finally:
+        ws.close()
 
 
 async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_options: dict,
