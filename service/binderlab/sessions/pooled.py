@@ -83,6 +83,7 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
                     raise LaunchError("The pooled session stopped while it was starting.")
                 session = WarmSession(username, image, token, launcher.session_url(server),
                                       0.0, await self.image_id(image))
+                await self.touch([session])  # the culler must not take it while it warms
                 if self.prestart_kernel:
                     await self.warm_kernel(session)
             except BaseException:
