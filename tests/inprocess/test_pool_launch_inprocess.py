@@ -88,3 +88,28 @@ async def test_pool_status_and_off_by_default(start_binderlab, binderlab):
     # an image not built yet: the target waits for it, nothing is started
     assert app.pool.status() == {"binderlab-inproc/env-x": {
         "target": 2, "warm": 0, "starting": 0, "claimed": 0}}
+
+
+async def test_pool_users_need_their_own_prefix(tmp_path):
+    from traitlets.config import Config
+
+    from binderlab.app import BinderLab
+
+    c = Config()
+    c.BinderLab.config_file = str(tmp_path / "none.py")
+    c.BinderLab.state_dir = str(tmp_path / "state")
+    c.BinderLab.docker_url = "none"
+    c.BinderLab.session_tracker_class = "kubernetes"  # no engine: nothing is contacted
+    c.BinderLab.warm_pool = True
+    c.WarmPool.username_prefix = "binder-"  # the launcher's anonymous users
+    app = BinderLab(config=c)
+    import pytest
+
+    with pytest.raises(ValueError, match="must differ"):
+        app.initialize([])
+    c.WarmPool.username_prefix = "pool-"
+    app = BinderLab(config=c)
+    app.initialize([])
+    assert app.pool.username_prefix == "pool-"
+    assert app.pool.backend.prestart_kernel  # the hub backend, kernel pre-start on
+    await app.shutdown()
