@@ -12,6 +12,11 @@ Runs are interleaved (a, b, c, d, ...); before each one the bench waits until th
 full again and starts nothing (its refills would compete for the cores otherwise). Each
 session is stopped before the next run.
 
+Course page: the example course page (frontend/examples/course-page.html) with its thebe
+block pointing at A, served from another origin on 127.0.0.1, opened in Chromium with thebe
+0.9.3 by tests/browser/course_page.mjs: the time from the click on "Activate" to the first
+cell's output (the click on the cell's run button included), pooled, --browser-runs times.
+
 Class: the service is restarted with A pinned to --class-size warm sessions; once they are
 warm, --class-size launches of A start spread evenly over --class-spread seconds; each is
 timed from its request to api/status 200. All must be ready; p50/p95 are reported.
@@ -25,12 +30,18 @@ Run from the repository root: python3 -m bench.pool --runs 5
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +49,10 @@ import docker
 import requests
 
 from bench.launch import (
+    FLOOR_NAME,
     RESULTS_DIR,
     cleanup,
     launch_floor,
-    own_containers,
     percentile,
     poll_status,
     write_result,
@@ -57,6 +68,14 @@ c.WarmPool.refill_interval = 0.2
 c.WarmPool.memory_budget = {budget}
 c.WarmPool.pinned = {pinned!r}
 """
+
+
+def own_containers(client: docker.DockerClient, prefix: str) -> list[str]:
+    """This run's containers, from the low-level list (one call: other runs remove their
+    containers meanwhile, which must not fail this check)."""
+    return sorted(c["Names"][0].lstrip("/") for c in client.api.containers(all=True)
+                  if (c.get("Image") or "").startswith(prefix)
+                  or any(n.lstrip("/").startswith(FLOOR_NAME) for n in c["Names"]))
 
 
 def metric(svc: Service, name: str) -> float:
@@ -101,6 +120,51 @@ def launch(svc: Service, spec: str, interval: float, timeout: float,
     return {"ok": True, "seconds": total, "ready_seconds": t_ready, "username": username,
             "pooled": "Claimed a warm session" in "".join(e.get("message", "")
                                                          for e in events)}
+
+
+ROOT = Path(__file__).resolve().parent.parent
+BROWSER_DIR = ROOT / "tests" / "browser"
+COURSE_PAGE = ROOT / "frontend" / "examples" / "course-page.html"
+EXPECTED_OUTPUT = "37 °C =  98.6 °F"
+
+
+class QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def course_page(svc: Service, spec: str) -> str:
+    """The example course page with its thebe block for repository ``spec``."""
+    owner, name = spec.split("/")[:2]
+    config = {"requestKernel": True,
+              "binderOptions": {"binderUrl": svc.url.rstrip("/"), "repo": f"{owner}/{name}",
+                                "ref": "main", "repoProvider": "github"},
+              "kernelOptions": {"kernelName": "python3"}}
+    head = (f'<script type="text/x-thebe-config">{json.dumps(config)}</script>\n'
+            f'<link rel="stylesheet" href="{svc.url}static/vendor/thebe/thebe.css">\n'
+            f'<script src="{svc.url}static/vendor/thebe/index.js"></script>')
+    page, n = re.subn(r"(<!-- binderlab:thebe-head -->\n).*?(\n\s*<!-- /binderlab:thebe-head -->)",
+                      lambda m: m.group(1) + head + m.group(2), COURSE_PAGE.read_text(),
+                      flags=re.S)
+    assert n == 1
+    return page
+
+
+def course_click(node: str, page_url: str, shots: Path, timeout: float) -> dict[str, Any]:
+    """One browser run: click "Activate" -> the first cell's output."""
+    shutil.rmtree(shots, ignore_errors=True)
+    proc = subprocess.run([node, str(BROWSER_DIR / "course_page.mjs"), page_url, str(shots),
+                           "--expect-output", EXPECTED_OUTPUT, "--timeout-s", str(int(timeout))],
+                          cwd=BROWSER_DIR, capture_output=True, text=True,
+                          timeout=timeout + 120)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    result = json.loads(lines[-1]) if lines else {"ok": False, "error": proc.stderr[-2000:]}
+    if not result.get("ok"):
+        return {"ok": False, "error": result.get("error"), "seconds": None}
+    t = result["timings"]
+    return {"ok": True, "seconds": t["cellRun"] - t["activated"],
+            "kernel_connected_seconds": t["kernelConnected"] - t["activated"],
+            "output": result.get("output")}
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -148,6 +212,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--class-spread", type=float, default=30,
                         help="Seconds over which the class's launches start (default "
                         "%(default)s).")
+    parser.add_argument("--browser-runs", type=int, default=5,
+                        help="Course-page clicks in Chromium, pooled (default %(default)s; "
+                        "0 skips them).")
     parser.add_argument("--poll-interval", type=float, default=0.02,
                         help="Seconds between api/status polls (default %(default)s).")
     parser.add_argument("--timeout", type=float, default=180,
@@ -206,6 +273,25 @@ def main(argv=None) -> int:
                     runs[name].append(step())
                 print(f"run {i + 1}/{args.runs}: " + ", ".join(
                     f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()), flush=True)
+            if args.browser_runs:
+                node = shutil.which("node")
+                site = Path(tmp) / "site"
+                site.mkdir()
+                (site / "course.html").write_text(course_page(svc, a))
+                httpd = ThreadingHTTPServer(("127.0.0.1", 0),
+                                            partial(QuietFiles, directory=str(site)))
+                threading.Thread(target=httpd.serve_forever, daemon=True).start()
+                page_url = f"http://127.0.0.1:{httpd.server_address[1]}/course.html"
+                try:
+                    for i in range(args.browser_runs):
+                        wait_pool(svc, 1, args.fill_timeout)
+                        run = course_click(node, page_url, Path(tmp) / f"shots{i}",
+                                           args.timeout)
+                        runs.setdefault("course_click_pooled", []).append(run)
+                        print(f"course click {i + 1}/{args.browser_runs}: {run}", flush=True)
+                finally:
+                    httpd.shutdown()
+                    httpd.server_close()
             result["pooled_runs_that_claimed"] = sum(1 for r in runs["pooled"] if r["pooled"])
             result["unpooled_runs_that_claimed"] = sum(1 for r in runs["unpooled"]
                                                        if r["pooled"])
@@ -230,7 +316,10 @@ def main(argv=None) -> int:
     result["leftover_containers"] = own_containers(client, svc.image_prefix)
     result["leftover_images"] = [t for i in client.images.list() for t in i.tags
                                  if t.startswith(svc.image_prefix)]
-    summary = {k: stats([r["seconds"] for r in v]) for k, v in runs.items()}
+    summary = {k: stats([r["seconds"] for r in v if r.get("ok", True)])
+               for k, v in runs.items()}
+    summary["failed_runs"] = {k: [r.get("error") for r in v if not r.get("ok", True)]
+                              for k, v in runs.items()}
     summary["ratios_p50"] = {
         "pooled / floor": summary["pooled"]["p50"] / summary["floor_pooled_image"]["p50"],
         "unpooled / floor": summary["unpooled"]["p50"]
