@@ -213,3 +213,21 @@ async def test_close_stops_warm_and_starting_sessions():
     claimed = [u for u in backend.running if not pool.holds(u)]
     assert len(backend.running) == len(claimed) == 1  # only the user's claimed session
     assert not pool._tasks
+
+
+async def test_claimed_users_survive_a_restart_until_their_session_ends(tmp_path):
+    from binderlab.contract import LABEL_USER
+    from binderlab.sessions.trackers import Session
+
+    state = tmp_path / "pool-claims.json"
+    c = Config()
+    c.WarmPool.memory_budget = c.WarmPool.session_memory = 100 * MB
+    pool = WarmPool(config=c, backend=FakePoolBackend(), state_file=state)
+    pool.set_target("pinned", "img-a", 1)
+    await settle(pool)
+    claimed = pool.claim("img-a", {"repo_key": "gh/o/r"})
+    restarted = WarmPool(config=c, backend=FakePoolBackend(), state_file=state)
+    session = Session({LABEL_USER: claimed.username}, "img-a", None)
+    assert restarted.user_sessions([session]) == [session]  # still a user's session
+    assert restarted.user_sessions([]) == []  # it ended: forgotten, also on disk
+    assert not WarmPool(config=c, backend=FakePoolBackend(), state_file=state).claimed_users

@@ -17,10 +17,12 @@ so the accounting is tested in milliseconds and the hub path for real.
 """
 
 import asyncio
+import json
 import math
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from pathlib import Path
 
 from traitlets import Dict, Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -109,15 +111,18 @@ class WarmPool(LoggingConfigurable):
     ).tag(config=True)
 
     def __init__(self, *, backend: PoolBackend, clock: Callable[[], float] = time.monotonic,
-                 **kwargs):
+                 state_file: Path | None = None, **kwargs):
         super().__init__(**kwargs)
         self.backend = backend
+        # the claimed pooled users, kept across restarts: `binderlab up` keeps users'
+        # sessions running by default, and a restarted service must still count them
+        self.state_file = state_file
         self.clock = clock
         self.targets: dict[str, dict[str, int]] = defaultdict(dict)  # image -> source -> n
         self.warm: dict[str, list[WarmSession]] = defaultdict(list)
         self.starting: dict[str, int] = defaultdict(int)
         self.claimed: dict[str, int] = defaultdict(int)  # claims since start, per image
-        self.claimed_users: dict[str, str] = {}  # pooled user -> repo key it was claimed for
+        self.claimed_users: dict[str, str] = self._load()  # pooled user -> its repo key
         self.launches: dict[str, deque] = defaultdict(deque)  # image -> launch times
         self.failed_at: dict[str, float] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -125,6 +130,19 @@ class WarmPool(LoggingConfigurable):
         self._closing = False
         for image, count in self.pinned.items():
             self.set_target(PINNED_SOURCE, image, count)
+
+    def _load(self) -> dict[str, str]:
+        try:
+            return dict(json.loads(self.state_file.read_text())["claimed"])
+        except (AttributeError, OSError, ValueError, KeyError, TypeError):
+            return {}
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"claimed": self.claimed_users}))
+        tmp.replace(self.state_file)
 
     # ---- the interface other parts code against --------------------------------------
 
@@ -185,6 +203,12 @@ class WarmPool(LoggingConfigurable):
         from binderlab.contract import LABEL_REPO_KEY, LABEL_USER
 
         kept = []
+        live = {s.labels.get(LABEL_USER, "") for s in sessions}
+        ended = [u for u in self.claimed_users if u not in live]
+        for user in ended:  # stopped or culled since: forgotten
+            del self.claimed_users[user]
+        if ended:
+            self._save()
         for s in sessions:
             user = s.labels.get(LABEL_USER, "")
             if self.holds(user):
@@ -222,6 +246,7 @@ class WarmPool(LoggingConfigurable):
         session.claimed_by = dict(user_options or {})
         self.claimed[image] += 1
         self.claimed_users[session.username] = (user_options or {}).get("repo_key", "")
+        self._save()
         metrics.POOL_CLAIMS.labels("hit").inc()
         self._gauge()
         self.wake()  # refill now, not at the next interval
@@ -230,6 +255,7 @@ class WarmPool(LoggingConfigurable):
     def released(self, username: str) -> None:
         """A claimed session ended (stopped by its user, culled): forget it."""
         self.claimed_users.pop(username, None)
+        self._save()
 
     # ---- the refill loop -------------------------------------------------------------
 

@@ -214,7 +214,8 @@ async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_opti
 
 def make_pool(app) -> WarmPool:
     """The app's pool (c.BinderLab.warm_pool = True) with the hub backend."""
-    pool = WarmPool(parent=app, log=app.log, backend=PoolBackend())
+    pool = WarmPool(parent=app, log=app.log, backend=PoolBackend(),
+                    state_file=app.state_path / "pool-claims.json")
     if pool.username_prefix == getattr(app.launcher, "username_prefix", None):
         raise ValueError("c.WarmPool.username_prefix must differ from "
                          "c.HubLauncher.username_prefix.")
