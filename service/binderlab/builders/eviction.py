@@ -40,7 +40,8 @@ class ImageEvictor:
                     images[name] = {
                         "size": max(image["Size"] - shared, 0),
                         "in_use": name in used or image["Id"] in used
-                        or (image.get("Containers") or 0) > 0,
+                        # the engine's own count includes warm sessions: not with a pool
+                        or (self.pool is None and (image.get("Containers") or 0) > 0),
                     }
         return images
 
