@@ -57,6 +57,7 @@ async def test_gpu_launches_are_never_pooled(start_binderlab, streams, repo):
     gpu = await streams(app, f"gh/{repo.gh_spec}/main", "gpu=1").end()
     assert gpu["phase"] == "ready" and gpu["gpus"] == ["0"]
     assert not app.pool.backend.claims  # a warm session holds no GPU
+    assert app.pool.status()[first["image"]]["target"] == 1  # GPU launches do not count
     assert app.launcher.launched[-1]["gpus"] == ["0"]
 
 

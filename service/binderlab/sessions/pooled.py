@@ -192,9 +192,9 @@ async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_opti
         async for event in launcher.launch(image, user_options, **owned):
             yield event
         return
-    pool.record_launch(image)
     session = None
-    if not owner and not user_options.get(OPT_GPUS):
+    if not owner and not user_options.get(OPT_GPUS):  # only launches a pool can serve count
+        pool.record_launch(image)
         session = pool.claim(image, user_options)
     if session is not None:
         try:
