@@ -283,12 +283,21 @@ def main(argv=None) -> int:
                 threading.Thread(target=httpd.serve_forever, daemon=True).start()
                 page_url = f"http://127.0.0.1:{httpd.server_address[1]}/course.html"
                 try:
-                    for i in range(args.browser_runs):
-                        wait_pool(svc, 1, args.fill_timeout)
-                        run = course_click(node, page_url, Path(tmp) / f"shots{i}",
-                                           args.timeout)
-                        runs.setdefault("course_click_pooled", []).append(run)
-                        print(f"course click {i + 1}/{args.browser_runs}: {run}", flush=True)
+                    # the default pool, then with the pre-started kernel handed over
+                    for kind, extra in (("course_click_pooled", ""),
+                                        ("course_click_pooled_kernel_handed_over",
+                                         "c.HubPoolBackend.handover_kernel = True\n")):
+                        if extra:
+                            svc.stop()
+                            svc.config.write_text(base_config + POOL_CONFIG.format(
+                                budget=budget, pinned={built[a]: 1}) + extra)
+                            svc.start()
+                        for i in range(args.browser_runs):
+                            wait_pool(svc, 1, args.fill_timeout)
+                            run = course_click(node, page_url, Path(tmp) / f"shots{i}",
+                                               args.timeout)
+                            runs.setdefault(kind, []).append(run)
+                            print(f"{kind} {i + 1}/{args.browser_runs}: {run}", flush=True)
                 finally:
                     httpd.shutdown()
                     httpd.server_close()

@@ -25,6 +25,7 @@ def make_pool(budget_sessions=10, **options) -> tuple[WarmPool, FakePoolBackend,
     c.WarmPool.session_memory = 100 * MB
     c.WarmPool.memory_budget = budget_sessions * 100 * MB
     c.WarmPool.max_starting = 100
+    c.WarmPool.refill_delay = 0
     for key, value in options.items():
         setattr(c.WarmPool, key, value)
     backend, clock = FakePoolBackend(), Clock()
@@ -231,3 +232,16 @@ async def test_claimed_users_survive_a_restart_until_their_session_ends(tmp_path
     assert restarted.user_sessions([session]) == [session]  # still a user's session
     assert restarted.user_sessions([]) == []  # it ended: forgotten, also on disk
     assert not WarmPool(config=c, backend=FakePoolBackend(), state_file=state).claimed_users
+
+
+async def test_refill_waits_refill_delay_after_a_claim():
+    pool, backend, clock = make_pool(refill_delay=5)
+    pool.set_target("pinned", "img-a", 1)
+    await settle(pool)
+    pool.claim("img-a")
+    clock.now += 4
+    await settle(pool)
+    assert pool.status()["img-a"]["warm"] == 0 and backend.started == 1  # still waiting
+    clock.now += 1.5
+    await settle(pool)
+    assert pool.status()["img-a"]["warm"] == 1 and backend.started == 2

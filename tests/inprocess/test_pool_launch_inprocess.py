@@ -7,7 +7,7 @@ from prometheus_client import REGISTRY
 from tests.inprocess.pooling import FakePoolBackend
 
 POOL = {"BinderLab": {"warm_pool": True},
-        "WarmPool": {"refill_interval": 0.02, "memory_budget": 1 << 30,
+        "WarmPool": {"refill_interval": 0.02, "refill_delay": 0.05, "memory_budget": 1 << 30,
                      "session_memory": 1 << 20}}
 
 

@@ -93,6 +93,12 @@ class WarmPool(LoggingConfigurable):
         launches on a small host instead of competing with them for its cores.""",
     ).tag(config=True)
 
+    refill_delay = Float(
+        2,
+        help="""Seconds after a claim before the pool starts its replacement (default 2):
+        the claimed session's first kernel then has the cores to itself. 0: at once.""",
+    ).tag(config=True)
+
     refill_interval = Float(
         5, help="Seconds between checks of the pool against its targets (default 5)."
     ).tag(config=True)
@@ -125,6 +131,7 @@ class WarmPool(LoggingConfigurable):
         self.claimed_users: dict[str, str] = self._load()  # pooled user -> its repo key
         self.launches: dict[str, deque] = defaultdict(deque)  # image -> launch times
         self.failed_at: dict[str, float] = {}
+        self.hold_until = -math.inf  # no pooled session starts before this (after a claim)
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
         self._closing = False
@@ -249,7 +256,16 @@ class WarmPool(LoggingConfigurable):
         self._save()
         metrics.POOL_CLAIMS.labels("hit").inc()
         self._gauge()
-        self.wake()  # refill now, not at the next interval
+        # the refill waits refill_delay: the claimed session's first kernel (thebe asks for
+        # it right after ready) must not compete with a new server's start for the cores
+        self.hold_until = max(self.hold_until, self.clock() + self.refill_delay)
+        if self.refill_delay <= 0:
+            self.wake()
+        else:
+            try:
+                asyncio.get_running_loop().call_later(self.refill_delay, self.wake)
+            except RuntimeError:  # no loop (a synchronous caller): the next pass refills
+                pass
         return session
 
     def released(self, username: str) -> None:
@@ -309,6 +325,8 @@ class WarmPool(LoggingConfigurable):
             if not sessions:
                 del self.warm[image]
         in_flight = sum(self.starting.values())
+        if now < self.hold_until:
+            capped = {}  # a claim just happened: its refill waits
         for image, target in capped.items():
             if now < self.failed_at.get(image, -math.inf) + self.retry_after:
                 continue

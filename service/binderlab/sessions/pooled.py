@@ -54,6 +54,16 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
         kernel is shut down before any claim, so no state passes between users.""",
     ).tag(config=True)
 
+    handover_kernel = Bool(
+        False,
+        help="""Keep the pre-started kernel running as a session at the path thebe 0.9
+        asks for (path '', name 'thebe.ipynb'), instead of shutting it down: thebe's first
+        session request then gets a kernel that already answered kernel_info. The kernel
+        is fresh (only kernel_info was asked of it; no code ran), and the server is one
+        user's once claimed. Off by default: other clients start their own kernel anyway,
+        and the kernel holds ~50 MB per warm session.""",
+    ).tag(config=True)
+
     kernel_timeout = Float(
         60, help="Seconds the pre-started kernel may take to become idle (default 60)."
     ).tag(config=True)
@@ -105,12 +115,19 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
             return json.loads(response.body) if response.body else {}
 
         kernel = await call("POST", "api/kernels", "{}")
+        handed_over = False
         try:
             async with asyncio.timeout(self.kernel_timeout):
                 await kernel_info(session.url.replace("http", "ws", 1) +
                                   f"api/kernels/{kernel['id']}/channels", headers)
+            if self.handover_kernel:  # Jupyter returns an existing session for its path
+                await call("POST", "api/sessions", json.dumps(
+                    {"path": "", "name": "thebe.ipynb", "type": "notebook",
+                     "kernel": {"id": kernel["id"]}}))
+                handed_over = True
         finally:
-            await call("DELETE", f"api/kernels/{kernel['id']}")
+            if not handed_over:
+                await call("DELETE", f"api/kernels/{kernel['id']}")
 
     async def claim(self, session: WarmSession, user_options: dict) -> None:
         commit = user_options.get(OPT_CONTENT)
