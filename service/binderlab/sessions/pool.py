@@ -11,13 +11,11 @@ the recent launch rate (the pool's own source "rate"), and any caller's source (
 ``session_memory`` bytes, and when the targets ask for more than the budget holds, images
 get their share in order of their target, the largest first.
 
-This module holds the accounting and the refill loop; starting, claiming and stopping
-sessions is the backend's (sessions/pooled.py for the hub; the in-process tests use a fake),
-so the accounting is tested in milliseconds and the hub path for real.
+Here: the accounting and the refill loop. Starting, claiming and stopping sessions is the
+backend's (sessions/pooled.py for the hub; a fake in the in-process tests).
 """
 
 import asyncio
-import json
 import math
 import time
 from collections import defaultdict, deque
@@ -28,7 +26,13 @@ from traitlets import Dict, Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from binderlab.platform import metrics
-from binderlab.sessions.warmsessions import PoolBackend, WarmSession, host_memory
+from binderlab.sessions.warmsessions import (
+    PoolBackend,
+    WarmSession,
+    host_memory,
+    load_claims,
+    save_claims,
+)
 
 RATE_SOURCE = "rate"
 PINNED_SOURCE = "pinned"
@@ -128,7 +132,7 @@ class WarmPool(LoggingConfigurable):
         self.warm: dict[str, list[WarmSession]] = defaultdict(list)
         self.starting: dict[str, int] = defaultdict(int)
         self.claimed: dict[str, int] = defaultdict(int)  # claims since start, per image
-        self.claimed_users: dict[str, str] = self._load()  # pooled user -> its repo key
+        self.claimed_users: dict[str, str] = load_claims(state_file)  # pooled user -> its repo key
         self.launches: dict[str, deque] = defaultdict(deque)  # image -> launch times
         self.failed_at: dict[str, float] = {}
         self.hold_until = -math.inf  # no pooled session starts before this (after a claim)
@@ -137,19 +141,6 @@ class WarmPool(LoggingConfigurable):
         self._closing = False
         for image, count in self.pinned.items():
             self.set_target(PINNED_SOURCE, image, count)
-
-    def _load(self) -> dict[str, str]:
-        try:
-            return dict(json.loads(self.state_file.read_text())["claimed"])
-        except (AttributeError, OSError, ValueError, KeyError, TypeError):
-            return {}
-
-    def _save(self) -> None:
-        if self.state_file is None:
-            return
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"claimed": self.claimed_users}))
-        tmp.replace(self.state_file)
 
     # ---- the interface other parts code against --------------------------------------
 
@@ -215,7 +206,7 @@ class WarmPool(LoggingConfigurable):
         for user in ended:  # stopped or culled since: forgotten
             del self.claimed_users[user]
         if ended:
-            self._save()
+            save_claims(self.state_file, self.claimed_users)
         for s in sessions:
             user = s.labels.get(LABEL_USER, "")
             if self.holds(user):
@@ -253,7 +244,7 @@ class WarmPool(LoggingConfigurable):
         session.claimed_by = dict(user_options or {})
         self.claimed[image] += 1
         self.claimed_users[session.username] = (user_options or {}).get("repo_key", "")
-        self._save()
+        save_claims(self.state_file, self.claimed_users)
         metrics.POOL_CLAIMS.labels("hit").inc()
         self._gauge()
         # the refill waits refill_delay: the claimed session's first kernel (thebe asks for
@@ -271,7 +262,7 @@ class WarmPool(LoggingConfigurable):
     def released(self, username: str) -> None:
         """A claimed session ended (stopped by its user, culled): forget it."""
         self.claimed_users.pop(username, None)
-        self._save()
+        save_claims(self.state_file, self.claimed_users)
 
     # ---- the refill loop -------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 (``PoolBackend``, whose docstrings are the contract; sessions/pooled.py implements it for
 JupyterHub, the in-process tests with a fake)."""
 
+import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -53,3 +55,19 @@ def host_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 0
+
+
+def load_claims(path: Path | None) -> dict[str, str]:
+    """The claimed pooled users kept in ``path`` ({user: repo key}); {} when there are none."""
+    try:
+        return dict(json.loads(path.read_text())["claimed"])
+    except (AttributeError, OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def save_claims(path: Path | None, claims: dict[str, str]) -> None:
+    if path is None:
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"claimed": claims}))
+    tmp.replace(path)  # a crash mid-write leaves the previous file whole
