@@ -108,6 +108,15 @@ def test_claim_gives_the_new_commit_and_a_token_of_its_own(pooled, git_server,
                                            "nbformat_minor": 5}}, timeout=20)
     assert saved.status_code == 200, saved.text
 
+    # the pre-started kernel waits as thebe's session: fresh, never ran code, and it is
+    # what thebe's session request gets (Jupyter returns the session at that path)
+    auth = {"Authorization": f"token {ready['token']}"}
+    kernels = requests.get(ready["url"] + "api/kernels", headers=auth, timeout=20).json()
+    assert len(kernels) == 1 and kernels[0]["connections"] == 0
+    session = requests.post(ready["url"] + "api/sessions", headers=auth, timeout=60, json={
+        "path": "", "name": "thebe.ipynb", "type": "notebook", "kernel": {"name": "python3"}})
+    assert session.status_code == 201 and session.json()["kernel"]["id"] == kernels[0]["id"]
+
     # its token opens this session only: not the first launch's, not the replacement
     assert contents(first["url"], ready["token"]).status_code == 403
     replacement = wait_for(lambda: warm_users(pooled, 1, {warm_name}), what="a replacement")

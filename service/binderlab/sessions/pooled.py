@@ -55,13 +55,13 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
     ).tag(config=True)
 
     handover_kernel = Bool(
-        False,
+        True,
         help="""Keep the pre-started kernel running as a session at the path thebe 0.9
-        asks for (path '', name 'thebe.ipynb'), instead of shutting it down: thebe's first
-        session request then gets a kernel that already answered kernel_info. The kernel
-        is fresh (only kernel_info was asked of it; no code ran), and the server is one
-        user's once claimed. Off by default: other clients start their own kernel anyway,
-        and the kernel holds ~50 MB per warm session.""",
+        asks for (path '', name 'thebe.ipynb') instead of shutting it down (default on):
+        Jupyter answers thebe's first session request with it, a kernel that has answered
+        kernel_info already (bench/pool.py: click to first output 0.80x). The kernel is
+        fresh (only kernel_info was asked of it, no code ran) and the server is one user's
+        once claimed. It holds ~50 MB per warm session; other clients start their own.""",
     ).tag(config=True)
 
     kernel_timeout = Float(
