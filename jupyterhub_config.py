@@ -50,7 +50,10 @@ c.JupyterHub.services = [
                  f"--timeout={env('BINDERLAB_CULL_TIMEOUT', '3600')}",
                  f"--max-age={env('BINDERLAB_MAX_AGE', '21600')}",
                  f"--cull-every={env('BINDERLAB_CULL_EVERY', '600')}",
-                 "--cull-users=true"]},
+                 # anonymous mode: every hub user is a temporary one and goes with its
+                 # server. Logged-in mode: people stay (their identity and volume outlive a
+                 # culled session); the binder service removes its temporary users itself
+                 f"--cull-users={'true' if authentication == 'none' else 'false'}"]},
 ]
 c.JupyterHub.load_roles = [
     # only what the binder service needs: create/delete users, start/stop their servers,

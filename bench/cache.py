@@ -136,6 +136,7 @@ def launch(svc: Service, client: docker.DockerClient, spec: str, interval: float
     deadline = time.monotonic() + timeout
     events: list[tuple[float, str, str]] = []
     build_log: list[str] = []
+    build_times: list[float] = []  # when each build log line arrived (s from the request)
     t0_wall, t0 = time.time(), time.perf_counter()
     with requests.get(url, headers={"Accept": "text/event-stream"}, stream=True,
                       timeout=timeout) as response:
@@ -151,6 +152,7 @@ def launch(svc: Service, client: docker.DockerClient, spec: str, interval: float
                     if not build_log:
                         events.append((t, phase, message))
                     build_log.append(message)
+                    build_times.append(t)
                 else:
                     events.append((t, phase, message))
                 if phase in ("ready", "failed"):
@@ -176,7 +178,8 @@ def launch(svc: Service, client: docker.DockerClient, spec: str, interval: float
         marks["overlay"] = overlay - t0_wall
     env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"] or [] if "=" in e)
     run = {"kind": kind, "seconds": total, "status_tries": tries, "marks": marks,
-           "events": events, "build_log_lines": len(build_log), "image": ready["image"],
+           "events": events, "build_log_lines": len(build_log), "build_times": build_times,
+           "image": ready["image"],
            "username": username, "commit": env.get("BINDER_REF", "")}
     try:
         if check is not None:

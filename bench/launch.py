@@ -107,7 +107,8 @@ def container_marks(container: Any, t0_wall: float) -> dict[str, float]:
 def session_container(client: docker.DockerClient, image: str) -> Any:
     """The running session of ``image``: the bench keeps at most one, and no floor container."""
     found = [c for c in client.containers.list(filters={"ancestor": image})
-             if not c.name.startswith(FLOOR_NAME)]
+             if not c.name.startswith(FLOOR_NAME)
+             and "binderlab.probe" not in c.labels]  # an environment record's package probe
     if len(found) != 1:
         raise RuntimeError(f"expected one session container of {image}, found {found}")
     return found[0]

@@ -291,6 +291,10 @@ class StreamServer:
                 "url": f"{self.url}/user/fake/",
                 "token": "tok123",
                 "gpus": ["1", "3"],
+                # a logged-in user's GPU session under a budget (gpus/budgets.py)
+                "gpu_budget": {"seconds_left": 4500, "period": "day",
+                               "renews_at": "2026-12-03T00:00:00Z",
+                               "stops_at": "2026-12-02T11:15:00Z"},
                 "message": f"server running at {self.url}/user/fake/\n",
             },
         )
@@ -362,7 +366,10 @@ def test_loading_page_states(node, service, stream_server):
 
     # ready: the GPUs are named, then the redirect honours labpath and carries the token
     ready = s["ready"]
-    assert ready["before"]["gpus"] == "GPUs 1, 3 reserved for this session."
+    assert ready["before"]["gpus"].startswith(
+        "GPUs 1, 3 reserved for this session. GPU time left this day: 1 h 15 min. This "
+        "session stops at "), ready["before"]["gpus"]
+    assert "2026" in ready["before"]["gpus"] and "renews at" in ready["before"]["gpus"]
     assert ready["before"]["phase"] == "ready" and ready["before"]["favicon"] == "ready"
     assert ready["before"]["progress"] == 100
     assert ready["tokenInRedirect"] == "tok123"

@@ -47,3 +47,17 @@ def test_env_hash_of_a_good_checkout_still_prints_the_key(tmp_path):
     result = binderlab("env-hash", str(checkout), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("fingerprint: env-")
+
+
+def test_env_hash_names_the_start_script_and_ignores_its_content(tmp_path):
+    keys = []
+    for stage in ("one", "two"):
+        checkout = tmp_path / stage
+        checkout.mkdir()
+        (checkout / "requirements.txt").write_text("numpy==2.1\n")
+        (checkout / "start").write_text(f'#!/bin/sh\nexport STAGE={stage}\nexec "$@"\n')
+        result = binderlab("env-hash", str(checkout), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "start:       start (runs from the session's content)" in result.stdout
+        keys.append(result.stdout.splitlines()[0])
+    assert keys[0] == keys[1] and keys[0].startswith("fingerprint: env-")

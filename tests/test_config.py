@@ -6,9 +6,11 @@ import sys
 import pytest
 
 from binderlab.app import BinderLab
+from binderlab.authenticators.lti import CourseLaunch
 from binderlab.commands.cli import BuildApp, EnvHashApp
 from binderlab.commands.down import DownApp
 from binderlab.commands.up import UpApp
+from binderlab.commands.volumes import VolumesApp
 from binderlab.spawners.docker import BinderLabSpawner
 from binderlab.spawners.kubernetes import BinderLabKubeSpawner
 from binderlab.spawners.mixin import BinderLabSessionMixin
@@ -26,8 +28,8 @@ def own_traits(cls):
 
 
 @pytest.mark.parametrize("cls", [
-    *BinderLab().classes, UpApp, BuildApp, DownApp, EnvHashApp, BinderLabSpawner,
-    BinderLabKubeSpawner, BinderLabSessionMixin,
+    *BinderLab().classes, UpApp, BuildApp, DownApp, EnvHashApp, VolumesApp, BinderLabSpawner,
+    BinderLabKubeSpawner, BinderLabSessionMixin, CourseLaunch,
 ], ids=lambda c: c.__name__)
 def test_every_option_has_help(cls):
     missing = [f"{k}.{n}" for k, n, t in own_traits(cls) if len((t.help or "").strip()) < 10]
@@ -36,7 +38,7 @@ def test_every_option_has_help(cls):
 
 @pytest.mark.parametrize("args", [["--help"], ["up", "--help-all"], ["serve", "--help"],
                                   ["build", "--help"], ["env-hash", "--help"],
-                                  ["down", "--help"]])
+                                  ["down", "--help"], ["volumes", "--help"]])
 def test_cli_help(args):
     out = subprocess.run([sys.executable, "-m", "binderlab", *args],
                          capture_output=True, text=True, timeout=60)
@@ -50,7 +52,7 @@ def test_help_all_lists_every_plugin_option():
     for option in ("--GitRepoProvider.allowed_protocols", "--GitHubRepoProvider.host",
                    "--Repo2DockerBuilder.repo2docker_config", "--HubLauncher.hub_url",
                    "--BinderLab.blocked_networks", "--UpApp.hub_internal_url",
-                   "--BinderLab.image_disk_budget_gb"):
+                   "--BinderLab.image_disk_budget_gb", "--TemporaryUserReaper.grace"):
         assert option in out
 
 

@@ -109,5 +109,7 @@ def test_the_spawners_import_nothing_of_the_service():
     allowed = {"binderlab", "binderlab._version", "binderlab.contract", "binderlab.platform",
                "binderlab.platform.content", "binderlab.platform.registry", "binderlab.spawners",
                "binderlab.spawners.docker",
-               "binderlab.spawners.kubernetes", "binderlab.spawners.mixin"}
+               "binderlab.spawners.kubernetes", "binderlab.spawners.mixin",
+               "binderlab.spawners.persistent", "binderlab.spawners.contentmerge",
+               "binderlab.spawners.kubestorage"}
     assert set(out) - allowed == set()

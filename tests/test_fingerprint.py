@@ -11,6 +11,8 @@ folder):
 - ``files`` / ``files_a`` / ``files_b``: the environment files ``compute`` names;
 - ``buildpack`` / ``buildpack_a`` / ``buildpack_b``: the build pack repo2docker picks;
 - ``reason_contains``: text that the reason of every "tree" result contains;
+- ``start`` / ``start_a`` / ``start_b``: the start script of an "env" result ("" for none):
+  its path is in the key, its content is not (it comes with the session's content);
 - ``config``: "default" (repo2docker's build packs, the default) or "test" (also
   ``--config tests/harness/repo2docker_config.py``, as the test service builds);
 - ``xfail``: a known bug in fingerprint.py that the case shows (a strict xfail);
@@ -29,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from binderlab.fingerprint import buildpacks as fingerprint
+from binderlab.fingerprint.startscript import PLACEHOLDER
 
 TESTS = Path(__file__).parent
 CASES_DIR = TESTS / "fingerprint_cases"
@@ -40,7 +43,7 @@ CONFIGS = {
 }
 EXPECT_KEYS = {"same", "kind", "kind_a", "kind_b", "files", "files_a", "files_b", "buildpack",
                "buildpack_a", "buildpack_b", "reason_contains", "config", "xfail",
-               "description"}
+               "description", "start", "start_a", "start_b"}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -89,11 +92,15 @@ def compute(checkout: Path, config: str = "default", env_context: Path | None = 
 
 
 def check_env_context(result: dict, checkout: Path, env_context: Path) -> None:
-    """An env result's build context holds exactly its files, byte for byte; a tree result
-    leaves none behind."""
+    """An env result's build context holds exactly its files, byte for byte, and for a start
+    script binderlab's placeholder, never the commit's own script; a tree result leaves none
+    behind."""
     if result["kind"] == "env":
-        assert files_under(env_context) == {f: (checkout / f).read_bytes()
-                                            for f in result["files"]}
+        expected = {f: (checkout / f).read_bytes() for f in result["files"]}
+        if result["start"]:
+            expected[result["start"]] = PLACEHOLDER
+            assert (env_context / result["start"]).stat().st_mode & 0o111
+        assert files_under(env_context) == expected
     else:
         assert not env_context.exists()
 
@@ -141,6 +148,8 @@ def test_case(case, tmp_path):
             assert result["reason"] == ""
         if (files := _expected(expect, "files", side)) is not None:
             assert result["files"] == files
+        if (start := _expected(expect, "start", side)) is not None:
+            assert result["start"] == start, result
         if (buildpack := _expected(expect, "buildpack", side)) is not None:
             assert result["buildpack"] == buildpack
         check_env_context(result, checkout, env_context)
@@ -409,3 +418,51 @@ def test_canonical_environment_yml_does_not_run_tags():
     with pytest.raises(Exception):  # noqa: B017 - the safe loader refuses the tag
         fingerprint.canonical_environment_yml(text)
     assert fingerprint.canonical("environment.yml", text.encode()) == text.strip()
+
+
+# ---- start scripts ---------------------------------------------------------------------------
+
+START = "#!/bin/sh\nexport LESSON_STAGE=one\nexec \"$@\"\n"
+
+
+def test_start_script_symlink_or_directory_keys_by_tree(tmp_path):
+    """repo2docker's build runs chmod on the start path: through a link that reaches the
+    link's target (maybe outside the repository), on a directory it is not a script. Such
+    repositories keep repo2docker's exact behaviour: built from their whole content."""
+    linked = make_checkout(tmp_path / "linked", {"requirements.txt": REQ, "real-start": START})
+    (linked / "start").symlink_to("real-start")
+    result = compute(linked, env_context=tmp_path / "env-linked")
+    assert (result["kind"], result["start"]) == ("tree", "")
+    assert "start script is a symbolic link" in result["reason"]
+    assert not (tmp_path / "env-linked").exists()
+
+    folder = make_checkout(tmp_path / "folder", {"requirements.txt": REQ,
+                                                 "start/readme.md": "not a script\n"})
+    assert compute(folder)["kind"] == "tree"
+
+
+def test_start_script_content_is_not_in_the_env_context(tmp_path):
+    """Images are shared by every commit with the environment: the one that happened to
+    build first must not leave its start script in them."""
+    checkout = make_checkout(tmp_path / "co", {"requirements.txt": REQ, "start": START})
+    env_context = tmp_path / "env"
+    result = compute(checkout, env_context=env_context)
+    assert (result["kind"], result["start"], result["files"]) == ("env", "start",
+                                                                  ["requirements.txt"])
+    assert (env_context / "start").read_bytes() == PLACEHOLDER
+    assert b"LESSON_STAGE" not in (env_context / "start").read_bytes()
+
+
+def test_placeholder_start_refuses_to_run_the_session(tmp_path):
+    """A session of such an image started without its content would skip the repository's
+    start: the placeholder fails with a message instead of starting a wrong session."""
+    import subprocess
+
+    script = tmp_path / "start"
+    script.write_bytes(PLACEHOLDER)
+    script.chmod(0o755)
+    run = subprocess.run([str(script), "echo", "server started"], capture_output=True,
+                         text=True)
+    assert run.returncode != 0
+    assert "server started" not in run.stdout
+    assert "start script cannot run" in run.stderr

@@ -129,9 +129,11 @@ async def test_the_init_script_unpacks_the_services_content_over_the_image(tmp_p
 
     archive = tmp_path / f"{COMMIT}.tar"
     with tarfile.open(archive, "w") as tar:
-        for name, text in {"lesson.ipynb": "{}", "data/x.csv": "1,2\n"}.items():
+        for name, text in {"lesson.ipynb": "{}", "data/x.csv": "1,2\n",
+                           "binder/start": "#!/bin/sh\nexec \"$@\"\n"}.items():
             info = tarfile.TarInfo(name)
             info.size = len(text)
+            info.mode = 0o644  # as git archive writes a start committed without +x
             tar.addfile(info, io.BytesIO(text.encode()))
     config = Config()
     config.KubernetesBuilder.context_ip = "127.0.0.1"
@@ -149,11 +151,16 @@ async def test_the_init_script_unpacks_the_services_content_over_the_image(tmp_p
         out = await loop.run_in_executor(None, lambda: docker_client.containers.run(
             "binderlab-test/base:latest", ["/bin/sh", "-c", OVERLAY_SCRIPT],
             user="1000", network_mode="host", remove=True,
-            environment={"REPO_DIR": "/etc/skel", "BINDER_CONTENT_URL": url, "HOME": "/tmp"},
+            # R2D_ENTRYPOINT as an env-keyed image with binder/start carries it
+            environment={"REPO_DIR": "/etc/skel", "BINDER_CONTENT_URL": url, "HOME": "/tmp",
+                         "R2D_ENTRYPOINT": "/etc/skel/binder/start"},
             volumes={str(content): {"bind": "/content", "mode": "rw"}},
             labels={"binderlab.test": "kube-overlay"}))
         assert (content / "lesson.ipynb").read_text() == "{}"
         assert (content / "data" / "x.csv").read_text() == "1,2\n"
+        # the commit's start script, executable as repo2docker's build makes it; others not
+        assert (content / "binder" / "start").stat().st_mode & 0o111
+        assert not (content / "lesson.ipynb").stat().st_mode & 0o111
         # an unknown token gets nothing
         bad = url.rsplit("/", 1)[0] + "/" + "x" * 43 + ".tar"
         import urllib.error

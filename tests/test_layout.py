@@ -19,6 +19,9 @@ MAY_IMPORT = {
     "sessions": {"sessions", "contract", "platform"},
     "repos": {"repos", "contract", "platform"},
     "gpus": {"gpus", "contract", "platform"},
+    "authenticators": {"authenticators", "contract"},
+    # courses drive prebuilds through the launch pipeline's request type
+    "courses": {"courses", "contract", "launch"},
 }
 
 

@@ -26,6 +26,9 @@ def test_leaks():
     subprocess.Popen(["sleep", "600"], start_new_session=True)  # parent 1 once pytest ends
     subprocess.run(["docker", "create", "--name", leftovers.name("forgotten"),
                     {BASE_IMAGE!r}, "true"], check=True, capture_output=True)
+    subprocess.run(["docker", "volume", "create", "--label", f"{{leftovers.LABEL}}="
+                    f"{{leftovers.RUN_ID}}", "binderlab-user-forgotten-" + leftovers.RUN_ID],
+                   check=True, capture_output=True)
 """
 
 TIDY = """
@@ -48,7 +51,7 @@ def nested_run(tmp_path: Path, source: str) -> subprocess.CompletedProcess:
         text=True, timeout=300)
 
 
-def test_a_run_that_leaves_a_process_and_a_container_fails(tmp_path, docker_client):
+def test_a_run_that_leaves_a_process_a_container_and_a_volume_fails(tmp_path, docker_client):
     out = nested_run(tmp_path, LEAKY)
     run_id = re.search(r"run id (\w+)", out.stdout)
     try:
@@ -56,6 +59,7 @@ def test_a_run_that_leaves_a_process_and_a_container_fails(tmp_path, docker_clie
         assert "1 passed" in out.stdout  # the test passed: the run failed for the leftovers
         assert "LEFT BEHIND" in out.stdout and "sleep 600" in out.stdout, out.stdout
         assert "container binderlabtest-" in out.stdout and "forgotten" in out.stdout
+        assert "volume binderlab-user-forgotten-" in out.stdout  # found by its label
     finally:
         if run_id:
             for p in marked(leftovers.MARK, run_id.group(1)):
@@ -63,6 +67,9 @@ def test_a_run_that_leaves_a_process_and_a_container_fails(tmp_path, docker_clie
             for c in docker_client.api.containers(all=True):
                 if any(run_id.group(1) in n for n in c["Names"]):
                     docker_client.api.remove_container(c["Id"], force=True)
+            for v in docker_client.api.volumes().get("Volumes") or []:
+                if v["Name"].endswith(run_id.group(1)):
+                    docker_client.api.remove_volume(v["Name"], force=True)
 
 
 def test_a_run_that_cleans_up_passes(tmp_path):

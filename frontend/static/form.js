@@ -54,6 +54,9 @@ export function startForm(settings) {
   const input = $("repo-input");
   const fields = { ref: $("opt-ref"), path: $("opt-path"), urlpath: $("opt-urlpath") };
   const gpuField = $("opt-gpu");
+  const courseField = $("opt-course");
+  // the instructor's course page links here with ?course=<key>
+  courseField.value = new URLSearchParams(window.location.search).get("course") || "";
   const understood = $("understood");
   const problem = $("input-error");
   const outputs = $("outputs");
@@ -74,7 +77,8 @@ export function startForm(settings) {
 
   const setOutputs = (t) => {
     const gpu = settings.gpuMax > 0 && gpuField.value !== "" ? gpuField.value : null;
-    const launch = launchUrl(base, t, { gpu });
+    const course = courseField.value.trim();
+    const launch = launchUrl(base, t, { gpu, course });
     const logo = $("badge-logo").checked;
     $("out-launch").value = launch;
     $("open-launch").href = launch;
@@ -86,7 +90,7 @@ export function startForm(settings) {
     $("badge-preview-link").href = launch;
     const img = $("badge-preview");
     if (img.getAttribute("src") !== badgeUrl(base, { logo })) img.src = badgeUrl(base, { logo });
-    $("out-thebe-head").value = thebeHead(base, t);
+    $("out-thebe-head").value = thebeHead(base, t, { course });
     $("out-thebe-cells").value = thebeCells(t);
     for (const area of outputs.querySelectorAll("textarea")) {
       area.rows = Math.min(20, Math.max(2, area.value.split("\n").length));
@@ -135,7 +139,9 @@ export function startForm(settings) {
     setOutputs(current);
   };
 
-  for (const el of [input, ...Object.values(fields), gpuField]) el.addEventListener("input", update);
+  for (const el of [input, ...Object.values(fields), gpuField, courseField]) {
+    el.addEventListener("input", update);
+  }
   $("badge-logo").addEventListener("change", update);
   $("badge-plain").addEventListener("change", update);
 

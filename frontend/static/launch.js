@@ -19,6 +19,34 @@ export function sessionUrl(event, params) {
   return url.href;
 }
 
+/** "2 h 05 min", "12 min", "40 s": a span of seconds for people. */
+export function spanText(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s} s`;
+  const hours = Math.floor(s / 3600);
+  const minutes = Math.floor((s % 3600) / 60);
+  return hours ? `${hours} h ${String(minutes).padStart(2, "0")} min` : `${minutes} min`;
+}
+
+/** A moment as the reader's clock shows it (the service sends RFC 3339 UTC). */
+function localTime(stamp, locale) {
+  return new Date(stamp).toLocaleString(locale, { dateStyle: "medium", timeStyle: "short" });
+}
+
+/** The ready event's gpu_budget as a sentence: time left, and when the session stops. */
+export function budgetText(budget, locale = undefined) {
+  if (!budget) return "";
+  return `GPU time left this ${budget.period}: ${spanText(budget.seconds_left)}. This ` +
+    `session stops at ${localTime(budget.stops_at, locale)} unless you stop it earlier; ` +
+    `your GPU time renews at ${localTime(budget.renews_at, locale)}.`;
+}
+
+/** A refusal that renews (429 with renews_at: launch rate, used-up GPU time): when. */
+export function renewalText(event, locale = undefined) {
+  if (!event || !event.renews_at) return "";
+  return `You can launch this again at ${localTime(event.renews_at, locale)}.`;
+}
+
 /** The steps the page shows; other phases belong to one of them. */
 export const STEPS = ["fetching", "building", "launching", "ready"];
 const STEP_OF = {
@@ -190,7 +218,8 @@ export function startLoadingPage(settings) {
       state.lines += 1;
     }
     if (phase === "failed") {
-      fail(event.message);
+      const renewal = renewalText(event);
+      fail(renewal ? `${(event.message || "").trim()}\n${renewal}` : event.message);
       return true;
     }
     if (phase !== state.phase) setPhase(phase);
@@ -212,8 +241,9 @@ export function startLoadingPage(settings) {
       if (envLink && event.environment_url) envLink.href = event.environment_url;
       if (Array.isArray(event.gpus) && event.gpus.length) {
         const gpus = $("gpus");
-        gpus.textContent = `${event.gpus.length === 1 ? "GPU" : "GPUs"} ` +
-          `${event.gpus.join(", ")} reserved for this session.`;
+        gpus.textContent = [`${event.gpus.length === 1 ? "GPU" : "GPUs"} ` +
+          `${event.gpus.join(", ")} reserved for this session.`, budgetText(event.gpu_budget)]
+          .filter(Boolean).join(" ");
         gpus.hidden = false;
       }
       window.location.replace(sessionUrl(event, page.searchParams));

@@ -15,12 +15,14 @@ function query(params) {
 }
 
 /** `base` ends with "/": the host's public URL including its base URL. */
-export function launchUrl(base, t, { gpu = null } = {}) {
+export function launchUrl(base, t, { gpu = null, course = "" } = {}) {
   const params = {};
   if (t.urlpath) params.urlpath = t.urlpath;
   else if (t.path && t.pathKind === "dir") params.urlpath = `lab/tree/${t.path}`;
   else if (t.path) params.labpath = t.path;
   if (gpu !== null && gpu !== "") params.gpu = String(gpu);
+  // a registered course's key: its launches get the course's seats (README, "Courses")
+  if (course) params.course = course;
   return `${base}v2/${launchSpec(t)}${query(params)}`;
 }
 
@@ -51,7 +53,10 @@ export function badgeHtml(base, launch, opts = {}) {
 const THEBE_PROVIDERS = { gh: "github", gl: "gitlab", git: "git", gist: "gist" };
 
 /** The config thebe 0.9.x reads from <script type="text/x-thebe-config">. */
-export function thebeConfig(base, t, { kernelName = "python3" } = {}) {
+export function thebeConfig(base, t, { kernelName = "python3", course = "" } = {}) {
+  // thebe builds <binderUrl>/build/... itself and passes no query: a course's key rides in
+  // the base URL instead (<host>/course/<key>/build/..., which the service serves)
+  if (course) base = `${base}course/${encodeURIComponent(course)}/`;
   return {
     requestKernel: true,
     binderOptions: {

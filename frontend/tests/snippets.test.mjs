@@ -20,6 +20,21 @@ const target = (text, overrides) => {
   return overrides ? withOverrides(parsed.target, overrides).target : parsed.target;
 };
 
+describe("a registered course's links", () => {
+  test("the launch link, the badge's link and thebe's binderUrl carry the course key", () => {
+    const t = target("https://github.com/physics/lab-notebooks/tree/main");
+    const link = launchUrl(BASE, t, { course: "k3y_-abcdefghijklmnop" });
+    assert.equal(link,
+      "https://binder.example.org/v2/gh/physics/lab-notebooks/main?course=k3y_-abcdefghijklmnop");
+    assert.match(badgeMarkdown(BASE, link), /\?course=k3y_-abcdefghijklmnop\)$/);
+    assert.equal(thebeConfig(BASE, t, { course: "k3y_-abcdefghijklmnop" }).binderOptions.binderUrl,
+      "https://binder.example.org/course/k3y_-abcdefghijklmnop");
+    assert.match(thebeHead(BASE, t, { course: "abc" }), /"binderUrl": "https:\/\/binder.example.org\/course\/abc"/);
+    // without a course nothing changes
+    assert.equal(thebeConfig(BASE, t).binderOptions.binderUrl, "https://binder.example.org");
+  });
+});
+
 describe("launch URLs", () => {
   test("a notebook opens with labpath, slashes kept readable", () => {
     assert.equal(launchUrl(BASE, target("https://github.com/o/r/blob/main/nb/intro.ipynb")),

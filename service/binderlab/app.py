@@ -34,6 +34,7 @@ from binderlab.builders.repo2docker import Builder, Repo2DockerBuilder
 from binderlab.contract import (
     image_prefix_trait,
 )
+from binderlab.courses.manager import Courses
 from binderlab.fingerprint.worker import FingerprintWorker
 from binderlab.gpus.allocator import (
     GPUAllocator,
@@ -41,6 +42,7 @@ from binderlab.gpus.allocator import (
     NvidiaSmiGPUInventory,
     StaticGPUInventory,
 )
+from binderlab.gpus.budgets import GPUBudgets
 from binderlab.launch.launchlog import LaunchLog
 from binderlab.launch.limits import LaunchLimits
 from binderlab.launch.pipeline import Pipeline
@@ -52,6 +54,7 @@ from binderlab.repos.providers import RepoProvider
 from binderlab.resources import frontend_dir
 from binderlab.sessions.launcher import HubLauncher, Launcher
 from binderlab.sessions.lifecycle import SessionLifecycle
+from binderlab.sessions.temporary import TemporaryUserReaper
 from binderlab.sessions.trackers import (
     DockerSessionTracker,
     KubernetesSessionTracker,
@@ -91,8 +94,10 @@ class BinderLab(Application):
         classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
-                   GitHubWebhookPolicy, KubernetesSessionTracker, *ARCHIVE_PROVIDERS,
-                   FingerprintWorker, RepoDiskBudget, WarmPool, HubPoolBackend]
+                   GPUBudgets, GitHubWebhookPolicy, KubernetesSessionTracker, *ARCHIVE_PROVIDERS,
+                   FingerprintWorker, RepoDiskBudget, TemporaryUserReaper, WarmPool,
+                   HubPoolBackend]
+        classes.append(Courses)  # courses/: the Courses options
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
@@ -179,6 +184,13 @@ class BinderLab(Application):
         one named server of theirs per repository (a second launch returns to it), and
         per-client limits count a logged-in user by hub name instead of address. Who can
         log in is the hub's authenticator (c.UpApp.hub_config_overlay).""",
+    ).tag(config=True)
+
+    instructor_group = Unicode(
+        contract.INSTRUCTOR_GROUP,
+        help="""The JupyterHub group whose members are instructors (default 'instructors'):
+        an LMS launch puts people with an instructor role in it (c.CourseLaunch in the hub
+        config; `binderlab up` passes this name on), and /api/user says `instructor`.""",
     ).tag(config=True)
 
     trusted_proxies = List(
@@ -331,6 +343,7 @@ class BinderLab(Application):
         self.init_pipeline()
         self.init_pool()
         self.init_records()
+        self.init_courses()
         self.init_tornado()
 
     def init_logging(self):
@@ -399,6 +412,7 @@ class BinderLab(Application):
         self.gpus = GPUAllocator(parent=self, log=self.log, devices=devices,
                                  tracker=self.sessions,
                                  state_file=self.state_path / "gpu-reservations.json",
+                                 budget_file=self.state_path / "gpu-budgets.json",
                                  ) if devices else None
         if devices:
             self.log.info("GPUs: %s", ", ".join(f"{d.id} ({d.name})" for d in devices))
@@ -461,6 +475,10 @@ class BinderLab(Application):
         self.pipeline.records = self.records
         self.pipeline.rebuild_from_records = self.rebuild_from_records
 
+    def init_courses(self):
+        """Registered courses (courses/): their allowance joins the launch limits."""
+        self.courses = Courses(self)
+
     def init_eviction(self):
         self.evictor = None if self.engine is None else ImageEvictor(
             self.engine, self.index, self.image_prefix, self.image_disk_budget_gb * 1e9,
@@ -517,6 +535,10 @@ class BinderLab(Application):
         self.lifecycle.start()
         if self.pool is not None:
             self.pool.start()
+        if self.authentication != "none" and hasattr(self.launcher, "username_prefix"):
+            # the culler keeps logged-in users; temporary ones go here (sessions/temporary.py)
+            self.background_task(TemporaryUserReaper(self.launcher, parent=self).run())
+        self.background_task(self.courses.run())  # prebuilds and pool fill per window
         if self.gpus is not None and self.launcher is not None:
             self.background_task(self.gpus.run(self.launcher))
         self.log.info("binder service at %s", self.public_url)

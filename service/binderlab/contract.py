@@ -42,6 +42,12 @@ LABEL_USER = "binderlab.user"  # the hub user the session runs as
 LABEL_REPO_KEY = "binderlab.repo-key"  # '<provider>/<repo>' the session was launched from
 LABEL_CLIENT = "binderlab.client"  # the address that launched it
 LABEL_GPUS = "binderlab.gpus"  # comma-separated device IDs the session holds
+# --- persistent volumes of logged-in users (Docker volumes; PVCs on Kubernetes) ---------
+LABEL_STORAGE = "binderlab.storage"  # STORAGE_USER on a user's volume (`binderlab volumes`)
+STORAGE_USER = "user"
+# the image prefix of the binderlab host whose spawner created a volume: two hosts (or test
+# runs) on one engine each see and remove only their own (`binderlab volumes`)
+LABEL_IMAGE_PREFIX = "binderlab.image-prefix"
 # Docker states in which a session container still counts (its GPUs held, its quota used)
 LIVE_STATES = ("created", "running", "restarting", "paused")
 
@@ -63,6 +69,9 @@ OPT_CONTENT_URL = "content_url"
 # a warm-pool session (sessions/pool.py): started without content and without GPUs; the
 # commit's files go in when a launch claims it
 OPT_POOLED = "pooled"
+# logged-in sessions: the commit whose files are merged into the user's persistent folder
+# (any image kind; OPT_CONTENT is the overlay of environment-keyed images only)
+OPT_UPSTREAM = "upstream"
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")  # a full git commit SHA-1
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")  # a launch token (URL-safe)
@@ -129,6 +138,7 @@ class SessionOptions:
     repo_key: str = ""
     client: str = ""
     content: str | None = None  # commit whose files overlay an environment-keyed image
+    upstream: str | None = None  # commit merged into a logged-in user's persistent folder
     gpus: list[str] = field(default_factory=list)
     gpu_signature: str = ""
     pooled: bool = False  # a warm-pool session: no content yet, never GPUs
@@ -143,6 +153,8 @@ class SessionOptions:
         }
         if self.content is not None:
             options[OPT_CONTENT] = self.content
+        if self.upstream is not None:
+            options[OPT_UPSTREAM] = self.upstream
         if self.gpus:
             options[OPT_GPUS] = list(self.gpus)
             options[OPT_GPU_SIGNATURE] = self.gpu_signature
@@ -170,6 +182,9 @@ class SessionOptions:
         content = options.get(OPT_CONTENT)
         if content is not None and not is_commit(content):
             raise OptionsError("user_options.content must be a full commit SHA.")
+        upstream = options.get(OPT_UPSTREAM)
+        if upstream is not None and not is_commit(upstream):
+            raise OptionsError("user_options.upstream must be a full commit SHA.")
         gpus = options.get(OPT_GPUS) or []
         signature = str(options.get(OPT_GPU_SIGNATURE, ""))
         if gpus:
@@ -186,13 +201,14 @@ class SessionOptions:
             raise OptionsError("A pooled session starts without GPUs and without content.")
         known = {OPT_IMAGE, OPT_TOKEN, OPT_REPO_URL, OPT_REF, OPT_PROVIDER, OPT_SPEC,
                  OPT_REPO_KEY, OPT_CLIENT, OPT_CONTENT, OPT_GPUS, OPT_GPU_SIGNATURE,
-                 OPT_POOLED}
+                 OPT_POOLED, OPT_UPSTREAM}
         return cls(
             image=image, token=token,
             repo_url=str(options.get(OPT_REPO_URL, "")), ref=str(options.get(OPT_REF, "")),
             provider=str(options.get(OPT_PROVIDER, "")), spec=str(options.get(OPT_SPEC, "")),
             repo_key=str(options.get(OPT_REPO_KEY, "")), client=str(options.get(OPT_CLIENT, "")),
-            content=content, gpus=list(gpus), gpu_signature=signature, pooled=pooled,
+            content=content, upstream=upstream, gpus=list(gpus), gpu_signature=signature,
+            pooled=pooled,
             extra={k: v for k, v in options.items() if k not in known},
         )
 
@@ -215,6 +231,11 @@ ENV_AUTHENTICATION = "BINDERLAB_AUTHENTICATION"
 SERVICE_NAME = "binderlab"  # the binder service's name in the hub's services list
 AUTHENTICATION_MODES = ("none", "required", "optional")
 CLIENT_USER_PREFIX = "user:"  # a logged-in client is counted by this plus its hub name
+# Logged-in mode: the JupyterHub group of the people who teach (an LMS launch puts users with
+# an instructor role in it; c.BinderLab.instructor_group names it, `binderlab up` passes it on)
+INSTRUCTOR_GROUP = "instructors"
+ENV_INSTRUCTOR_GROUP = "BINDERLAB_INSTRUCTOR_GROUP"
+ENV_SERVICE_URL = "BINDERLAB_SERVICE_URL"  # the binder service's public URL, for the hub
 
 
 def oauth_callback_url(public_url: str) -> str:

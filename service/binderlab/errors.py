@@ -13,6 +13,8 @@ class LaunchError(Exception):
     ref, refused host), 5xx when binderlab or something it depends on failed.
     """
 
+    fields: dict = {}  # extra fields of the failed event (a limit's renews_at, retry_after)
+
     def __init__(self, message: str, status_code: int = 400):
         super().__init__(message)
         self.status_code = status_code

@@ -3,7 +3,7 @@
 "What this run started" is identified positively, since other runs share the machine and
 the engine: every process the run starts inherits ``BINDERLAB_MARK_TEST_RUN=<run id>`` (set
 here, before any test; JupyterHub's services get it through jupyterhub_config.py's
-``BINDERLAB_MARK_*`` rule), and the containers, networks and images the run creates carry
+``BINDERLAB_MARK_*`` rule), and the containers, networks, volumes and images the run creates carry
 the run id in their image prefix or name, or the label ``binderlab.test.run=<run id>``
 (``Service`` uses ``image_prefix()``; a test creating its own should use ``name()`` or
 ``LABEL``). The check is a pytest plugin (tests/conftest.py loads it): when something is
@@ -35,7 +35,8 @@ def name(what: str) -> str:
 
 
 def find(client=None) -> list[str]:
-    """What this run left: processes (other than this one), containers, networks, images."""
+    """What this run left: processes (other than this one), containers, networks, volumes
+    (users' persistent ones), images."""
     left = [f"process {p.pid}: {p.command[:160]}" for p in marked(MARK, RUN_ID)]
     if client is None:
         return left
@@ -54,6 +55,11 @@ def find(client=None) -> list[str]:
     for n in client.api.networks():
         if ours([n.get("Name", "")], n.get("Labels")):
             left.append(f"network {n.get('Name')}")
+    for v in client.api.volumes().get("Volumes") or []:
+        labels = v.get("Labels") or {}
+        # a logged-in user's volume names the image prefix (the run id) of its service
+        if ours([v.get("Name", ""), labels.get("binderlab.image-prefix", "")], labels):
+            left.append(f"volume {v.get('Name')}")
     for i in client.api.images():
         tags = [t for t in i.get("RepoTags") or [] if t != "<none>:<none>"]
         if ours(tags, i.get("Labels")):

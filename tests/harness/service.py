@@ -125,7 +125,8 @@ c.UpApp.keep_sessions_on_exit = False
 
 
 def remove_prefix(client, prefix: str) -> None:
-    """Remove the containers and images of one image prefix (a test's or bench's service).
+    """Remove the containers, volumes and images of one image prefix (a test's or bench's
+    service).
 
     From the low-level lists (one call each): other runs on the same engine remove their
     containers meanwhile, which must not fail this clean-up."""
@@ -135,6 +136,13 @@ def remove_prefix(client, prefix: str) -> None:
                 client.api.remove_container(container["Id"], force=True)
             except docker.errors.NotFound:
                 pass
+    # logged-in users' volumes of that service (their spawner labels them with the prefix)
+    for volume in client.api.volumes(
+            filters={"label": f"binderlab.image-prefix={prefix}"}).get("Volumes") or []:
+        try:
+            client.api.remove_volume(volume["Name"], force=True)
+        except docker.errors.NotFound:
+            pass
     for image in client.api.images():
         for tag in image.get("RepoTags") or []:
             if tag.startswith(prefix):

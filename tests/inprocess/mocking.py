@@ -118,6 +118,7 @@ class FakeLauncher(Launcher):
         super().__init__(**kwargs)
         self.gate = Gate()
         self.launched: list[dict] = []  # user_options of every launch, in order
+        self.stopped: list[dict] = []  # labels of the sessions stop_session stopped
 
     def api_url(self, path: str) -> str:
         return f"{self.hub_url}/hub/api/{path.lstrip('/')}"
@@ -129,14 +130,16 @@ class FakeLauncher(Launcher):
     async def check(self) -> dict:
         return {"ok": True, "version": "fake"}
 
-    async def launch(self, image: str, user_options: dict):
-        username = "fake-" + secrets.token_hex(4)
+    async def launch(self, image: str, user_options: dict, owner: str = ""):
+        # a logged-in user's session runs as that user (a named server per repository)
+        username = owner or "fake-" + secrets.token_hex(4)
+        key = f"{owner}--{user_options.get('repo_key', '')}" if owner else username
         self.launched.append({"image": image, "username": username, **user_options})
         yield {"phase": "launching", "message": f"Starting a session as {username}\n"}
         await self.gate.pass_()
         if self.fail_with:
             raise LaunchError(self.fail_with, 500)
-        self.tracker.running[username] = Session(
+        self.tracker.running[key] = Session(
             {LABEL_USER: username, LABEL_REPO_KEY: user_options.get("repo_key", ""),
              LABEL_CLIENT: user_options.get("client", ""),
              LABEL_GPUS: ",".join(user_options.get("gpus", []))}, image, None)
@@ -148,6 +151,14 @@ class FakeLauncher(Launcher):
 
     async def stop(self, username: str) -> None:
         self.tracker.running.pop(username, None)
+
+    async def stop_session(self, labels: dict) -> None:
+        """That one session (a logged-in user's other sessions stay), as the hub's is."""
+        self.stopped.append(dict(labels))
+        for key, session in list(self.tracker.running.items()):
+            if all(session.labels.get(k) == labels.get(k) for k in (LABEL_USER,
+                                                                     LABEL_REPO_KEY)):
+                del self.tracker.running[key]
 
 
 class FakeFingerprintWorker:
@@ -182,8 +193,9 @@ class MockBinderLab(BinderLab):
 
     async def stop(self):
         self.http_server.stop()
-        if getattr(self, "pool", None) is not None:
-            await self.pool.close()
+        close = getattr(getattr(self, "pool", None), "close", None)
+        if close is not None:  # the real WarmPool (tests may put a stand-in there)
+            await close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -15,10 +15,13 @@ from traitlets.config import Application
 from binderlab._version import __version__
 from binderlab.app import BinderLab
 from binderlab.builders.preflight import builder_checks
+from binderlab.commands.course import CourseApp
 from binderlab.commands.down import DownApp
 from binderlab.commands.preflight import EngineFirst, require
 from binderlab.commands.up import UpApp
+from binderlab.commands.volumes import VolumesApp
 from binderlab.errors import LaunchError, RepositoryError
+from binderlab.fingerprint.startscript import write_env_context
 from binderlab.launch.pipeline import LaunchRequest
 
 
@@ -107,6 +110,9 @@ class BuildApp(EngineFirst, BinderLab):
             str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()]
 
         async def source(dest: Path):
+            if fp.kind == "env":  # the environment files and a start script's placeholder
+                write_env_context(path, dest, files, fp.start)
+                return
             for name in files:
                 (dest / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path / name, dest / name)
@@ -150,6 +156,8 @@ class EnvHashApp(Application):
         print(f"build pack:  {fp['buildpack']}")
         if fp["kind"] == "env":
             print("defined by:  " + (", ".join(fp["files"]) or "repo2docker's defaults"))
+            if fp.get("start"):
+                print(f"start:       {fp['start']} (runs from the session's content)")
         else:
             print(f"keyed by the git tree: {fp['reason']}")
 
@@ -169,6 +177,8 @@ class BinderLabCommand(Application):
         "serve": (BinderLab, "Run the binder service only (JupyterHub runs elsewhere)."),
         "build": (BuildApp, "Build or find a repository's image and print its name."),
         "env-hash": (EnvHashApp, "Print a checkout's environment fingerprint and its files."),
+        "course": (CourseApp, "Manage courses with seats: add, list, show, remove."),
+        "volumes": (VolumesApp, "List or remove logged-in users' persistent volumes."),
     }
 
     def start(self):

@@ -11,6 +11,7 @@ from pathlib import Path
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Float, Unicode, default
 
+from binderlab import contract
 from binderlab.app import BinderLab
 from binderlab.builders.preflight import builder_checks
 from binderlab.commands import processes
@@ -89,6 +90,7 @@ class UpApp(EngineFirst, BinderLab):
                           content_dir=str(self.state_path / "content"),
                           signing_key=self.launcher.api_token,
                           authentication=self.authentication).to_env(),
+            contract.ENV_INSTRUCTOR_GROUP: self.instructor_group,
             "BINDERLAB_HUB_CONFIG_OVERLAY": os.path.abspath(self.hub_config_overlay)
             if self.hub_config_overlay else "",
             "CONFIGPROXY_AUTH_TOKEN": _secret(state / "proxy-token"),

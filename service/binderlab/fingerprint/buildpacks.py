@@ -6,11 +6,13 @@ steps after that ("assemble" scripts, postBuild, start, a Dockerfile) can read a
 So, using repo2docker's own build-pack API on the checkout, with the same configuration the
 builder uses:
 
-- if the picked build pack has assemble, postBuild or start steps, or is a Dockerfile, the
-  key is the git tree hash (kind "tree"): the whole content defines the image;
+- if the picked build pack has assemble or postBuild steps, or is a Dockerfile, the key is
+  the git tree hash (kind "tree"): the whole content defines the image;
 - otherwise the key (kind "env") is a sha256 over the canonical form of every file the
   build pack copies or reads, the Dockerfile repo2docker renders for it (base image,
-  build-pack scripts, repo2docker version) and the build arguments. As a check, the
+  build-pack scripts, repo2docker version, and the path of a `start` script, which runs
+  when the session starts: its content comes with the session, see startscript.py) and the
+  build arguments. As a check, the
   Dockerfile is rendered again from a context holding only those files; if it differs, the
   key falls back to the tree hash. Correctness first.
 
@@ -29,6 +31,8 @@ from contextlib import chdir
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from binderlab.fingerprint.startscript import relative_start, write_env_context
+
 ENV_FILE_RE = re.compile(r"(^|/)environment\.ya?ml$")
 HASH_COMMENT_FILES = {"apt.txt", "runtime.txt", "install.R", "Pipfile", "Project.toml",
                       "Manifest.toml", "REQUIRE"}
@@ -42,6 +46,9 @@ class Fingerprint:
     buildpack: str
     files: list[str] = field(default_factory=list)
     reason: str = ""
+    # an env-keyed image's start script ("binder/start"): its path is part of the key, its
+    # content comes from the session's content overlay; "" when there is none
+    start: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -233,26 +240,26 @@ def compute(checkout: str, tree_hash: str, r2d_args: list[str], env_context: str
         return tree("the repository has a Dockerfile")
     if found.post_build:
         return tree("postBuild runs with the whole repository")
-    if found.start:
-        return tree("a start script runs with the whole repository")
     if found.assemble:
         return tree("the build installs from the repository's content "
                     "(setup.py, pyproject.toml, local requirements, ...)")
 
-    files = sorted(set(found.preassemble_files) | found.opened)
+    start = relative_start(found.start)
+    files = sorted((set(found.preassemble_files) | found.opened) - {start})
     root = checkout_path.resolve()
     # a symlink could point outside the checkout: its target must not reach a build context
     if any((checkout_path / f).resolve() != root / f for f in files):
         return tree("an environment file is a symbolic link")
+    if start and ((checkout_path / start).is_symlink() or not (checkout_path / start).is_file()):
+        # repo2docker's chmod would follow the link (or fail on a directory) at build time:
+        # keep its exact behaviour by building from the whole content
+        return tree("the start script is a symbolic link or not a file")
     if any((checkout_path / f).stat().st_size > MAX_ENV_FILE_BYTES for f in files):
         return tree("an environment file is larger than 1 MiB")
     # the check: an env-only context must give repo2docker exactly the same Dockerfile
     context = Path(env_context) if env_context else Path(checkout + ".env-check")
     shutil.rmtree(context, ignore_errors=True)
-    context.mkdir(parents=True)
-    for f in files:
-        (context / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(checkout_path / f, context / f, follow_symlinks=False)
+    write_env_context(checkout_path, context, files, start)
     try:
         again = _inspect(context, r2d)
     except Exception:
@@ -266,12 +273,12 @@ def compute(checkout: str, tree_hash: str, r2d_args: list[str], env_context: str
     digest = hashlib.sha256()
     digest.update(json.dumps({
         "repo2docker": r2d.version, "base_image": r2d.base_image, "buildpack": name,
-        "dockerfile": dockerfile, "build_args": _build_args(r2d),
+        "dockerfile": dockerfile, "build_args": _build_args(r2d), "start": start,
     }, sort_keys=True).encode())
     for f in files:
         digest.update(f"\0{f}\0".encode())
         digest.update(canonical(f, (checkout_path / f).read_bytes()).encode())
-    return Fingerprint("env", digest.hexdigest()[:40], name, files).as_dict()
+    return Fingerprint("env", digest.hexdigest()[:40], name, files, start=start).as_dict()
 
 
 def main(argv=None):

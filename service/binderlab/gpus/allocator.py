@@ -19,6 +19,7 @@ from traitlets.config import LoggingConfigurable
 
 from binderlab.contract import LABEL_CLIENT, LABEL_GPUS, LABEL_REPO_KEY, LABEL_USER, matches
 from binderlab.errors import LaunchError
+from binderlab.gpus.budgets import GPUBudgets
 from binderlab.gpus.inventories import (  # noqa: F401 (the app and tests import them here)
     GPUDevice,
     GPUInventory,
@@ -66,6 +67,12 @@ class GPUAllocator(LoggingConfigurable):
     max_gpus_per_user = Integer(
         1, help="""Most GPUs one user holds at once, over all their sessions (default 1).
         Anonymous launches count per client address.""").tag(config=True)
+    max_queued_per_user = Integer(
+        1, help="""Most launches one logged-in user may have waiting in the GPU queue at
+        once (default 1), so one person's requests cannot push the people behind them back;
+        more are refused (429) until the waiting one got its GPU. 0: no limit. Anonymous
+        launches are bounded by max_gpus_per_user per address, as before.""",
+    ).tag(config=True)
     max_gpus_per_repo = Integer(
         0, help="Most GPUs the sessions of one repository hold at once; 0 (default): no cap."
     ).tag(config=True)
@@ -100,8 +107,11 @@ class GPUAllocator(LoggingConfigurable):
         "min; GPUs are scarce); 0: no limit.").tag(config=True)
 
     def __init__(self, *, devices: list[GPUDevice], tracker, state_file: Path | None = None,
-                 **kwargs):
+                 budget_file: Path | None = None, **kwargs):
         super().__init__(**kwargs)
+        # GPU-time budgets per person (gpus/budgets.py): charged on every reconcile
+        self.budgets = GPUBudgets(parent=self, log=self.log, state_file=budget_file)
+        self.exhausted: set[str] = set()  # people holding GPUs with no budget left
         self.devices = devices
         self.tracker = tracker  # sessions.SessionTracker
         self.held: dict[str, dict] = {}  # device -> labels of the container holding it
@@ -109,7 +119,7 @@ class GPUAllocator(LoggingConfigurable):
         self.queue: list[str] = []  # tickets waiting, first come first served
         self._changed = asyncio.Condition()
         self.sessions: list = []  # GPU sessions (sessions.Session), for time limits
-        self._stopping: set[str] = set()
+        self._stopping: set[tuple] = set()  # (user, repo key) of sessions being stopped
         metrics.GPUS_TOTAL.set(len(devices))
 
     # ---- policy: how many GPUs a launch gets, and whether it may have them ---------------
@@ -152,10 +162,32 @@ class GPUAllocator(LoggingConfigurable):
             raise LaunchError(f"You already hold or wait for {by_client} GPU(s); the limit "
                               f"per user is {self.max_gpus_per_user}. Stop a GPU session "
                               "first.", 429)
+        if (self.max_queued_per_user and self.budgets.person(client)
+                and self._queued(client) >= self.max_queued_per_user):
+            raise LaunchError(f"You already wait in the GPU queue with {self._queued(client)} "
+                              f"launch(es), the most one person may ({self.max_queued_per_user}"
+                              "); wait for it, or close its page, before launching another.",
+                              429)
         by_repo = self._share(LABEL_REPO_KEY, "repo_key", repo_key)
         if self.max_gpus_per_repo and by_repo + count > self.max_gpus_per_repo:
             raise LaunchError(f"Sessions of {repo_key} hold {by_repo} GPU(s); the limit per "
                               f"repository is {self.max_gpus_per_repo}.", 429)
+        if count:  # before any build or wait: a used-up budget renews at a known time
+            self.budgets.check(client)
+
+    def budget_event(self, client: str, devices: int) -> dict | None:
+        """The ready event's gpu_budget for a GPU session of ``client`` that just started
+        with ``devices``; None when no budget applies."""
+        left = self.budgets.left(client)
+        if left is None:
+            return None
+        # the rest runs out at the rate of every device the person holds now
+        holding = sum(1 for labels in self.held.values() if labels.get(LABEL_CLIENT) == client)
+        return left.as_event(self.budgets.clock(), max(devices, holding))
+
+    def _queued(self, client: str) -> int:
+        """Launches of ``client`` waiting in the queue (claims without devices yet)."""
+        return sum(1 for c in self.book.claims.values() if c.client == client and not c.devices)
 
     def _share(self, label: str, attr: str, value: str) -> int:
         """GPUs held, reserved or waited for under one client or repository (a device both
@@ -186,6 +218,11 @@ class GPUAllocator(LoggingConfigurable):
             self.held, self.sessions = held, sessions
             self.book.drop_recovered(set(held))
             self._changed.notify_all()
+            # who holds which device, from containers and reservations alike: a budget is
+            # charged from the reservation on, until neither holds the device
+            owners = {d: labels.get(LABEL_CLIENT, "") for d, labels in held.items()}
+            owners.update({d: c.client for c in self.book.claims.values() for d in c.devices})
+            self.exhausted = self.budgets.charge(owners)
         self._update_metrics()
 
     @property
@@ -271,12 +308,24 @@ class GPUAllocator(LoggingConfigurable):
         while True:
             try:
                 await self.reconcile()
+                self.enforce_budgets(launcher)
                 if time.monotonic() >= next_limits:
                     next_limits = time.monotonic() + self.limits_interval
                     await self.enforce_limits(launcher)
             except Exception:
                 self.log.exception("GPU reconcile failed")
             await asyncio.sleep(self.reconcile_interval)
+
+    def enforce_budgets(self, launcher) -> None:
+        """Stop the GPU sessions of people whose GPU time is used up (at the reconcile
+        after it ran out; the ready event told them when that would be)."""
+        for session in self.sessions:
+            client = session.labels.get(LABEL_CLIENT, "")
+            key = (session.labels.get(LABEL_USER), session.labels.get(LABEL_REPO_KEY))
+            if client in self.exhausted and key[0] and key not in self._stopping:
+                self.log.info("Stopping the GPU session of %s (%s): GPU budget used up",
+                              client, session.labels.get(LABEL_REPO_KEY, ""))
+                self._stop(launcher, session.labels)
 
     async def enforce_limits(self, launcher) -> None:
         now = time.time()
@@ -285,7 +334,7 @@ class GPUAllocator(LoggingConfigurable):
         starting = {d for c in self.book.claims.values() if not c.recovered for d in c.devices}
         for session in list(self.sessions):
             user = session.labels.get(LABEL_USER)
-            if not user or user in self._stopping:
+            if not user or (user, session.labels.get(LABEL_REPO_KEY)) in self._stopping:
                 continue
             if starting & set(session.labels.get(LABEL_GPUS, "").split(",")):
                 continue
@@ -293,22 +342,24 @@ class GPUAllocator(LoggingConfigurable):
             if self.gpu_max_age and started and now - started > self.gpu_max_age:
                 self.log.info("Stopping the GPU session of %s: running for more than %.0f s",
                               user, self.gpu_max_age)
-                self._stop(launcher, user)
+                self._stop(launcher, session.labels)
                 continue
             if self.gpu_idle_timeout:
                 last = timestamp(await launcher.last_activity(user) or "")
                 if last and started and now - max(last, started) > self.gpu_idle_timeout:
                     self.log.info("Stopping the GPU session of %s: idle for more than %.0f s",
                                   user, self.gpu_idle_timeout)
-                    self._stop(launcher, user)
+                    self._stop(launcher, session.labels)
 
-    def _stop(self, launcher, user: str) -> None:
-        """Stop a session in the background (reconciling goes on meanwhile), once."""
-        if user in self._stopping:
+    def _stop(self, launcher, labels: dict) -> None:
+        """Stop a session in the background (reconciling goes on meanwhile), once. The
+        launcher stops that session only (a logged-in user's other servers stay)."""
+        key = (labels.get(LABEL_USER), labels.get(LABEL_REPO_KEY))
+        if key in self._stopping:
             return
-        self._stopping.add(user)
-        task = asyncio.ensure_future(launcher.stop(user))
-        task.add_done_callback(lambda _: self._stopping.discard(user))
+        self._stopping.add(key)
+        task = asyncio.ensure_future(launcher.stop_session(labels))
+        task.add_done_callback(lambda _: self._stopping.discard(key))
 
     def status(self) -> dict:
         return {"total": len(self.devices), "in_use": len(self.busy()),

@@ -29,6 +29,7 @@ class LaunchRequest:
     from_page: bool = False  # carries a valid loading-page ticket (see limits.py)
     spec: RepoSpec | None = None  # parsed already (the handler checks it before streaming)
     user: str = ""  # the logged-in hub user whose launch this is; '': anonymous
+    course: str = ""  # a course's key (?course=...): its launch allowance (courses/)
 
 
 @dataclass

@@ -39,6 +39,9 @@ BINDER_REQUEST = "binder_request"
 BINDER_PERSISTENT_REQUEST = "binder_persistent_request"
 GPUS = "gpus"  # ready: the device IDs the session got (absent for CPU sessions)
 ENVIRONMENT_URL = "environment_url"  # ready: the environment record (GET, HTML or JSON)
+GPU_BUDGET = "gpu_budget"  # ready: a logged-in GPU session's time left (gpus/budgets.py)
+RENEWS_AT = "renews_at"  # failed (429 of a limit): when launching is allowed again, RFC 3339
+RETRY_AFTER = "retry_after"  # failed (429 of a limit): seconds until then
 
 SCHEMA_FILE = Path(__file__).with_name("events.schema.json")
 
@@ -56,8 +59,9 @@ def event(phase: str, message: str, **fields) -> dict:
     return {PHASE: phase, MESSAGE: message, **fields}
 
 
-def failed(message: str, status_code: int) -> dict:
-    return event(FAILED, message, **{STATUS_CODE: status_code})
+def failed(message: str, status_code: int, **fields) -> dict:
+    """``fields``: a refusal's own (a used-up budget's RENEWS_AT and RETRY_AFTER)."""
+    return event(FAILED, message, **{STATUS_CODE: status_code}, **fields)
 
 
 def waiting(position: int, message: str) -> dict:

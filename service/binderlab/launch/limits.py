@@ -30,8 +30,9 @@ from collections import OrderedDict, deque
 from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from binderlab.contract import matches
+from binderlab.contract import CLIENT_USER_PREFIX, matches
 from binderlab.errors import LaunchError
+from binderlab.gpus.budgets import rfc3339
 
 
 class LaunchLimits(LoggingConfigurable):
@@ -65,6 +66,15 @@ class LaunchLimits(LoggingConfigurable):
     ).tag(config=True)
     max_sessions_per_repo = Integer(
         0, help="Most sessions of one repository at once; 0 (default): no quota."
+    ).tag(config=True)
+    max_sessions_per_user = Integer(
+        0, help="""Most sessions (named servers, one per repository) one logged-in user may
+        have running or starting at once; 0 (default): no cap. Over it a launch of another
+        repository is refused (429) before anything is built; returning to a running
+        session is not a new one. Stopped servers do not count (JupyterHub's
+        named_server_limit_per_user counts them until deleted, which would lock out a
+        student after N repositories in a term). Anonymous launches are not capped per
+        address (see max_sessions).""",
     ).tag(config=True)
     ticket_max_age = Float(
         3600, help="Seconds a loading-page launch ticket stays valid (default 3600)."
@@ -162,11 +172,20 @@ class LaunchLimits(LoggingConfigurable):
 
     # ---- rate ---------------------------------------------------------------------------
 
-    def check_rate(self, client: str, repo_key: str, from_page: bool) -> None:
+    courses = None  # courses.allowance.CourseAllowance, set by the courses' start-up step
+
+    def check_rate(self, client: str, repo_key: str, from_page: bool, course_key: str = "",
+                   ref: str = "") -> None:
         """Count a launch from ``client``; refuse it over the allowance. Launches the host
-        starts itself (webhook prebuilds, the CLI) have no client and are not counted."""
+        starts itself (webhook prebuilds, the CLI) have no client and are not counted.
+        A launch with a course's key goes on the course's allowance first (courses/)."""
         if not client:
             return
+        not_course = ""
+        if course_key and self.courses is not None:
+            not_course = self.courses.admit(course_key, repo_key, ref)
+            if not not_course:
+                return
         if matches(repo_key, self.course_repos):
             kind, limit = "course", self.per_client_course
         elif from_page:
@@ -177,11 +196,16 @@ class LaunchLimits(LoggingConfigurable):
             return
         retry = self._count(self.client_key(client), kind, limit)
         if retry is not True:
-            raise LaunchError(
-                f"Too many launches from your address ({limit} in {self.window:g} s). Try "
+            who = "you" if client.startswith(CLIENT_USER_PREFIX) else "your address"
+            error = LaunchError(
+                f"Too many launches from {who} ({limit} in {self.window:g} s). Try "
                 f"again in {retry} s" + ("; launching from the repository's badge or "
-                                         "loading page allows more." if kind == "api" else "."),
+                                         "loading page allows more." if kind == "api" else ".")
+                + (f" The course key did not help: {not_course}." if not_course else ""),
                 429)
+            # as a used-up GPU budget says it: when, and in how long (the failed event)
+            error.fields = {"renews_at": rfc3339(time.time() + retry), "retry_after": retry}
+            raise error
 
     def _count(self, client: str, kind: str, limit: int):
         """Count one event of ``kind`` for ``client``: True if within ``limit`` per window,
@@ -211,6 +235,14 @@ class LaunchLimits(LoggingConfigurable):
         return True
 
     # ---- quotas -------------------------------------------------------------------------
+
+    def check_user_sessions(self, running_for_user: int) -> None:
+        """Refuse one more session of a logged-in user over max_sessions_per_user."""
+        if self.max_sessions_per_user and running_for_user >= self.max_sessions_per_user:
+            raise LaunchError(
+                f"You have {running_for_user} sessions running, the most one person may have "
+                f"here ({self.max_sessions_per_user}). Stop one from the hub's home page "
+                "(Control Panel), then launch again.", 429)
 
     def check_quota(self, running: int, running_for_repo: int, repo_key: str) -> None:
         if self.max_sessions and running >= self.max_sessions:

@@ -19,7 +19,7 @@ async def running_session(launcher, ctx: LaunchContext) -> dict | None:
     found = await running(ctx.request.user, ctx.repo_key)
     if found is None:
         return None
-    ctx.session = StartedSession(found[ev.URL], found[ev.TOKEN])
+    ctx.session = StartedSession(found[ev.URL], found[ev.TOKEN], list(found.get("gpus", [])))
     message = "Returning to your running session"
     if found.get("commit") and found["commit"] != ctx.commit:
         # the user's work is in that session: say what it runs rather than replace it

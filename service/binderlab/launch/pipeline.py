@@ -22,11 +22,13 @@ from pathlib import Path
 from binderlab import contract
 from binderlab.builders.base import Builder
 from binderlab.builders.cacheindex import CacheIndex
-from binderlab.contract import LABEL_REPO_KEY
+from binderlab.contract import CLIENT_USER_PREFIX, LABEL_CLIENT, LABEL_REPO_KEY
 from binderlab.errors import LaunchError, RepositoryError, outcome
 from binderlab.fingerprint.buildpacks import Fingerprint
+from binderlab.fingerprint.startscript import write_env_context
 from binderlab.fingerprint.worker import FingerprintWorker
 from binderlab.gpus.allocator import GPUAllocator, Reservation, launch_gpus
+from binderlab.gpus.budgets import duration
 from binderlab.launch import events as ev
 from binderlab.launch import owned
 from binderlab.launch.context import (  # noqa: F401 (LaunchRequest: the drivers' import)
@@ -109,7 +111,8 @@ class Pipeline:
         """Apply the host's limits, and resolve the ref to a commit."""
         if self.limits is not None:
             self.limits.check_spec(ctx.repo_key)
-            self.limits.check_rate(ctx.request.client, ctx.repo_key, ctx.request.from_page)
+            self.limits.check_rate(ctx.request.client, ctx.repo_key, ctx.request.from_page,
+                                   ctx.request.course, ctx.spec.ref)
         ctx.resolved = await ctx.request.provider.resolve(ctx.spec, self.blocked_networks)
 
     async def fetch(self, ctx: LaunchContext) -> None:
@@ -178,10 +181,7 @@ class Pipeline:
         with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
             checkout = Path(tmp) / "checkout"
             await self.mirrors.export(ctx.mirror, ctx.commit, checkout)
-            for name in fp.files:
-                (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(checkout / name, dest / name, follow_symlinks=False)
-            dest.mkdir(parents=True, exist_ok=True)
+            write_env_context(checkout, dest, fp.files, fp.start)
             if ctx.frozen:  # a rebuild from the environment record: the recorded pins
                 (dest / ctx.frozen[0]).write_text(ctx.frozen[1])
 
@@ -193,7 +193,8 @@ class Pipeline:
         if fp.kind == "env":
             yield ev.event(ev.FETCHING, "Environment defined by "
                            f"{', '.join(fp.files) or 'defaults'} ({fp.buildpack}): key "
-                           f"{fp.key[:12]}")
+                           f"{fp.key[:12]}"
+                           + (f"; {fp.start} runs from this commit" if fp.start else ""))
         else:
             yield ev.event(ev.FETCHING, f"Image keyed by the repository's content: {fp.reason}")
         if await self.builder.image_ready(plan.image, fp.key):
@@ -249,7 +250,7 @@ class Pipeline:
                 logging.getLogger("binderlab").error("Launch of %s/%s failed (%d): %s",
                                                      request.provider.prefix,
                                                      request.raw_spec, e.status_code, e)
-            yield ev.failed(str(e), e.status_code)
+            yield ev.failed(str(e), e.status_code, **e.fields)
         except Exception:
             # a defect, not the user's doing: say so, keep the details in the service log
             logging.getLogger("binderlab").exception("Launch of %s/%s crashed",
@@ -284,6 +285,8 @@ class Pipeline:
         returned = None  # a logged-in user's running session of this repository
         if not request.build_only:
             returned = await owned.running_session(self.launcher, ctx)
+        if not request.build_only and returned is None:
+            await self.check_user_sessions(ctx)  # before anything is built
         if not request.build_only and returned is None:  # else the session has its GPUs
             ctx.gpus = launch_gpus(self.gpus, ctx.repo_key, request.gpu, ctx.settings.gpu,
                                    request.client)
@@ -314,10 +317,16 @@ class Pipeline:
             **self.binder_links(ctx),
             **request.extra,
         }
-        if ctx.plan.kind == "env":
-            # the image holds the environment; the commit's files go in at launch
+        if ctx.plan.kind == "env" or ctx.request.user:
             await self.content_archive(ctx)
-            user_options[contract.OPT_CONTENT] = ctx.commit
+            if ctx.plan.kind == "env":
+                # the image holds the environment; the commit's files go in at launch
+                user_options[contract.OPT_CONTENT] = ctx.commit
+            if ctx.request.user:
+                # merged into the user's persistent folder, whatever the image's kind (a
+                # tree-keyed image's own copy may hold postBuild's changes: the archive
+                # is the commit's files)
+                user_options[contract.OPT_UPSTREAM] = ctx.commit
             serve = getattr(self.builder, "serve_content", None)  # the cluster's session pods
             if serve is not None:
                 user_options[contract.OPT_CONTENT_URL] = await serve(
@@ -330,7 +339,31 @@ class Pipeline:
                 async for event in self.start_session(ctx, user_options):
                     yield event
         record.status = "ready"
-        yield self.ready_event(ctx)
+        budget = self.gpus.budget_event(request.client, len(ctx.session.gpus)) \
+            if self.gpus is not None and ctx.session.gpus else None
+        if budget:  # said in advance: the session stops when the budget runs out
+            yield ev.event(ev.LAUNCHING, f"GPU time left this {budget['period']}: "
+                           f"{duration(budget['seconds_left'])}; this session stops at "
+                           f"{budget['stops_at']} unless you stop it earlier")
+        yield self.ready_event(ctx, budget)
+
+    def _user(self, ctx: LaunchContext) -> str:
+        """The client a per-user session cap counts ('' anonymous, or no cap)."""
+        client = ctx.request.client
+        if self.limits is None or not self.limits.max_sessions_per_user:
+            return ""
+        return client if client.startswith(CLIENT_USER_PREFIX) else ""
+
+    async def check_user_sessions(self, ctx: LaunchContext) -> None:
+        """A logged-in user's sessions (running, and launches of theirs starting) against
+        max_sessions_per_user; session_slot checks again as the session starts."""
+        user = self._user(ctx)
+        if user:
+            running = sum(1 for s in await self.sessions.sessions()  # this host's (prefix)
+                          if s.image.startswith(self.image_prefix)
+                          and s.labels.get(LABEL_CLIENT) == user)
+            self.limits.check_user_sessions(running + self._starting[CLIENT_USER_PREFIX
+                                                                     + user])
 
     @asynccontextmanager
     async def session_slot(self, ctx: LaunchContext):
@@ -340,24 +373,36 @@ class Pipeline:
         launches still starting count too, so concurrent launches cannot all see room for
         one.
         """
+        user = self._user(ctx)
         if self.limits is None or not (self.limits.max_sessions
-                                       or self.limits.max_sessions_per_repo):
+                                       or self.limits.max_sessions_per_repo or user):
             yield
             return
         key = ctx.repo_key
+        # launches starting, by repository and (prefixed again, so the two cannot meet)
+        # by user
+        user_key = CLIENT_USER_PREFIX + user if user else ""
         async with self._quota_lock:
             ours = [s for s in await self.sessions.sessions()
                     if s.image.startswith(self.image_prefix)]
             if self.pool is not None:  # warm sessions are the pool's, within its budget
                 ours = self.pool.user_sessions(ours)
             for_repo = sum(1 for s in ours if s.labels.get(LABEL_REPO_KEY) == key)
-            self.limits.check_quota(len(ours) + sum(self._starting.values()),
+            self.limits.check_quota(len(ours) + sum(self._starting[k] for k in self._starting
+                                                    if not k.startswith(CLIENT_USER_PREFIX)),
                                     for_repo + self._starting[key], key)
+            if user:
+                self.limits.check_user_sessions(
+                    sum(1 for s in ours if s.labels.get(LABEL_CLIENT) == user)
+                    + self._starting[user_key])
+                self._starting[user_key] += 1
             self._starting[key] += 1
         try:
             yield
         finally:
             self._starting[key] -= 1
+            if user:
+                self._starting[user_key] -= 1
 
     async def start_session(self, ctx: LaunchContext, user_options: dict):
         """Wait for GPUs if the launch gets some, then start the session (ctx.session)."""
@@ -398,7 +443,7 @@ class Pipeline:
             ev.BINDER_PERSISTENT_REQUEST: f"v2/{spec.provider}/{ctx.resolved.persistent_spec}",
         }
 
-    def ready_event(self, ctx: LaunchContext) -> dict:
+    def ready_event(self, ctx: LaunchContext, budget: dict | None = None) -> dict:
         spec, session = ctx.spec, ctx.session
         fields = {
             ev.URL: session.url,
@@ -411,4 +456,6 @@ class Pipeline:
         }
         if session.gpus:
             fields[ev.GPUS] = session.gpus
+        if budget:
+            fields[ev.GPU_BUDGET] = budget
         return ev.event(ev.READY, f"server running at {session.url}", **fields)

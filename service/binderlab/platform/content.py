@@ -12,18 +12,26 @@ from pathlib import Path
 def repo_dir_of(image_config: dict) -> str:
     """Where repo2docker put the repository in an image (its REPO_DIR), from the image's
     ``Config`` (docker inspect)."""
-    env = dict(item.split("=", 1) for item in image_config.get("Env") or [] if "=" in item)
+    env = image_env(image_config)
     return env.get("REPO_DIR") or image_config.get("WorkingDir") or "/home/jovyan"
 
 
-def owned_tar(path: Path, uid: int):
+def image_env(image_config: dict) -> dict[str, str]:
+    """An image's environment variables, from its ``Config`` (docker inspect)."""
+    return dict(item.split("=", 1) for item in image_config.get("Env") or [] if "=" in item)
+
+
+def owned_tar(path: Path, uid: int, executable: str = ""):
     """The tar at ``path`` with every entry owned by ``uid`` (git archive writes root), as
-    a file positioned at its start (spilled to disk when large, never all in memory)."""
+    a file positioned at its start (spilled to disk when large, never all in memory);
+    the regular file at ``executable`` (a path inside the tar) made executable."""
     out = tempfile.SpooledTemporaryFile(max_size=16 << 20)
     with tarfile.open(path) as src, tarfile.open(fileobj=out, mode="w") as dst:
         for member in src:
             member.uid = member.gid = uid
             member.uname = member.gname = ""
+            if executable and member.isreg() and member.name.removeprefix("./") == executable:
+                member.mode |= 0o111
             dst.addfile(member, src.extractfile(member) if member.isreg() else None)
     out.seek(0)
     return out

@@ -17,6 +17,10 @@ from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from binderlab.contract import (
+    CLIENT_USER_PREFIX,
+    LABEL_CLIENT,
+    LABEL_REPO_KEY,
+    LABEL_USER,
     OPT_GPU_SIGNATURE,
     OPT_GPUS,
     OPT_IMAGE,
@@ -70,6 +74,16 @@ class Launcher(LoggingConfigurable):
     async def check(self) -> dict:
         """Health of what the launcher depends on: {"ok": bool, ...}."""
         raise NotImplementedError
+
+    async def stop(self, username: str) -> None:
+        """Stop ``username``'s (temporary, anonymous) session."""
+        raise NotImplementedError
+
+    async def stop_session(self, labels: dict) -> None:
+        """Stop the one session whose container carries ``labels`` (GPU time limits and
+        budgets): a logged-in user's named server of that repository, never the user or
+        their other servers; an anonymous session with its temporary user."""
+        await self.stop(labels.get(LABEL_USER, ""))
 
 
 class HubLauncher(Launcher):
@@ -217,7 +231,9 @@ class HubLauncher(Launcher):
         if not (server and server.get("ready") and token):
             return None
         return {"phase": "ready", "url": self.session_url(server), "token": token,
-                "commit": server["user_options"].get(OPT_REF, "")}
+                "commit": server["user_options"].get(OPT_REF, ""),
+                # the devices it holds: a returning user is told their GPU time left too
+                "gpus": [str(g) for g in server["user_options"].get(OPT_GPUS) or []]}
 
     async def running(self, owner: str, repo_key: str) -> dict | None:
         """``owner``'s running session of ``repo_key`` (its ready event: url, token and
@@ -341,6 +357,15 @@ class HubLauncher(Launcher):
             return (await self.api("GET", f"/users/{quote(username)}")).get("last_activity")
         except LaunchError:
             return None
+
+    async def stop_session(self, labels: dict) -> None:
+        if not labels.get(LABEL_CLIENT, "").startswith(CLIENT_USER_PREFIX):
+            return await self.stop(labels.get(LABEL_USER, ""))
+        owner, name = labels.get(LABEL_USER, ""), server_name(labels.get(LABEL_REPO_KEY, ""))
+        try:  # the reaper removes the stopped container; the user and their files stay
+            await self.api("DELETE", f"/users/{quote(owner)}/servers/{quote(name)}")
+        except LaunchError as e:
+            self.log.warning("Could not stop %s's server %s: %s", owner, name, e)
 
     async def stop(self, username: str) -> None:
         """Stop ``username``'s session and remove the temporary user."""

@@ -40,7 +40,7 @@ from binderlab.contract import (
     content_archive,
 )
 from binderlab.errors import LaunchError
-from binderlab.platform.content import owned_tar, repo_dir_of
+from binderlab.platform.content import image_env, owned_tar, repo_dir_of
 from binderlab.sessions.pool import PoolBackend, WarmPool, WarmSession
 
 
@@ -77,6 +77,10 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
 
     async def start(self, image: str) -> WarmSession:
         launcher = self.launcher
+        if await self.runs_start_script(image):
+            # repo2docker's `start` runs when the container starts, from the commit's own
+            # files: a server started before the claim would have skipped it
+            raise LaunchError(f"{image} runs a start script at start-up: not pooled.", 400)
         username = self.username_prefix + secrets.token_hex(8)
         token = secrets.token_urlsafe(24)
         options = {OPT_IMAGE: image, OPT_TOKEN: token, OPT_POOLED: True}
@@ -154,6 +158,16 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
             ok = await self.engine.call(containers[0].put_archive, repo_dir_of(config), data)
         if not ok:
             raise LaunchError("Could not copy the repository content into the session.", 500)
+
+    async def runs_start_script(self, image: str) -> bool:
+        """Whether ``image`` names a start script (repo2docker's R2D_ENTRYPOINT)."""
+        if self.engine is None:
+            return False
+        try:
+            info = await self.engine.call(self.engine.client.api.inspect_image, image)
+        except docker.errors.NotFound:
+            return False
+        return bool(image_env(info.get("Config") or {}).get("R2D_ENTRYPOINT"))
 
     async def stop(self, session: WarmSession) -> None:
         await self.launcher.stop(session.username)

@@ -21,12 +21,13 @@ from binderlab.contract import (
     built_by_binderlab,
     content_archive,
 )
-from binderlab.platform.content import owned_tar, repo_dir_of
+from binderlab.platform.content import image_env, owned_tar, repo_dir_of
 from binderlab.platform.registry import split_image
 from binderlab.spawners.mixin import BinderLabSessionMixin
+from binderlab.spawners.persistent import UserVolumeMixin
 
 
-class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
+class BinderLabSpawner(UserVolumeMixin, BinderLabSessionMixin, DockerSpawner):
     """DockerSpawner for binderlab sessions: binderlab's images only, content overlay."""
 
     content_dir = Unicode(
@@ -70,10 +71,13 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         # self.image is the session's image from here on (DockerSpawner applied user_options)
         self.extra_create_kwargs = {**self.extra_create_kwargs,
                                     "user": await self.notebook_user()}
-        obj = await super().create_object()
         info = await self.docker("inspect_image", self.image)
         config = info.get("Config") or {}
         labels = config.get("Labels") or {}
+        if self.has_volume:  # a logged-in user's: their volume, the commit merged into it
+            await self.prepare_storage(self.check_user_options().upstream,
+                                       int(labels.get(LABEL_UID, "1000")))
+        obj = await super().create_object()
         # a warm-pool session gets its content when a launch claims it (sessions/pooled.py)
         if labels.get(LABEL_KIND) == KIND_ENV and not self.check_user_options().pooled:
             try:
@@ -90,10 +94,16 @@ class BinderLabSpawner(BinderLabSessionMixin, DockerSpawner):
         archive = content_archive(self.content_dir, commit)
         if not archive.is_file():
             raise web.HTTPError(404, f"The content of commit {commit} is not available.")
+        env = image_env(config)
         repo_dir = repo_dir_of(config)
         uid = int(labels.get(LABEL_UID, "1000"))
+        # repo2docker made the start script executable at build time; in an env-keyed image
+        # the commit's own script comes with the content, so it is made executable here
+        start = env.get("R2D_ENTRYPOINT", "")
+        prefix = repo_dir.rstrip("/") + "/"
+        start = start[len(prefix):] if start.startswith(prefix) else ""
         data = await asyncio.get_running_loop().run_in_executor(
-            None, owned_tar, archive, uid)
+            None, owned_tar, archive, uid, start)
         with data:
             self.log.info("Copying %s (%d kB) into %s:%s", archive.name,
                           archive.stat().st_size // 1024, container_id[:12], repo_dir)

@@ -17,22 +17,31 @@ from tornado import web
 from traitlets import Integer, Unicode
 
 from binderlab.contract import OPT_CONTENT_URL, SessionOptions
+from binderlab.spawners.kubestorage import KubeUserVolumeMixin
 from binderlab.spawners.mixin import BinderLabSessionMixin
 
+# The image's R2D_ENTRYPOINT (repo2docker's start script, expanded at build time) names a
+# file in the repository directory: the commit's own script replaces the image's, and is
+# made executable as repo2docker's build would have made it.
 OVERLAY_SCRIPT = """set -eu
 cp -a "$REPO_DIR/." /content/
 exec python3 -c '
-import sys, tarfile, urllib.request
+import os, sys, tarfile, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=300) as response:
     with tarfile.open(fileobj=response, mode="r|") as archive:
         if hasattr(tarfile, "data_filter"):
             archive.extraction_filter = tarfile.data_filter
         archive.extractall(sys.argv[2])
-' "$BINDER_CONTENT_URL" /content
+start, prefix = os.environ.get("R2D_ENTRYPOINT", ""), sys.argv[3].rstrip("/") + "/"
+if start.startswith(prefix):
+    path = os.path.join(sys.argv[2], start[len(prefix):])
+    if os.path.isfile(path) and not os.path.islink(path):
+        os.chmod(path, os.stat(path).st_mode | 0o111)
+' "$BINDER_CONTENT_URL" /content "$REPO_DIR"
 """
 
 
-class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
+class BinderLabKubeSpawner(KubeUserVolumeMixin, BinderLabSessionMixin, KubeSpawner):
     repo_dir = Unicode(
         "/home/jovyan",
         help="The repository directory in session images (repo2docker's REPO_DIR, the "
@@ -74,6 +83,9 @@ class BinderLabKubeSpawner(BinderLabSessionMixin, KubeSpawner):
             self.cmd = self.anonymous_command()
         if options.content:
             self.add_content_overlay(options)
+        if self.has_volume:  # a logged-in user's named server: their claim, merged into
+            self.add_user_volume(options.upstream,
+                                 self.content_url() if options.upstream else "")
 
     def get_env(self):
         return self.session_env(super().get_env())

@@ -1,6 +1,6 @@
 """HTTP handlers; each module ends with its ``default_handlers`` routes."""
 
-from binderlab.web import auth, badges, build, environment, hooks, pages, status
+from binderlab.web import auth, badges, build, courses, environment, hooks, lms, pages, status
 
 default_handlers = [
     *auth.default_handlers,
@@ -9,5 +9,7 @@ default_handlers = [
     *status.default_handlers,
     *badges.default_handlers,
     *environment.default_handlers,
+    *lms.default_handlers,
+    *courses.default_handlers,
     *pages.default_handlers,
 ]

@@ -13,6 +13,9 @@ from binderlab.web.base import BaseHandler
 
 
 class BuildHandler(BaseHandler):
+    route = "build"
+    course_key = ""  # from the course/<key>/ prefix (CourseBuildHandler)
+
     def initialize(self):
         self.closed = asyncio.Event()
 
@@ -63,7 +66,7 @@ class BuildHandler(BaseHandler):
             return
         if not self.wants_stream():
             raise web.HTTPError(400, "This is an event stream: send Accept: text/event-stream.")
-        provider, raw_spec = self.provider_and_spec("build", provider_prefix)
+        provider, raw_spec = self.provider_and_spec(self.route, provider_prefix)
         try:
             spec = provider.parse(raw_spec)  # the launch's only parse (refused before streaming)
         except LaunchError as e:
@@ -85,7 +88,8 @@ class BuildHandler(BaseHandler):
         request = LaunchRequest(provider, raw_spec, build_only=build_only,
                                 gpu=int(gpu) if gpu is not None else None,
                                 client=self.client, from_page=from_page, spec=spec,
-                                user=self.hub_user_name)
+                                user=self.hub_user_name,
+                                course=self.course_key or self.get_argument("course", ""))
         keepalive = asyncio.ensure_future(self.keepalive())
         events = asyncio.ensure_future(self.stream(request))
         left = asyncio.ensure_future(self.closed.wait())  # the client closed the stream
@@ -124,4 +128,14 @@ class BuildHandler(BaseHandler):
         self.set_status(204)
 
 
-default_handlers = [(r"build/([^/]+)/(.+)", BuildHandler)]
+class CourseBuildHandler(BuildHandler):
+    """``course/<key>/build/...``: the stream with a course's key in the path, for clients
+    that build the /build URL themselves from a base URL (thebe's ``binderUrl``, MyST)."""
+
+    async def get(self, key: str, provider_prefix: str, spec: str):
+        self.course_key, self.route = key, f"course/{key}/build"
+        await super().get(provider_prefix, spec)
+
+
+default_handlers = [(r"build/([^/]+)/(.+)", BuildHandler),
+                    (r"course/([A-Za-z0-9_-]+)/build/([^/]+)/(.+)", CourseBuildHandler)]

@@ -29,6 +29,9 @@ class LoadingPageHandler(BaseHandler):
         gpu = self.get_argument("gpu", None)
         if gpu is not None:
             params["gpu"] = gpu  # /build checks it and says what is wrong
+        course = self.get_argument("course", "")
+        if course:
+            params["course"] = course  # a course's launch allowance (courses/allowance.py)
         limits = getattr(self.binderlab, "limits", None)
         if limits is not None:
             # a person's page view: launches with it count against the allowance for people
