@@ -114,3 +114,28 @@ async def test_pool_users_need_their_own_prefix(tmp_path):
     assert app.pool.username_prefix == "pool-"
     assert app.pool.backend.prestart_kernel  # the hub backend, kernel pre-start on
     await app.shutdown()
+
+
+async def test_logged_in_launches_go_to_their_own_server():
+    """A logged-in user's session needs their volume mounted at creation: never a claim."""
+    from traitlets.config import Config
+
+    from binderlab.sessions.pool import WarmPool
+    from binderlab.sessions.pooled import launch_or_claim
+    from tests.inprocess.test_pool_inprocess import settle
+
+    c = Config()
+    c.WarmPool.memory_budget = c.WarmPool.session_memory = 1 << 20
+    pool = WarmPool(config=c, backend=FakePoolBackend())
+    pool.set_target("pinned", "img", 1)
+    await settle(pool)
+
+    class Launcher:
+        async def launch(self, image, user_options, owner=""):
+            yield {"phase": "ready", "url": f"http://hub/user/{owner}/", "token": "own"}
+
+    events = [e async for e in launch_or_claim(pool, Launcher(), "img", {}, owner="ada")]
+    assert events[-1]["url"] == "http://hub/user/ada/" and not pool.backend.claims
+    assert pool.status()["img"]["warm"] == 1
+    anonymous = [e async for e in launch_or_claim(pool, Launcher(), "img", {})]
+    assert anonymous[-1]["token"] != "own" and pool.backend.claims
