@@ -537,7 +537,9 @@ class BinderLab(Application):
             self.pool.start()
         if self.authentication != "none" and hasattr(self.launcher, "username_prefix"):
             # the culler keeps logged-in users; temporary ones go here (sessions/temporary.py)
-            self.background_task(TemporaryUserReaper(self.launcher, parent=self).run())
+            pool_prefix = (self.pool.username_prefix,) if self.pool is not None else ()
+            self.background_task(TemporaryUserReaper(self.launcher, pool_prefix,
+                                                     parent=self).run())
         self.background_task(self.courses.run())  # prebuilds and pool fill per window
         if self.gpus is not None and self.launcher is not None:
             self.background_task(self.gpus.run(self.launcher))
