@@ -107,7 +107,8 @@ def test_the_spawners_import_nothing_of_the_service():
                          check=True).stdout.split()
     assert "binderlab.spawners.docker" in out and "binderlab.spawners.kubernetes" in out
     allowed = {"binderlab", "binderlab._version", "binderlab.contract", "binderlab.platform",
-               "binderlab.platform.registry", "binderlab.spawners", "binderlab.spawners.docker",
+               "binderlab.platform.content", "binderlab.platform.registry", "binderlab.spawners",
+               "binderlab.spawners.docker",
                "binderlab.spawners.kubernetes", "binderlab.spawners.mixin",
                "binderlab.spawners.persistent", "binderlab.spawners.contentmerge",
                "binderlab.spawners.kubestorage"}

@@ -87,13 +87,16 @@ class BinderLab(Application):
             GitLabRepoProvider,
             GitRepoProvider,
         )
+        from binderlab.sessions.pool import WarmPool
+        from binderlab.sessions.pooled import HubPoolBackend
         from binderlab.web.hookpolicy import GitHubWebhookPolicy
 
         classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
                    GitLabRepoProvider, GistRepoProvider, Repo2DockerBuilder, HubLauncher,
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
                    GPUBudgets, GitHubWebhookPolicy, KubernetesSessionTracker, *ARCHIVE_PROVIDERS,
-                   FingerprintWorker, RepoDiskBudget, TemporaryUserReaper]
+                   FingerprintWorker, RepoDiskBudget, TemporaryUserReaper, WarmPool,
+                   HubPoolBackend]
         classes.append(Courses)  # courses/: the Courses options
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
@@ -319,6 +322,13 @@ class BinderLab(Application):
         build. Conda, Pipenv, R and Julia environments are solved afresh.""",
     ).tag(config=True)
 
+    warm_pool = Bool(
+        False,
+        help="""Keep started, never-used sessions for the most launched images (the warm
+        pool, c.WarmPool.*), so a launch of one is ready in a fraction of a second. Off by
+        default: warm sessions hold memory (c.WarmPool.memory_budget) while nobody uses them.""",
+    ).tag(config=True)
+
     # ---- start-up steps -------------------------------------------------------------
 
     @catch_config_error
@@ -341,6 +351,7 @@ class BinderLab(Application):
         self.init_limits()
         self.init_auth()
         self.init_pipeline()
+        self.init_pool()
         self.init_records()
         self.init_courses()
         self.init_tornado()
@@ -457,6 +468,15 @@ class BinderLab(Application):
                                 parent=self, log=self.log),
         )
 
+    def init_pool(self):
+        """The warm pool (sessions/pool.py), None when c.BinderLab.warm_pool is off."""
+        from binderlab.sessions.pooled import make_pool
+
+        self.pool = make_pool(self) if self.warm_pool else None
+        self.pipeline.pool = self.lifecycle.pool = self.pool
+        if self.evictor is not None:
+            self.evictor.pool = self.pool
+
     def init_records(self):
         """Environment records of built images (``GET /environment/...``)."""
         self.records = EnvironmentRecords(
@@ -523,9 +543,13 @@ class BinderLab(Application):
         self.http_server = self.tornado_app.listen(self.port, self.ip)
         self.background_task(self.evict_periodically())
         self.lifecycle.start()
+        if self.pool is not None:
+            self.pool.start()
         if self.authentication != "none" and hasattr(self.launcher, "username_prefix"):
             # the culler keeps logged-in users; temporary ones go here (sessions/temporary.py)
-            self.background_task(TemporaryUserReaper(self.launcher, parent=self).run())
+            pool_prefix = (self.pool.username_prefix,) if self.pool is not None else ()
+            self.background_task(TemporaryUserReaper(self.launcher, pool_prefix,
+                                                     parent=self).run())
         self.background_task(self.courses.run())  # prebuilds and pool fill per window
         if self.gpus is not None and self.launcher is not None:
             self.background_task(self.gpus.run(self.launcher))
@@ -555,6 +579,8 @@ class BinderLab(Application):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if getattr(self, "records", None) is not None:
             await self.records.close()  # before the engine closes: probes remove containers
+        if getattr(self, "pool", None) is not None:
+            await self.pool.close()  # its sessions stop through the hub, which still runs
         await self.lifecycle.close()
         await self.fingerprints.aclose()
         if self.engine is not None:

@@ -66,6 +66,9 @@ OPT_GPU_SIGNATURE = "gpu_signature"
 # Kubernetes: where the session pod's init container downloads the commit's files from
 # (the binder service's content server; checked against the spawner's content_url_pattern)
 OPT_CONTENT_URL = "content_url"
+# a warm-pool session (sessions/pool.py): started without content and without GPUs; the
+# commit's files go in when a launch claims it
+OPT_POOLED = "pooled"
 # logged-in sessions: the commit whose files are merged into the user's persistent folder
 # (any image kind; OPT_CONTENT is the overlay of environment-keyed images only)
 OPT_UPSTREAM = "upstream"
@@ -138,6 +141,7 @@ class SessionOptions:
     upstream: str | None = None  # commit merged into a logged-in user's persistent folder
     gpus: list[str] = field(default_factory=list)
     gpu_signature: str = ""
+    pooled: bool = False  # a warm-pool session: no content yet, never GPUs
     extra: dict = field(default_factory=dict)  # operator-added options, passed through
 
     def to_user_options(self) -> dict:
@@ -154,6 +158,8 @@ class SessionOptions:
         if self.gpus:
             options[OPT_GPUS] = list(self.gpus)
             options[OPT_GPU_SIGNATURE] = self.gpu_signature
+        if self.pooled:
+            options[OPT_POOLED] = True
         return options
 
     def signed(self, key: str, username: str) -> "SessionOptions":
@@ -187,15 +193,22 @@ class SessionOptions:
                 raise OptionsError("user_options.gpus must be a list of device IDs.")
             if not check_gpu_signature(signing_key, username, gpus, signature):
                 raise OptionsError("GPUs are assigned by the binder service only.", 403)
+        pooled = options.get(OPT_POOLED, False)
+        if not isinstance(pooled, bool):
+            raise OptionsError("user_options.pooled must be true or false.")
+        if pooled and (gpus or content is not None):
+            # a warm session waits for any launch: it must hold no GPU and no one's files
+            raise OptionsError("A pooled session starts without GPUs and without content.")
         known = {OPT_IMAGE, OPT_TOKEN, OPT_REPO_URL, OPT_REF, OPT_PROVIDER, OPT_SPEC,
                  OPT_REPO_KEY, OPT_CLIENT, OPT_CONTENT, OPT_GPUS, OPT_GPU_SIGNATURE,
-                 OPT_UPSTREAM}
+                 OPT_POOLED, OPT_UPSTREAM}
         return cls(
             image=image, token=token,
             repo_url=str(options.get(OPT_REPO_URL, "")), ref=str(options.get(OPT_REF, "")),
             provider=str(options.get(OPT_PROVIDER, "")), spec=str(options.get(OPT_SPEC, "")),
             repo_key=str(options.get(OPT_REPO_KEY, "")), client=str(options.get(OPT_CLIENT, "")),
             content=content, upstream=upstream, gpus=list(gpus), gpu_signature=signature,
+            pooled=pooled,
             extra={k: v for k, v in options.items() if k not in known},
         )
 

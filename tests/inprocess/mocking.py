@@ -193,6 +193,9 @@ class MockBinderLab(BinderLab):
 
     async def stop(self):
         self.http_server.stop()
+        close = getattr(getattr(self, "pool", None), "close", None)
+        if close is not None:  # the real WarmPool (tests may put a stand-in there)
+            await close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -52,3 +52,12 @@ async def test_only_finished_temporary_users_are_removed():
 async def test_grace_is_configurable():
     hub = Hub([user("binder-new", age_s=5)])
     assert await TemporaryUserReaper(hub, grace=1).remove_finished_once(NOW) == ["binder-new"]
+
+
+async def test_the_pools_claimed_users_go_too_once_culled():
+    hub = Hub([user("binderpool-culled"), user("binderpool-warm", servers={"": {"ready": True}}),
+               user("binder-done")])
+    reaper = TemporaryUserReaper(hub, ("binderpool-",), grace=120)
+    assert sorted(await reaper.remove_finished_once(NOW)) == ["binder-done",
+                                                              "binderpool-culled"]
+    assert set(hub.users) == {"binderpool-warm"}

@@ -8,7 +8,7 @@ image counts with the bytes it does not share with other images (``docker system
 import docker.errors
 
 from binderlab.builders.cacheindex import CacheIndex
-from binderlab.contract import split_tag
+from binderlab.contract import LABEL_USER, split_tag
 from binderlab.platform.docker import DockerEngine
 
 
@@ -20,11 +20,15 @@ class ImageEvictor:
         self.prefix = prefix
         self.budget = budget_bytes
         self.log = log
+        self.pool = None  # the WarmPool: its warm sessions do not keep an image in use
 
     async def usage(self) -> dict[str, dict]:
         """binderlab's images by name: unique size and containers using them."""
         df = await self.engine.call(self.engine.client.df)
         containers = await self.engine.call(self.engine.client.containers.list, all=True)
+        if self.pool is not None:  # a warm session is drained with its image, not kept
+            containers = [c for c in containers
+                          if not self.pool.holds((c.labels or {}).get(LABEL_USER, ""))]
         used = {c.attrs["Config"]["Image"].rsplit(":latest", 1)[0] for c in containers}
         used |= {c.attrs["Image"] for c in containers}
         images = {}
@@ -36,7 +40,8 @@ class ImageEvictor:
                     images[name] = {
                         "size": max(image["Size"] - shared, 0),
                         "in_use": name in used or image["Id"] in used
-                        or (image.get("Containers") or 0) > 0,
+                        # the engine's own count includes warm sessions: not with a pool
+                        or (self.pool is None and (image.get("Containers") or 0) > 0),
                     }
         return images
 
@@ -55,6 +60,8 @@ class ImageEvictor:
             if info is None or info["in_use"] or name in pinned or name in keep:
                 continue
             try:
+                if self.pool is not None:
+                    await self.pool.drain(name)
                 await self.engine.call(self.engine.client.images.remove, name)
             except docker.errors.APIError as e:  # e.g. a container started meanwhile
                 self.log.info("Not evicting %s: %s", name, e.explanation)

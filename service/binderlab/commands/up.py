@@ -144,6 +144,8 @@ class UpApp(EngineFirst, BinderLab):
             if not self.stopping.is_set():
                 await self.run_until_stopped()
         finally:
+            if getattr(self, "pool", None) is not None:
+                await self.pool.close()  # through the hub API: before the hub stops
             await self.stop_everything()
             await self.shutdown()
 

@@ -45,6 +45,7 @@ from binderlab.repos.mirrors import RepoMirrors
 from binderlab.repos.providers import RepoProvider, repo_key
 from binderlab.repos.settings import read_settings
 from binderlab.sessions.launcher import Launcher
+from binderlab.sessions.pooled import launch_or_claim
 from binderlab.sessions.trackers import SessionTracker
 
 
@@ -66,6 +67,7 @@ class LaunchRecord:
 class Pipeline:
     records = None  # builders.records.EnvironmentRecords, set by the app
     rebuild_from_records = False  # c.BinderLab.rebuild_from_records
+    pool = None  # sessions.pool.WarmPool (c.BinderLab.warm_pool), set by the app
 
     def __init__(self, *, builder: Builder, launcher: Launcher | None, mirrors: RepoMirrors,
                  fingerprints: FingerprintWorker, index: CacheIndex, config_digest: str,
@@ -383,6 +385,8 @@ class Pipeline:
         async with self._quota_lock:
             ours = [s for s in await self.sessions.sessions()
                     if s.image.startswith(self.image_prefix)]
+            if self.pool is not None:  # warm sessions are the pool's, within its budget
+                ours = self.pool.user_sessions(ours)
             for_repo = sum(1 for s in ours if s.labels.get(LABEL_REPO_KEY) == key)
             self.limits.check_quota(len(ours) + sum(self._starting[k] for k in self._starting
                                                     if not k.startswith(CLIENT_USER_PREFIX)),
@@ -415,7 +419,8 @@ class Pipeline:
                                          f"{step.position} in the queue")
             # a logged-in user's launch goes to their own server (the launcher's owner=)
             owner = {"owner": ctx.request.user} if ctx.request.user else {}
-            async for event in self.launcher.launch(ctx.plan.image, user_options, **owner):
+            async for event in launch_or_claim(self.pool, self.launcher, ctx.plan.image,
+                                               user_options, **owner):
                 if event[ev.PHASE] == ev.READY:  # the launcher's last event
                     ctx.session = StartedSession(event[ev.URL], event[ev.TOKEN],
                                                  list(user_options.get(contract.OPT_GPUS, [])))

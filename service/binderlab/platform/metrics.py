@@ -30,3 +30,10 @@ BUILDS_REFUSED = Counter("binderlab_builds_refused_total",
                          "Builds refused before they started, by reason.", ["reason"])
 WEBHOOK_DELIVERIES = Counter("binderlab_webhook_deliveries_total",
                              "GitHub webhook deliveries, by what became of them.", ["result"])
+POOL_WARM = Gauge("binderlab_pool_warm_sessions",
+                  "Warm-pool sessions started and waiting for a launch (not user sessions).")
+POOL_STARTING = Gauge("binderlab_pool_starting_sessions", "Warm-pool sessions starting now.")
+POOL_CLAIMS = Counter("binderlab_pool_claims_total",
+                      "Launches that asked the warm pool, by result (hit, miss).", ["result"])
+POOL_FAILURES = Counter("binderlab_pool_start_failures_total",
+                        "Warm-pool sessions that failed to start.")

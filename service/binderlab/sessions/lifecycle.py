@@ -36,6 +36,7 @@ class SessionLifecycle:
         # how long a never-started ("created") container may wait for its start: the
         # launcher raises it to its own start timeout
         self.created_grace: float = REAP_AFTER_SECONDS
+        self.pool = None  # the WarmPool: its warm sessions are not counted as sessions
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -100,9 +101,11 @@ class SessionLifecycle:
         """Keep the sessions-running gauge current (this host's sessions: image prefix)."""
         while True:
             try:
-                sessions = await self.tracker.sessions()
-                metrics.SESSIONS.set(sum(1 for s in sessions
-                                         if s.image.startswith(self.image_prefix)))
+                sessions = [s for s in await self.tracker.sessions()
+                            if s.image.startswith(self.image_prefix)]
+                if self.pool is not None:
+                    sessions = self.pool.user_sessions(sessions)
+                metrics.SESSIONS.set(len(sessions))
             except Exception as e:
                 self.log.debug("Could not count sessions: %s", e)
             await asyncio.sleep(COUNT_INTERVAL_SECONDS)

@@ -19,7 +19,7 @@ from traitlets.config import LoggingConfigurable
 PAGE = 200
 
 
-def temporary_and_done(user: dict, prefix: str, starting: set[str], now: datetime,
+def temporary_and_done(user: dict, prefix: str | tuple[str, ...], starting: set[str], now: datetime,
                        grace: float) -> bool:
     """Whether ``user`` (the hub API's model) is a temporary user whose session is over."""
     name = user.get("name", "")
@@ -48,9 +48,11 @@ class TemporaryUserReaper(LoggingConfigurable):
         120): one that was just created may be about to get its server.""",
     ).tag(config=True)
 
-    def __init__(self, launcher, **kwargs):
+    def __init__(self, launcher, extra_prefixes: tuple[str, ...] = (), **kwargs):
         super().__init__(**kwargs)
         self.launcher = launcher
+        # the warm pool's users too: claimed ones stay after the culler stops their server
+        self.extra_prefixes = tuple(extra_prefixes)
 
     async def remove_finished_once(self, now: datetime | None = None) -> list[str]:
         """Delete the temporary users without a server; return their names."""
@@ -63,7 +65,7 @@ class TemporaryUserReaper(LoggingConfigurable):
             if not isinstance(users, list) or not users:
                 break
             for user in users:
-                if temporary_and_done(user, launcher.username_prefix,
+                if temporary_and_done(user, (launcher.username_prefix, *self.extra_prefixes),
                                       getattr(launcher, "starting", set()), now, self.grace):
                     try:
                         await launcher.api("DELETE", f"/users/{quote(user['name'])}")

@@ -5,9 +5,6 @@ requested commit's files into containers of environment-keyed images before they
 """
 
 import asyncio
-import tarfile
-import tempfile
-from pathlib import Path
 
 import docker.errors
 import docker.types
@@ -24,6 +21,7 @@ from binderlab.contract import (
     built_by_binderlab,
     content_archive,
 )
+from binderlab.platform.content import image_env, owned_tar, repo_dir_of
 from binderlab.platform.registry import split_image
 from binderlab.spawners.mixin import BinderLabSessionMixin
 from binderlab.spawners.persistent import UserVolumeMixin
@@ -80,7 +78,8 @@ class BinderLabSpawner(UserVolumeMixin, BinderLabSessionMixin, DockerSpawner):
             await self.prepare_storage(self.check_user_options().upstream,
                                        int(labels.get(LABEL_UID, "1000")))
         obj = await super().create_object()
-        if labels.get(LABEL_KIND) == KIND_ENV:
+        # a warm-pool session gets its content when a launch claims it (sessions/pooled.py)
+        if labels.get(LABEL_KIND) == KIND_ENV and not self.check_user_options().pooled:
             try:
                 await self.overlay_content(obj["Id"], config, labels)
             except Exception:
@@ -95,8 +94,8 @@ class BinderLabSpawner(UserVolumeMixin, BinderLabSessionMixin, DockerSpawner):
         archive = content_archive(self.content_dir, commit)
         if not archive.is_file():
             raise web.HTTPError(404, f"The content of commit {commit} is not available.")
-        env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
-        repo_dir = env.get("REPO_DIR") or config.get("WorkingDir") or "/home/jovyan"
+        env = image_env(config)
+        repo_dir = repo_dir_of(config)
         uid = int(labels.get(LABEL_UID, "1000"))
         # repo2docker made the start script executable at build time; in an env-keyed image
         # the commit's own script comes with the content, so it is made executable here
@@ -179,19 +178,3 @@ class BinderLabSpawner(UserVolumeMixin, BinderLabSessionMixin, DockerSpawner):
         if not self.anonymous:
             return await super().get_command()
         return self.anonymous_command()
-
-
-def owned_tar(path: Path, uid: int, executable: str = ""):
-    """The tar at ``path`` with every entry owned by ``uid`` (git archive writes root), as
-    a file positioned at its start (spilled to disk when large, never all in memory);
-    the regular file at ``executable`` (a path inside the tar) made executable."""
-    out = tempfile.SpooledTemporaryFile(max_size=16 << 20)
-    with tarfile.open(path) as src, tarfile.open(fileobj=out, mode="w") as dst:
-        for member in src:
-            member.uid = member.gid = uid
-            member.uname = member.gname = ""
-            if executable and member.isreg() and member.name.removeprefix("./") == executable:
-                member.mode |= 0o111
-            dst.addfile(member, src.extractfile(member) if member.isreg() else None)
-    out.seek(0)
-    return out
