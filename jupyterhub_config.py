@@ -49,7 +49,9 @@ c.JupyterHub.services = [
      "command": [sys.executable, "-m", "jupyterhub_idle_culler",
                  f"--timeout={env('BINDERLAB_CULL_TIMEOUT', '3600')}",
                  f"--max-age={env('BINDERLAB_MAX_AGE', '21600')}",
-                 f"--cull-every={env('BINDERLAB_CULL_EVERY', '600')}",
+                 # how often it looks; unset: the culler's own default, half the timeout
+                 *([f"--cull-every={env('BINDERLAB_CULL_EVERY')}"]
+                   if env("BINDERLAB_CULL_EVERY") else []),
                  # anonymous mode: every hub user is a temporary one and goes with its
                  # server. Logged-in mode: people stay (their identity and volume outlive a
                  # culled session); the binder service removes its temporary users itself
