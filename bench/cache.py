@@ -286,20 +286,25 @@ class CacheBench:
         return run
 
 
+def kind_stats(runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """p50/p95/n of one kind's launches and the median of every stage (STAGES)."""
+    mine = [r for r in runs if r["kind"] == kind]
+    seconds = [r["seconds"] for r in mine]
+    medians = {}
+    for name, a, b in STAGES:
+        spans = [r["marks"][b] - r["marks"][a] for r in mine
+                 if a in r["marks"] and b in r["marks"]]
+        medians[name] = percentile(spans, 0.5) if spans else None
+    return {"p50": percentile(seconds, 0.5), "p95": percentile(seconds, 0.95),
+            "n": len(seconds), "stage_medians": medians}
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """p50/p95 per kind, the ratios of the p50s to (a)'s, and the median of every stage."""
     out: dict[str, Any] = {}
     for kind in KINDS:
-        mine = [r for r in runs if r["kind"] == kind]
-        seconds = [r["seconds"] for r in mine]
-        medians = {}
-        for name, a, b in STAGES:
-            spans = [r["marks"][b] - r["marks"][a] for r in mine
-                     if a in r["marks"] and b in r["marks"]]
-            medians[name] = percentile(spans, 0.5) if spans else None
-        out[kind] = {"p50": percentile(seconds, 0.5), "p95": percentile(seconds, 0.95),
-                     "min": min(seconds), "max": max(seconds), "n": len(seconds),
-                     "stage_medians": medians}
+        seconds = [r["seconds"] for r in runs if r["kind"] == kind]
+        out[kind] = {**kind_stats(runs, kind), "min": min(seconds), "max": max(seconds)}
     out["ratio_p50_notebook_to_cached"] = out["notebook"]["p50"] / out["cached"]["p50"]
     out["ratio_p50_build_to_cached"] = out["build"]["p50"] / out["cached"]["p50"]
     return out

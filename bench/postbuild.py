@@ -46,6 +46,7 @@ from bench.cache import (
     STAGES,
     BenchCheckFailed,
     contents,
+    kind_stats,
     launch,
     notebook,
 )
@@ -183,15 +184,7 @@ class PostBuildBench:
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind in KINDS:
-        mine = [r for r in runs if r["kind"] == kind]
-        seconds = [r["seconds"] for r in mine]
-        medians = {}
-        for name, a, b in STAGES:
-            spans = [r["marks"][b] - r["marks"][a] for r in mine
-                     if a in r["marks"] and b in r["marks"]]
-            medians[name] = percentile(spans, 0.5) if spans else None
-        out[kind] = {"p50": percentile(seconds, 0.5), "p95": percentile(seconds, 0.95),
-                     "n": len(seconds), "stage_medians": medians}
+        out[kind] = kind_stats(runs, kind)
     rebuilds = [r for r in runs if r["kind"] == "notebook"]
     splits = [split_steps(r["build_steps"]) for r in rebuilds]
 
