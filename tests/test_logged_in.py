@@ -59,16 +59,8 @@ def log_in(svc, browser: requests.Session, page: str, user: str) -> requests.Res
 
 def launch(svc, browser: requests.Session, repo, **params) -> list[dict]:
     """Follow the event stream with the browser's cookies (the loading page's EventSource)."""
-    events = []
-    with browser.get(f"{svc.url}build/gh/{repo.gh_spec}/main", stream=True, timeout=300,
-                     params=params,
-                     headers={"Accept": "text/event-stream"}) as response:
-        assert response.status_code == 200, response.text
-        for line in response.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                events.append(json.loads(line[5:]))
-                if events[-1]["phase"] in ("ready", "failed"):
-                    break
+    events = follow(f"{svc.url}build/gh/{repo.gh_spec}/main", params=params, session=browser)
+    assert all(e["phase"] != "http-error" for e in events), events
     return events
 
 

@@ -7,11 +7,12 @@ import requests
 
 
 def follow(url: str, timeout: float = 300, params: dict | None = None,
-           headers: dict | None = None) -> list[dict]:
-    """GET an event stream; return its events up to and including ready/failed."""
+           headers: dict | None = None, session: requests.Session | None = None) -> list[dict]:
+    """GET an event stream; return its events up to and including ready/failed.
+    ``session``: a browser-like session whose cookies (a login) go with the request."""
     events = []
     deadline = time.monotonic() + timeout
-    with requests.get(url, params=params, headers={"Accept": "text/event-stream",
+    with (session or requests).get(url, params=params, headers={"Accept": "text/event-stream",
                                                    **(headers or {})},
                       stream=True, timeout=timeout) as response:
         if response.status_code != 200:
