@@ -359,11 +359,17 @@ class Pipeline:
         max_sessions_per_user; session_slot checks again as the session starts."""
         user = self._user(ctx)
         if user:
-            running = sum(1 for s in await self.sessions.sessions()  # this host's (prefix)
-                          if s.image.startswith(self.image_prefix)
-                          and s.labels.get(LABEL_CLIENT) == user)
-            self.limits.check_user_sessions(running + self._starting[CLIENT_USER_PREFIX
-                                                                     + user])
+            self.limits.check_user_sessions(self._user_count(await self._our_sessions(), user))
+
+    async def _our_sessions(self) -> list:
+        """This host's sessions (its image prefix)."""
+        return [s for s in await self.sessions.sessions()
+                if s.image.startswith(self.image_prefix)]
+
+    def _user_count(self, sessions: list, user: str) -> int:
+        """A user's sessions among ``sessions``, and their launches still starting."""
+        return (sum(1 for s in sessions if s.labels.get(LABEL_CLIENT) == user)
+                + self._starting[CLIENT_USER_PREFIX + user])
 
     @asynccontextmanager
     async def session_slot(self, ctx: LaunchContext):
@@ -383,8 +389,7 @@ class Pipeline:
         # by user
         user_key = CLIENT_USER_PREFIX + user if user else ""
         async with self._quota_lock:
-            ours = [s for s in await self.sessions.sessions()
-                    if s.image.startswith(self.image_prefix)]
+            ours = await self._our_sessions()
             if self.pool is not None:  # warm sessions are the pool's, within its budget
                 ours = self.pool.user_sessions(ours)
             for_repo = sum(1 for s in ours if s.labels.get(LABEL_REPO_KEY) == key)
@@ -392,9 +397,7 @@ class Pipeline:
                                                     if not k.startswith(CLIENT_USER_PREFIX)),
                                     for_repo + self._starting[key], key)
             if user:
-                self.limits.check_user_sessions(
-                    sum(1 for s in ours if s.labels.get(LABEL_CLIENT) == user)
-                    + self._starting[user_key])
+                self.limits.check_user_sessions(self._user_count(ours, user))
                 self._starting[user_key] += 1
             self._starting[key] += 1
         try:
