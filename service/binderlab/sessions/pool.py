@@ -296,6 +296,8 @@ class WarmPool(LoggingConfigurable):
         """One pass: expire the rate, recycle old sessions, drain stale images, stop what
         is over target, start what is missing (at most max_starting at once)."""
         now = self.clock()
+        if hasattr(self.backend, "tidy"):  # e.g. the mount slots of ended claimed sessions
+            await self.backend.tidy(self.claimed_users)
         for image in list(self.launches):
             self._update_rate(image, now)
         capped = self.capped_targets()
@@ -393,4 +395,6 @@ class WarmPool(LoggingConfigurable):
         self.warm.clear()
         await asyncio.gather(*(self._stop(s, "shutting down") for s in sessions))
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if hasattr(self.backend, "close"):  # e.g. the mount slots (sessions/poolmounts.py)
+            await self.backend.close()
         self._gauge()

@@ -42,6 +42,7 @@ from binderlab.contract import (
 from binderlab.errors import LaunchError
 from binderlab.platform.content import image_env, owned_tar, repo_dir_of
 from binderlab.sessions.pool import PoolBackend, WarmPool, WarmSession
+from binderlab.sessions.poolmounts import PoolMounts, pool_mounts_root
 
 
 class HubPoolBackend(PoolBackend, LoggingConfigurable):
@@ -68,15 +69,44 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
         60, help="Seconds the pre-started kernel may take to become idle (default 60)."
     ).tag(config=True)
 
-    def __init__(self, *, launcher, engine, content_dir, username_prefix: str, **kwargs):
+    def __init__(self, *, launcher, engine, content_dir, username_prefix: str,
+                 storage=None, **kwargs):
         super().__init__(**kwargs)
         self.launcher = launcher  # a HubLauncher: its API client, spawn and stop
         self.engine = engine  # a DockerEngine, None on Kubernetes
         self.content_dir = content_dir
         self.username_prefix = username_prefix
+        # logged-in claims (sessions/poolstorage.py), None when they are off
+        self.storage = storage
+
+    async def why_not_owned(self, user_options: dict, owner: str) -> str:
+        """Why a warm session cannot become ``owner``'s for this launch ('' if it can)."""
+        if self.storage is None:
+            return "logged-in claims are off (one box, authentication 'required' only)"
+        return await self.storage.why_not(user_options, owner)
+
+    async def claim_owned(self, session: WarmSession, user_options: dict,
+                          owner: str) -> list[str]:
+        """Make ``session`` the logged-in ``owner``'s, their files attached; the launch-log
+        lines of the merge (sessions/poolstorage.py)."""
+        return await self.storage.claim(session, user_options, owner)
+
+    async def close(self) -> None:
+        """The service stops: unmount the slots of sessions that ended (claimed sessions
+        that keep running across the restart keep their files mounted)."""
+        if self.storage is not None:
+            await self.tidy({})
+            await self.storage.close()
+
+    async def tidy(self, claims: dict[str, str]) -> None:
+        """Unmount the slots of claimed sessions that ended (the pool's reconcile)."""
+        if self.storage is not None:
+            await self.storage.tidy(await self.storage.live_users(self.username_prefix))
 
     async def start(self, image: str) -> WarmSession:
         launcher = self.launcher
+        if self.storage is not None:  # the slots' shared mount, before any slot is bound
+            await self.storage.prepare()
         if await self.runs_start_script(image):
             # repo2docker's `start` runs when the container starts, from the commit's own
             # files: a server started before the claim would have skipped it
@@ -214,9 +244,11 @@ async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_opti
                           owner: str = "") -> AsyncIterator[dict]:
     """A launch's session: a claimed warm one when the pool has one, else the launcher's.
 
-    Not pooled: GPU launches (a warm session holds no GPU) and logged-in launches (their
-    named server and persistent volume are mounted when the server is created; a running
-    container cannot gain a mount), which go to the launcher as before.
+    Not pooled: GPU launches (a warm session holds no GPU). A logged-in launch claims
+    only where the backend can attach the user's files to a running session
+    (``claim_owned``: one box, c.BinderLab.authentication = "required"); when it cannot
+    (no such backend, the user's first launch, ...), the warm session goes back to the
+    pool untouched and the launch starts the user's named server as before.
     """
     owned = {"owner": owner} if owner else {}
     if pool is None:
@@ -224,9 +256,31 @@ async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_opti
             yield event
         return
     session = None
-    if not owner and not user_options.get(OPT_GPUS):  # only launches a pool can serve count
+    claimable = not user_options.get(OPT_GPUS)
+    if owner and claimable:
+        why_not = await pool.backend.why_not_owned(user_options, owner) \
+            if hasattr(pool.backend, "why_not_owned") else "logged-in claims are off"
+        if why_not:
+            pool.log.debug("Warm pool: not claiming for %s: %s", owner, why_not)
+            claimable = False
+    if claimable:  # only launches a pool can serve count
         pool.record_launch(image)
         session = pool.claim(image, user_options)
+    if session is not None and owner:
+        try:
+            messages = await pool.backend.claim_owned(session, user_options, owner)
+        except Exception as e:
+            pool.log.warning("Warm pool: claim of %s for %s failed (%s); starting a session",
+                             session.username, owner, e)
+            pool.released(session.username)
+            await pool.backend.stop(session)
+        else:
+            yield {"phase": "launching", "message": "Claimed a warm session\n"}
+            for message in messages:
+                yield {"phase": "launching", "message": message + "\n"}
+            yield {"phase": "ready", "url": session.url, "token": session.token}
+            return
+        session = None
     if session is not None:
         try:
             await pool.backend.claim(session, user_options)
@@ -254,7 +308,18 @@ def make_pool(app) -> WarmPool:
 
     if not isinstance(app.launcher, HubLauncher):  # e.g. the in-process tier's: its own
         return pool
+    storage = None
+    root = pool_mounts_root(app)
+    if root is not None and app.engine is not None:
+        from binderlab.sessions.poolstorage import ClaimStorage
+
+        storage = ClaimStorage(launcher=app.launcher, engine=app.engine,
+                               content_dir=app.state_path / "content",
+                               mounts=PoolMounts(root), image_prefix=app.image_prefix,
+                               log=app.log, parent=app)
+        app.launcher.claimed_running = lambda owner, repo_key: storage.running(
+            owner, repo_key, pool.claimed_users)
     pool.backend = HubPoolBackend(parent=app, log=app.log, launcher=app.launcher,
                                   engine=app.engine, content_dir=app.state_path / "content",
-                                  username_prefix=pool.username_prefix)
+                                  username_prefix=pool.username_prefix, storage=storage)
     return pool
