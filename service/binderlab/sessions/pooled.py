@@ -7,8 +7,11 @@ exactly as a launch starts one, and a launch claims one instead of starting its 
   kernel a user asks for finds ipykernel's imports in the page cache. No kernel is left
   running: nothing of one user's state can reach the next.
 - claim: the commit's files go into the running container (Docker's put_archive works on
-  running containers; owned by the notebook user, as the spawner's overlay does). A
+  running containers; owned by the notebook user, as the spawner's overlay does), or on
+  Kubernetes into the running pod by an exec of tar (sessions/podcontent.py). A
   tree-keyed image holds its commit already: nothing to copy, on Docker or Kubernetes.
+- a logged-in claim (one box, authentication "required"): the user's folder of their
+  volume is mounted into the running container (sessions/poolstorage.py, poolmounts.py).
 - touch: the pool reports its warm users as active (``POST /users/<name>/activity``, the
   scope ``users:activity`` that ``admin:users`` holds), so jupyterhub-idle-culler never culls
   a session that waits for a claim; a claimed one is culled like any other.
@@ -70,7 +73,7 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
     ).tag(config=True)
 
     def __init__(self, *, launcher, engine, content_dir, username_prefix: str,
-                 storage=None, **kwargs):
+                 storage=None, pod_tracker=None, **kwargs):
         super().__init__(**kwargs)
         self.launcher = launcher  # a HubLauncher: its API client, spawn and stop
         self.engine = engine  # a DockerEngine, None on Kubernetes
@@ -78,6 +81,7 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
         self.username_prefix = username_prefix
         # logged-in claims (sessions/poolstorage.py), None when they are off
         self.storage = storage
+        self.pod_tracker = pod_tracker  # Kubernetes: finds the pooled pods (trackers.py)
 
     async def why_not_owned(self, user_options: dict, owner: str) -> str:
         """Why a warm session cannot become ``owner``'s for this launch ('' if it can)."""
@@ -167,11 +171,12 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
         commit = user_options.get(OPT_CONTENT)
         if not commit:  # a tree-keyed image: the commit's files are in the image
             return
-        if self.engine is None:
-            raise LaunchError("Claiming a pooled session of an environment-keyed image needs "
-                              "the Docker engine (the overlay into a running pod is not "
-                              "implemented).", 500)
         archive = content_archive(self.content_dir, commit)
+        if not archive.is_file():
+            raise LaunchError(f"The content of commit {commit} is not available.", 404)
+        if self.engine is None:  # Kubernetes: exec tar in the running pod
+            await self.claim_pod(session, archive)
+            return
         containers = await self.engine.call(
             self.engine.client.containers.list,
             filters={"label": f"{LABEL_USER}={session.username}", "status": "running"})
@@ -188,6 +193,19 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
             ok = await self.engine.call(containers[0].put_archive, repo_dir_of(config), data)
         if not ok:
             raise LaunchError("Could not copy the repository content into the session.", 500)
+
+    async def claim_pod(self, session: WarmSession, archive) -> None:
+        """The overlay into the pooled user's running pod (sessions/podcontent.py)."""
+        from binderlab.sessions.podcontent import copy_into_pod, session_pod
+
+        tracker = self.pod_tracker
+        if tracker is None or not hasattr(tracker, "namespace"):
+            raise LaunchError("Claiming a pooled session of an environment-keyed image needs "
+                              "the Docker engine or the Kubernetes session tracker.", 500)
+        core = await tracker.api()
+        pod = await session_pod(core, tracker.namespace, session.username,
+                                tracker.label_selector)
+        await copy_into_pod(core, tracker.namespace, pod, archive)
 
     async def runs_start_script(self, image: str) -> bool:
         """Whether ``image`` names a start script (repo2docker's R2D_ENTRYPOINT)."""
@@ -321,5 +339,6 @@ def make_pool(app) -> WarmPool:
             owner, repo_key, pool.claimed_users)
     pool.backend = HubPoolBackend(parent=app, log=app.log, launcher=app.launcher,
                                   engine=app.engine, content_dir=app.state_path / "content",
-                                  username_prefix=pool.username_prefix, storage=storage)
+                                  username_prefix=pool.username_prefix, storage=storage,
+                                  pod_tracker=app.sessions if app.engine is None else None)
     return pool
