@@ -183,3 +183,32 @@ def test_hub_settings_carry_the_slots():
     settings = HubSettings(pool_mounts="/var/lib/binderlab/pool-mounts")
     assert HubSettings.from_env(settings.to_env()).pool_mounts == settings.pool_mounts
     assert HubSettings.from_env({}).pool_mounts == ""
+
+
+async def test_a_claimed_session_counts_against_its_users_session_cap(
+        start_binderlab, streams, git_server, monkeypatch):
+    from binderlab.contract import LABEL_USER
+    from binderlab.sessions.trackers import Session
+    from binderlab.web.base import BaseHandler
+    from tests.inprocess.test_pool_launch_inprocess import POOL, warm
+
+    monkeypatch.setattr(BaseHandler, "hub_user_name",  # the login, as the budget tests do
+                        property(lambda self: self.get_query_argument("test_user", "")))
+    # (the login is the stand-in above; the backend's claims for owners are on)
+    app = await start_binderlab(**POOL, LaunchLimits={"max_sessions_per_user": 2})
+    app.pool.backend = OwnedBackend()
+    app.pool.backend.volumes.add("ann")
+    repos = [git_server.create("requirements", owner="inproc") for _ in range(3)]
+    first = await streams(app, f"gh/{repos[0].gh_spec}/main", "test_user=ann").end()
+    assert first["phase"] == "ready"
+    await warm(app, first["image"], 1)
+    second = await streams(app, f"gh/{repos[1].gh_spec}/main", "test_user=ann").end()
+    assert second["phase"] == "ready"
+    ((pooled, owner),) = app.pool.backend.owned
+    assert owner == "ann" and pooled in second["url"]
+    # the tracker sees the claimed container as the spawner labelled it: the pool's user
+    app.sessions.running[pooled] = Session({LABEL_USER: pooled}, first["image"], None)
+    refused = await streams(app, f"gh/{repos[2].gh_spec}/main", "test_user=ann").end()
+    assert (refused["phase"], refused["status_code"]) == ("failed", 429), refused
+    other = await streams(app, f"gh/{repos[2].gh_spec}/main", "test_user=bob").end()
+    assert other["phase"] == "ready"

@@ -359,7 +359,10 @@ class Pipeline:
         max_sessions_per_user; session_slot checks again as the session starts."""
         user = self._user(ctx)
         if user:
-            running = sum(1 for s in await self.sessions.sessions()  # this host's (prefix)
+            sessions = await self.sessions.sessions()
+            if self.pool is not None:  # warm ones are nobody's; claimed ones their user's
+                sessions = self.pool.user_sessions(sessions)
+            running = sum(1 for s in sessions  # this host's (prefix)
                           if s.image.startswith(self.image_prefix)
                           and s.labels.get(LABEL_CLIENT) == user)
             self.limits.check_user_sessions(running + self._starting[CLIENT_USER_PREFIX
