@@ -274,16 +274,16 @@ async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_opti
             yield event
         return
     session = None
-    claimable = not user_options.get(OPT_GPUS)
-    if owner and claimable:
-        why_not = await pool.backend.why_not_owned(user_options, owner) \
-            if hasattr(pool.backend, "why_not_owned") else "logged-in claims are off"
-        if why_not:
-            pool.log.debug("Warm pool: not claiming for %s: %s", owner, why_not)
-            claimable = False
-    if claimable:  # only launches a pool can serve count
+    # only launches a pool can serve count towards its launch rate
+    servable = not user_options.get(OPT_GPUS) and (
+        not owner or getattr(pool.backend, "storage", None) is not None)
+    if servable:
         pool.record_launch(image)
-        session = pool.claim(image, user_options)
+        why_not = await pool.backend.why_not_owned(user_options, owner) if owner else ""
+        if why_not:  # e.g. their first launch: it creates their volume
+            pool.log.info("Warm pool: not claiming for %s: %s", owner, why_not)
+        else:
+            session = pool.claim(image, user_options)
     if session is not None and owner:
         try:
             messages = await pool.backend.claim_owned(session, user_options, owner)
