@@ -212,3 +212,19 @@ async def test_a_claimed_session_counts_against_its_users_session_cap(
     assert (refused["phase"], refused["status_code"]) == ("failed", 429), refused
     other = await streams(app, f"gh/{repos[2].gh_spec}/main", "test_user=bob").end()
     assert other["phase"] == "ready"
+
+
+def test_the_claims_merge_takes_the_services_storage_options():
+    from traitlets.config import Configurable
+
+    from binderlab.sessions.poolstorage import ClaimMerge
+
+    c = Config()
+    c.ClaimMerge.merge_timeout = 30.0
+    c.ClaimMerge.volume_mount_path = "/work"
+    merge = ClaimMerge(engine=None, image="img", owner="ada", folder="gh-course-lab",
+                       image_prefix="x/", log=None, parent=Configurable(config=c))
+    assert (merge.merge_timeout, merge.volume_mount_path) == (30.0, "/work")
+    assert ClaimMerge(engine=None, image="img", owner="ada", folder="f", image_prefix="x/",
+                      log=None).merge_mem_limit == "512m"  # the spawner's default
+    assert merge.user.name == "ada" and merge.name == "gh-course-lab"
