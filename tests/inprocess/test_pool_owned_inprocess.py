@@ -133,7 +133,8 @@ async def test_a_second_launch_returns_to_the_claimed_session(tmp_path):
                      {"binderpool-1": {"servers": {"": ready}},
                       "binderpool-2": {"servers": {"": ready}}})
     storage = ClaimStorage(launcher=hub, engine=None, content_dir=tmp_path,
-                           mounts=PoolMounts(tmp_path / "slots"), image_prefix="x/", log=None)
+                           mounts=PoolMounts(tmp_path / "slots"), image_prefix="x/", log=None,
+                           merge_class=None)
     claims = {"binderpool-1": "gh/course/lab", "binderpool-2": "gh/other/repo"}
     found = await storage.running("ada", "gh/course/lab", claims)
     assert found["token"] == "t" * 20 and found["url"].endswith("/binderpool-1/")
@@ -217,7 +218,7 @@ async def test_a_claimed_session_counts_against_its_users_session_cap(
 def test_the_claims_merge_takes_the_services_storage_options():
     from traitlets.config import Configurable
 
-    from binderlab.sessions.poolstorage import ClaimMerge
+    from binderlab.spawners.claimmerge import ClaimMerge
 
     c = Config()
     c.ClaimMerge.merge_timeout = 30.0

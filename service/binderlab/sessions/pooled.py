@@ -315,8 +315,9 @@ async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_opti
         yield event
 
 
-def make_pool(app) -> WarmPool:
-    """The app's pool (c.BinderLab.warm_pool = True) with the hub backend."""
+def make_pool(app, merge_class=None) -> WarmPool:
+    """The app's pool (c.BinderLab.warm_pool = True) with the hub backend; ``merge_class``
+    (spawners/claimmerge.py) runs the merge of logged-in claims."""
     pool = WarmPool(parent=app, log=app.log, backend=PoolBackend(),
                     state_file=app.state_path / "pool-claims.json")
     if pool.username_prefix == getattr(app.launcher, "username_prefix", None):
@@ -328,13 +329,13 @@ def make_pool(app) -> WarmPool:
         return pool
     storage = None
     root = pool_mounts_root(app)
-    if root is not None and app.engine is not None:
+    if root is not None and app.engine is not None and merge_class is not None:
         from binderlab.sessions.poolstorage import ClaimStorage
 
         storage = ClaimStorage(launcher=app.launcher, engine=app.engine,
                                content_dir=app.state_path / "content",
                                mounts=PoolMounts(root), image_prefix=app.image_prefix,
-                               log=app.log, parent=app)
+                               log=app.log, merge_class=merge_class, parent=app)
         app.launcher.claimed_running = lambda owner, repo_key: storage.running(
             owner, repo_key, pool.claimed_users)
     pool.backend = HubPoolBackend(parent=app, log=app.log, launcher=app.launcher,

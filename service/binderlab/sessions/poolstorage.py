@@ -21,9 +21,7 @@ or move it to another user. Who owns it is kept in two places the hub and the se
 already keep across restarts: the hub's share, and the pool's claims file (repo key).
 """
 
-import os
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import quote
 
 from binderlab.contract import (
@@ -38,7 +36,6 @@ from binderlab.contract import (
 )
 from binderlab.errors import LaunchError
 from binderlab.sessions.poolmounts import PoolMounts
-from binderlab.spawners.persistent import UserVolumeMixin, merge_messages
 
 
 class NotClaimable(Exception):
@@ -46,37 +43,18 @@ class NotClaimable(Exception):
     starts a session of its own instead, as without a pool."""
 
 
-class ClaimMerge(UserVolumeMixin):
-    """The spawner's merge (volume, merge container, messages) driven from the service:
-    the attributes the spawner mixin reads, over the service's Docker engine."""
-
-    def __init__(self, *, engine, image: str, owner: str, folder: str, image_prefix: str,
-                 log, **kwargs):
-        super().__init__(**kwargs)
-        self.engine, self.image, self.name, self.image_prefix = engine, image, folder, \
-            image_prefix
-        self.user = SimpleNamespace(name=owner)
-        self.object_name = f"binderlab-claim-{folder}-{os.urandom(4).hex()}"
-        self.log = log
-        self._log_name = f"{owner}/{folder}"
-
-    @property
-    def client(self):
-        return self.engine.client.api
-
-    def docker(self, method: str, *args, **kwargs):
-        return self.engine.call(getattr(self.engine.client.api, method), *args, **kwargs)
-
-
 class ClaimStorage:
     """The logged-in part of HubPoolBackend (see the module doc)."""
 
     def __init__(self, *, launcher, engine, content_dir: Path, mounts: PoolMounts,
-                 image_prefix: str, log, parent=None):
+                 image_prefix: str, log, merge_class, parent=None):
         self.launcher, self.engine, self.content_dir = launcher, engine, Path(content_dir)
         self.mounts, self.image_prefix, self.log, self.parent = mounts, image_prefix, log, \
             parent
         self._prepared = False
+        # spawners/claimmerge.py's ClaimMerge: the spawner's own merge (app.py hands it
+        # over; sessions/ do not import the hub's side)
+        self.merge_class = merge_class
 
     async def prepare(self) -> None:
         if not self._prepared:
@@ -122,11 +100,11 @@ class ClaimStorage:
         uid = int(((info.get("Config") or {}).get("Labels") or {}).get(LABEL_UID, "1000"))
         container = await self.container(session.username)
         folder = server_name(repo_key)
-        merge = ClaimMerge(engine=self.engine, image=session.image, owner=owner,
-                           folder=folder, image_prefix=self.image_prefix, log=self.log,
-                           parent=self.parent)
-        result = await merge.run_merge(volume["Name"], content_archive(self.content_dir,
-                                                                       commit), commit, uid)
+        merge = self.merge_class(engine=self.engine, image=session.image, owner=owner,
+                                 folder=folder, image_prefix=self.image_prefix, log=self.log,
+                                 parent=self.parent)
+        messages = await merge.merge(volume["Name"], content_archive(self.content_dir, commit),
+                                     commit, uid)
         source = Path(volume["Mountpoint"]) / folder
         await self.mounts.attach(session.username, source)
         try:
@@ -139,7 +117,7 @@ class ClaimStorage:
         except BaseException:
             await self.mounts.detach(session.username)
             raise
-        return merge_messages(result, f"{merge.volume_mount_path}")
+        return messages
 
     async def container(self, username: str):
         containers = await self.engine.call(
