@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from binderlab.contract import (
+    LABEL_IMAGE_PREFIX,
     LABEL_STORAGE,
     LABEL_UID,
     LABEL_USER,
@@ -69,7 +70,9 @@ class ClaimStorage:
     async def user_volume(self, owner: str) -> dict | None:
         """The owner's persistent volume (Docker's inspect answer), None if none exists."""
         found = await self.engine.call(self.engine.client.api.volumes, filters={
-            "label": [f"{LABEL_USER}={owner}", f"{LABEL_STORAGE}={STORAGE_USER}"]})
+            "label": [f"{LABEL_USER}={owner}", f"{LABEL_STORAGE}={STORAGE_USER}",
+                      # this installation's (an engine may hold another's, same user names)
+                      f"{LABEL_IMAGE_PREFIX}={self.image_prefix}"]})
         volumes = found.get("Volumes") or []
         if len(volumes) != 1:
             return None
