@@ -105,7 +105,7 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
     async def tidy(self, claims: dict[str, str]) -> None:
         """Unmount the slots of claimed sessions that ended (the pool's reconcile)."""
         if self.storage is not None:
-            await self.storage.tidy(await self.storage.live_users(self.username_prefix))
+            await self.storage.tidy(*await self.storage.pooled_users(self.username_prefix))
 
     async def start(self, image: str) -> WarmSession:
         launcher = self.launcher

@@ -127,21 +127,19 @@ class PoolMounts:
             return
         while username in self.attached():
             await run_umount("-l", str(slot))
-        if slot.is_dir():
-            try:
-                slot.rmdir()  # empty once unmounted: never a recursive removal
-            except OSError:
-                pass
 
-    async def reconcile(self, live: set[str]) -> list[str]:
+    async def reconcile(self, live: set[str], existing: set[str] | None = None) -> list[str]:
         """Detach the slots of pooled users that no longer run (stopped, culled, or left
-        from before a restart); the ones detached."""
+        from before a restart); the ones detached. Empty slots go once no container of
+        their user exists (``existing``: created, running or exited), never while one is
+        being created: Docker checks a bind's source when the container starts."""
         gone = sorted(self.attached() - live)
         for username in gone:
             await self.detach(username)
+        keep = live | (existing if existing is not None else live)
         if self.root.is_dir():  # empty slots of warm sessions that ended
             for entry in self.root.iterdir():
-                if entry.name not in live and entry.is_dir() and not entry.is_mount():
+                if entry.name not in keep and entry.is_dir() and not entry.is_mount():
                     try:
                         entry.rmdir()
                     except OSError:
@@ -152,6 +150,12 @@ class PoolMounts:
         """Unmount everything under root, then root itself (the service's stop)."""
         for username in sorted(self.attached()):
             await self.detach(username)
+        for entry in self.root.iterdir() if self.root.is_dir() else ():
+            if entry.is_dir() and not entry.is_mount():
+                try:
+                    entry.rmdir()  # empty once unmounted: never a recursive removal
+                except OSError:
+                    pass
         root = str(self.root.resolve())
         if root in self.points():
             await run_umount("-l", root)

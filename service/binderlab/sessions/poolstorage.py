@@ -171,15 +171,18 @@ class ClaimStorage:
                 return event
         return None
 
-    async def tidy(self, live: set[str]) -> None:
+    async def tidy(self, live: set[str], existing: set[str] | None = None) -> None:
         """Unmount the slots of pooled sessions that ended."""
-        for username in await self.mounts.reconcile(live):
+        for username in await self.mounts.reconcile(live, existing):
             self.log.info("Warm pool: %s ended; its files are back in the user's volume only",
                           username)
 
-    async def live_users(self, prefix: str) -> set[str]:
-        containers = await self.engine.call(
-            self.engine.client.containers.list, filters={"label": LABEL_USER})
-        return {c.labels.get(LABEL_USER, "") for c in containers
-                if c.labels.get(LABEL_USER, "").startswith(prefix)}
+    async def pooled_users(self, prefix: str) -> tuple[set[str], set[str]]:
+        """Pooled users whose container runs, and those with any container at all."""
+        containers = await self.engine.call(self.engine.client.api.containers, all=True,
+                                            filters={"label": LABEL_USER})
+        users = [((c.get("Labels") or {}).get(LABEL_USER, ""), c.get("State"))
+                 for c in containers]
+        users = [(u, state) for u, state in users if u.startswith(prefix)]
+        return {u for u, state in users if state == "running"}, {u for u, _ in users}
 
