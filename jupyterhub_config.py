@@ -61,7 +61,9 @@ c.JupyterHub.load_roles = [
     # only what the binder service needs: create/delete users, start/stop their servers,
     # follow spawn progress
     {"name": "binderlab-service", "services": ["binderlab"],
-     "scopes": ["admin:users", "admin:servers"]},
+     "scopes": ["admin:users", "admin:servers",
+                # logged-in claims of warm sessions share them with their user
+                "shares"]},
     # users: their own servers, and the binder service's login (its OAuth access scope)
     {"name": "user", "scopes": ["self", "access:services!service=binderlab"]},
     {"name": "idle-culler", "services": ["idle-culler"],

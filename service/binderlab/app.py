@@ -471,8 +471,9 @@ class BinderLab(Application):
     def init_pool(self):
         """The warm pool (sessions/pool.py), None when c.BinderLab.warm_pool is off."""
         from binderlab.sessions.pooled import make_pool
+        from binderlab.spawners.claimmerge import ClaimMerge  # logged-in claims' merge
 
-        self.pool = make_pool(self) if self.warm_pool else None
+        self.pool = make_pool(self, ClaimMerge) if self.warm_pool else None
         self.pipeline.pool = self.lifecycle.pool = self.pool
         if self.evictor is not None:
             self.evictor.pool = self.pool

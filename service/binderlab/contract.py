@@ -226,6 +226,7 @@ ENV_IMAGE_PREFIX = "BINDERLAB_IMAGE_PREFIX"
 ENV_CONTENT_DIR = "BINDERLAB_CONTENT_DIR"
 ENV_SIGNING_KEY = "BINDERLAB_SERVICE_TOKEN"  # the service's hub API token signs GPU grants
 ENV_AUTHENTICATION = "BINDERLAB_AUTHENTICATION"
+ENV_POOL_MOUNTS = "BINDERLAB_POOL_MOUNTS"
 
 # --- logged-in mode ----------------------------------------------------------------------
 SERVICE_NAME = "binderlab"  # the binder service's name in the hub's services list
@@ -262,10 +263,13 @@ class HubSettings:
     content_dir: str = ""  # where the service leaves <commit>.tar for the content overlay
     signing_key: str = ""
     authentication: str = "none"  # c.BinderLab.authentication: the hub registers OAuth
+    # the warm pool's mount slots (sessions/poolmounts.py): '' when logged-in claims are off
+    pool_mounts: str = ""
 
     def to_env(self) -> dict[str, str]:
         return {ENV_IMAGE_PREFIX: self.image_prefix, ENV_CONTENT_DIR: self.content_dir,
-                ENV_SIGNING_KEY: self.signing_key, ENV_AUTHENTICATION: self.authentication}
+                ENV_SIGNING_KEY: self.signing_key, ENV_AUTHENTICATION: self.authentication,
+                ENV_POOL_MOUNTS: self.pool_mounts}
 
     @classmethod
     def from_env(cls, environ=None) -> "HubSettings":
@@ -273,7 +277,8 @@ class HubSettings:
         return cls(image_prefix=environ.get(ENV_IMAGE_PREFIX, DEFAULT_IMAGE_PREFIX),
                    content_dir=environ.get(ENV_CONTENT_DIR, ""),
                    signing_key=environ.get(ENV_SIGNING_KEY, ""),
-                   authentication=environ.get(ENV_AUTHENTICATION, "none"))
+                   authentication=environ.get(ENV_AUTHENTICATION, "none"),
+                   pool_mounts=environ.get(ENV_POOL_MOUNTS, ""))
 
 
 def content_archive(content_dir: str | Path, commit: str) -> Path:

@@ -67,6 +67,20 @@ def find(client=None) -> list[str]:
     return left
 
 
+def mounts_under(base) -> list[str]:
+    """Mounts this run made under its temporary folder (the warm pool's mount slots,
+    sessions/poolmounts.py): a service that stops unmounts them."""
+    if base is None:
+        return []
+    prefix = str(base.resolve()) + "/"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f if len(line.split()) > 4]
+    except OSError:
+        return []
+    return [f"mount {p}" for p in points if p.startswith(prefix)]
+
+
 def settle(client=None, timeout: float = 20) -> list[str]:
     """``find``, after giving what is shutting down a moment to finish (a stopping hub)."""
     deadline = time.monotonic() + timeout
@@ -94,6 +108,8 @@ def pytest_sessionfinish(session, exitstatus):
         return
     client = _engine()
     left = settle(client)
+    factory = getattr(session.config, "_tmp_path_factory", None)  # pytest's own tmp_path
+    left += mounts_under(factory.getbasetemp() if factory is not None else None)
     if client is not None:
         client.close()
     if left:

@@ -18,6 +18,7 @@ from binderlab.commands import processes
 from binderlab.commands.preflight import EngineFirst, require
 from binderlab.contract import HubSettings
 from binderlab.resources import hub_config_file
+from binderlab.sessions.poolmounts import pool_mounts_root
 
 
 def _secret(path: Path) -> str:
@@ -89,7 +90,8 @@ class UpApp(EngineFirst, BinderLab):
             **HubSettings(image_prefix=self.image_prefix,
                           content_dir=str(self.state_path / "content"),
                           signing_key=self.launcher.api_token,
-                          authentication=self.authentication).to_env(),
+                          authentication=self.authentication,
+                          pool_mounts=str(pool_mounts_root(self) or "")).to_env(),
             contract.ENV_INSTRUCTOR_GROUP: self.instructor_group,
             "BINDERLAB_HUB_CONFIG_OVERLAY": os.path.abspath(self.hub_config_overlay)
             if self.hub_config_overlay else "",

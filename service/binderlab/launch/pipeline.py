@@ -362,9 +362,11 @@ class Pipeline:
             self.limits.check_user_sessions(self._user_count(await self._our_sessions(), user))
 
     async def _our_sessions(self) -> list:
-        """This host's sessions (its image prefix)."""
-        return [s for s in await self.sessions.sessions()
+        """This host's sessions (its image prefix) without the pool's warm ones; a claimed
+        warm session counts under its repository and the user who claimed it."""
+        ours = [s for s in await self.sessions.sessions()
                 if s.image.startswith(self.image_prefix)]
+        return self.pool.user_sessions(ours) if self.pool is not None else ours
 
     def _user_count(self, sessions: list, user: str) -> int:
         """A user's sessions among ``sessions``, and their launches still starting."""
@@ -389,9 +391,7 @@ class Pipeline:
         # by user
         user_key = CLIENT_USER_PREFIX + user if user else ""
         async with self._quota_lock:
-            ours = await self._our_sessions()
-            if self.pool is not None:  # warm sessions are the pool's, within its budget
-                ours = self.pool.user_sessions(ours)
+            ours = await self._our_sessions()  # warm sessions are the pool's, within its budget
             for_repo = sum(1 for s in ours if s.labels.get(LABEL_REPO_KEY) == key)
             self.limits.check_quota(len(ours) + sum(self._starting[k] for k in self._starting
                                                     if not k.startswith(CLIENT_USER_PREFIX)),

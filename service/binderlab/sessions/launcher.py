@@ -64,6 +64,9 @@ class Launcher(LoggingConfigurable):
         # users whose session is being started now: the lifecycle's reaper leaves their
         # containers alone while they are still "created" (the content copy runs then)
         self.starting: set[str] = lifecycle.starting if lifecycle is not None else set()
+        # the warm pool's sessions claimed by logged-in users (sessions/poolstorage.py):
+        # async (owner, repo key) -> ready event or None; None when there are none
+        self.claimed_running = None
 
     async def launch(self, image: str, user_options: dict,
                      owner: str = "") -> AsyncIterator[dict]:
@@ -239,7 +242,10 @@ class HubLauncher(Launcher):
         """``owner``'s running session of ``repo_key`` (its ready event: url, token and
         the commit it was started at), None when there is none. A launch that finds one
         returns to it before it asks for a session slot or GPUs: the server holds them."""
-        return self.running_event(await self.named_server(owner, server_name(repo_key)))
+        found = self.running_event(await self.named_server(owner, server_name(repo_key)))
+        if found is None and self.claimed_running is not None:  # a warm session they claimed
+            found = await self.claimed_running(owner, repo_key)
+        return found
 
     async def launch_named(self, image: str, user_options: dict,
                            owner: str) -> AsyncIterator[dict]:

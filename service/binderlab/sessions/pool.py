@@ -133,6 +133,9 @@ class WarmPool(LoggingConfigurable):
         self.starting: dict[str, int] = defaultdict(int)
         self.claimed: dict[str, int] = defaultdict(int)  # claims since start, per image
         self.claimed_users: dict[str, str] = load_claims(state_file)  # pooled user -> its repo key
+        # pooled user -> who claimed it (its launch's client: a user or an address); in
+        # memory only: after a restart a claimed session counts under its repository alone
+        self.claimed_clients: dict[str, str] = {}
         self.launches: dict[str, deque] = defaultdict(deque)  # image -> launch times
         self.failed_at: dict[str, float] = {}
         self.hold_until = -math.inf  # no pooled session starts before this (after a claim)
@@ -198,13 +201,14 @@ class WarmPool(LoggingConfigurable):
         """``sessions`` (trackers.Session) without the warm ones; a claimed pooled session
         counts under the repository it was claimed for (its container was labelled when
         it started, with no repository)."""
-        from binderlab.contract import LABEL_REPO_KEY, LABEL_USER
+        from binderlab.contract import LABEL_CLIENT, LABEL_REPO_KEY, LABEL_USER
 
         kept = []
         live = {s.labels.get(LABEL_USER, "") for s in sessions}
         ended = [u for u in self.claimed_users if u not in live]
         for user in ended:  # stopped or culled since: forgotten
             del self.claimed_users[user]
+            self.claimed_clients.pop(user, None)
         if ended:
             save_claims(self.state_file, self.claimed_users)
         for s in sessions:
@@ -213,6 +217,9 @@ class WarmPool(LoggingConfigurable):
                 continue
             if user in self.claimed_users and not s.labels.get(LABEL_REPO_KEY):
                 s.labels = {**s.labels, LABEL_REPO_KEY: self.claimed_users[user]}
+            if self.claimed_clients.get(user) and not s.labels.get(LABEL_CLIENT):
+                # whose it is (a logged-in user, an address): per-person caps count it
+                s.labels = {**s.labels, LABEL_CLIENT: self.claimed_clients[user]}
             kept.append(s)
         return kept
 
@@ -244,6 +251,7 @@ class WarmPool(LoggingConfigurable):
         session.claimed_by = dict(user_options or {})
         self.claimed[image] += 1
         self.claimed_users[session.username] = (user_options or {}).get("repo_key", "")
+        self.claimed_clients[session.username] = (user_options or {}).get("client", "")
         save_claims(self.state_file, self.claimed_users)
         metrics.POOL_CLAIMS.labels("hit").inc()
         self._gauge()
@@ -262,6 +270,7 @@ class WarmPool(LoggingConfigurable):
     def released(self, username: str) -> None:
         """A claimed session ended (stopped by its user, culled): forget it."""
         self.claimed_users.pop(username, None)
+        self.claimed_clients.pop(username, None)
         save_claims(self.state_file, self.claimed_users)
 
     # ---- the refill loop -------------------------------------------------------------
@@ -296,6 +305,8 @@ class WarmPool(LoggingConfigurable):
         """One pass: expire the rate, recycle old sessions, drain stale images, stop what
         is over target, start what is missing (at most max_starting at once)."""
         now = self.clock()
+        if hasattr(self.backend, "tidy"):  # e.g. the mount slots of ended claimed sessions
+            await self.backend.tidy(self.claimed_users)
         for image in list(self.launches):
             self._update_rate(image, now)
         capped = self.capped_targets()
@@ -393,4 +404,6 @@ class WarmPool(LoggingConfigurable):
         self.warm.clear()
         await asyncio.gather(*(self._stop(s, "shutting down") for s in sessions))
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if hasattr(self.backend, "close"):  # e.g. the mount slots (sessions/poolmounts.py)
+            await self.backend.close()
         self._gauge()

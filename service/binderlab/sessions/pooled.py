@@ -7,8 +7,11 @@ exactly as a launch starts one, and a launch claims one instead of starting its 
   kernel a user asks for finds ipykernel's imports in the page cache. No kernel is left
   running: nothing of one user's state can reach the next.
 - claim: the commit's files go into the running container (Docker's put_archive works on
-  running containers; owned by the notebook user, as the spawner's overlay does). A
+  running containers; owned by the notebook user, as the spawner's overlay does), or on
+  Kubernetes into the running pod by an exec of tar (sessions/podcontent.py). A
   tree-keyed image holds its commit already: nothing to copy, on Docker or Kubernetes.
+- a logged-in claim (one box, authentication "required"): the user's folder of their
+  volume is mounted into the running container (sessions/poolstorage.py, poolmounts.py).
 - touch: the pool reports its warm users as active (``POST /users/<name>/activity``, the
   scope ``users:activity`` that ``admin:users`` holds), so jupyterhub-idle-culler never culls
   a session that waits for a claim; a claimed one is culled like any other.
@@ -42,6 +45,7 @@ from binderlab.contract import (
 from binderlab.errors import LaunchError
 from binderlab.platform.content import image_env, owned_tar, repo_dir_of
 from binderlab.sessions.pool import PoolBackend, WarmPool, WarmSession
+from binderlab.sessions.poolmounts import PoolMounts, pool_mounts_root
 
 
 class HubPoolBackend(PoolBackend, LoggingConfigurable):
@@ -68,15 +72,45 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
         60, help="Seconds the pre-started kernel may take to become idle (default 60)."
     ).tag(config=True)
 
-    def __init__(self, *, launcher, engine, content_dir, username_prefix: str, **kwargs):
+    def __init__(self, *, launcher, engine, content_dir, username_prefix: str,
+                 storage=None, pod_tracker=None, **kwargs):
         super().__init__(**kwargs)
         self.launcher = launcher  # a HubLauncher: its API client, spawn and stop
         self.engine = engine  # a DockerEngine, None on Kubernetes
         self.content_dir = content_dir
         self.username_prefix = username_prefix
+        # logged-in claims (sessions/poolstorage.py), None when they are off
+        self.storage = storage
+        self.pod_tracker = pod_tracker  # Kubernetes: finds the pooled pods (trackers.py)
+
+    async def why_not_owned(self, user_options: dict, owner: str) -> str:
+        """Why a warm session cannot become ``owner``'s for this launch ('' if it can)."""
+        if self.storage is None:
+            return "logged-in claims are off (one box, authentication 'required' only)"
+        return await self.storage.why_not(user_options, owner)
+
+    async def claim_owned(self, session: WarmSession, user_options: dict,
+                          owner: str) -> list[str]:
+        """Make ``session`` the logged-in ``owner``'s, their files attached; the launch-log
+        lines of the merge (sessions/poolstorage.py)."""
+        return await self.storage.claim(session, user_options, owner)
+
+    async def close(self) -> None:
+        """The service stops: unmount the slots of sessions that ended (claimed sessions
+        that keep running across the restart keep their files mounted)."""
+        if self.storage is not None:
+            await self.tidy({})
+            await self.storage.close()
+
+    async def tidy(self, claims: dict[str, str]) -> None:
+        """Unmount the slots of claimed sessions that ended (the pool's reconcile)."""
+        if self.storage is not None:
+            await self.storage.tidy(*await self.storage.pooled_users(self.username_prefix))
 
     async def start(self, image: str) -> WarmSession:
         launcher = self.launcher
+        if self.storage is not None:  # the slots' shared mount, before any slot is bound
+            await self.storage.prepare()
         if await self.runs_start_script(image):
             # repo2docker's `start` runs when the container starts, from the commit's own
             # files: a server started before the claim would have skipped it
@@ -137,11 +171,12 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
         commit = user_options.get(OPT_CONTENT)
         if not commit:  # a tree-keyed image: the commit's files are in the image
             return
-        if self.engine is None:
-            raise LaunchError("Claiming a pooled session of an environment-keyed image needs "
-                              "the Docker engine (the overlay into a running pod is not "
-                              "implemented).", 500)
         archive = content_archive(self.content_dir, commit)
+        if not archive.is_file():
+            raise LaunchError(f"The content of commit {commit} is not available.", 404)
+        if self.engine is None:  # Kubernetes: exec tar in the running pod
+            await self.claim_pod(session, archive)
+            return
         containers = await self.engine.call(
             self.engine.client.containers.list,
             filters={"label": f"{LABEL_USER}={session.username}", "status": "running"})
@@ -158,6 +193,19 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
             ok = await self.engine.call(containers[0].put_archive, repo_dir_of(config), data)
         if not ok:
             raise LaunchError("Could not copy the repository content into the session.", 500)
+
+    async def claim_pod(self, session: WarmSession, archive) -> None:
+        """The overlay into the pooled user's running pod (sessions/podcontent.py)."""
+        from binderlab.sessions.podcontent import copy_into_pod, session_pod
+
+        tracker = self.pod_tracker
+        if tracker is None or not hasattr(tracker, "namespace"):
+            raise LaunchError("Claiming a pooled session of an environment-keyed image needs "
+                              "the Docker engine or the Kubernetes session tracker.", 500)
+        core = await tracker.api()
+        pod = await session_pod(core, tracker.namespace, session.username,
+                                tracker.label_selector)
+        await copy_into_pod(core, tracker.namespace, pod, archive)
 
     async def runs_start_script(self, image: str) -> bool:
         """Whether ``image`` names a start script (repo2docker's R2D_ENTRYPOINT)."""
@@ -214,9 +262,11 @@ async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_opti
                           owner: str = "") -> AsyncIterator[dict]:
     """A launch's session: a claimed warm one when the pool has one, else the launcher's.
 
-    Not pooled: GPU launches (a warm session holds no GPU) and logged-in launches (their
-    named server and persistent volume are mounted when the server is created; a running
-    container cannot gain a mount), which go to the launcher as before.
+    Not pooled: GPU launches (a warm session holds no GPU). A logged-in launch claims
+    only where the backend can attach the user's files to a running session
+    (``claim_owned``: one box, c.BinderLab.authentication = "required"); when it cannot
+    (no such backend, the user's first launch, ...), the warm session goes back to the
+    pool untouched and the launch starts the user's named server as before.
     """
     owned = {"owner": owner} if owner else {}
     if pool is None:
@@ -224,9 +274,31 @@ async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_opti
             yield event
         return
     session = None
-    if not owner and not user_options.get(OPT_GPUS):  # only launches a pool can serve count
+    # only launches a pool can serve count towards its launch rate
+    servable = not user_options.get(OPT_GPUS) and (
+        not owner or getattr(pool.backend, "storage", None) is not None)
+    if servable:
         pool.record_launch(image)
-        session = pool.claim(image, user_options)
+        why_not = await pool.backend.why_not_owned(user_options, owner) if owner else ""
+        if why_not:  # e.g. their first launch: it creates their volume
+            pool.log.info("Warm pool: not claiming for %s: %s", owner, why_not)
+        else:
+            session = pool.claim(image, user_options)
+    if session is not None and owner:
+        try:
+            messages = await pool.backend.claim_owned(session, user_options, owner)
+        except Exception as e:
+            pool.log.warning("Warm pool: claim of %s for %s failed (%s); starting a session",
+                             session.username, owner, e)
+            pool.released(session.username)
+            await pool.backend.stop(session)
+        else:
+            yield {"phase": "launching", "message": "Claimed a warm session\n"}
+            for message in messages:
+                yield {"phase": "launching", "message": message + "\n"}
+            yield {"phase": "ready", "url": session.url, "token": session.token}
+            return
+        session = None
     if session is not None:
         try:
             await pool.backend.claim(session, user_options)
@@ -243,8 +315,9 @@ async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_opti
         yield event
 
 
-def make_pool(app) -> WarmPool:
-    """The app's pool (c.BinderLab.warm_pool = True) with the hub backend."""
+def make_pool(app, merge_class=None) -> WarmPool:
+    """The app's pool (c.BinderLab.warm_pool = True) with the hub backend; ``merge_class``
+    (spawners/claimmerge.py) runs the merge of logged-in claims."""
     pool = WarmPool(parent=app, log=app.log, backend=PoolBackend(),
                     state_file=app.state_path / "pool-claims.json")
     if pool.username_prefix == getattr(app.launcher, "username_prefix", None):
@@ -254,7 +327,19 @@ def make_pool(app) -> WarmPool:
 
     if not isinstance(app.launcher, HubLauncher):  # e.g. the in-process tier's: its own
         return pool
+    storage = None
+    root = pool_mounts_root(app)
+    if root is not None and app.engine is not None and merge_class is not None:
+        from binderlab.sessions.poolstorage import ClaimStorage
+
+        storage = ClaimStorage(launcher=app.launcher, engine=app.engine,
+                               content_dir=app.state_path / "content",
+                               mounts=PoolMounts(root), image_prefix=app.image_prefix,
+                               log=app.log, merge_class=merge_class, parent=app)
+        app.launcher.claimed_running = lambda owner, repo_key: storage.running(
+            owner, repo_key, pool.claimed_users)
     pool.backend = HubPoolBackend(parent=app, log=app.log, launcher=app.launcher,
                                   engine=app.engine, content_dir=app.state_path / "content",
-                                  username_prefix=pool.username_prefix)
+                                  username_prefix=pool.username_prefix, storage=storage,
+                                  pod_tracker=app.sessions if app.engine is None else None)
     return pool

@@ -5,6 +5,7 @@ requested commit's files into containers of environment-keyed images before they
 """
 
 import asyncio
+import os
 
 import docker.errors
 import docker.types
@@ -77,6 +78,8 @@ class BinderLabSpawner(UserVolumeMixin, BinderLabSessionMixin, DockerSpawner):
         if self.has_volume:  # a logged-in user's: their volume, the commit merged into it
             await self.prepare_storage(self.check_user_options().upstream,
                                        int(labels.get(LABEL_UID, "1000")))
+        elif self.check_user_options().pooled:
+            self.attach_pool_slot()  # a logged-in claim mounts the user's folder there
         obj = await super().create_object()
         # a warm-pool session gets its content when a launch claims it (sessions/pooled.py)
         if labels.get(LABEL_KIND) == KIND_ENV and not self.check_user_options().pooled:
@@ -86,6 +89,21 @@ class BinderLabSpawner(UserVolumeMixin, BinderLabSessionMixin, DockerSpawner):
                 await self.docker("remove_container", obj["Id"], force=True)
                 raise
         return obj
+
+    def attach_pool_slot(self) -> None:
+        """A warm session of a logged-in pool (the service set BINDERLAB_POOL_MOUNTS):
+        its own empty slot bound at the volume path with propagation rslave, the server
+        started there, so the user's folder mounted onto the slot at a claim becomes the
+        server's root while it runs (sessions/poolmounts.py)."""
+        root = HubSettings.from_env().pool_mounts
+        if not root or not self.persistent_storage:
+            return
+        slot = os.path.join(root, self.user.name)  # pool users are [a-z0-9-]: a safe name
+        os.makedirs(slot, mode=0o755, exist_ok=True)
+        self.volumes = {**self.volumes, slot: {"bind": self.volume_mount_path,
+                                               "mode": "rw,rslave"}}
+        self.extra_create_kwargs = {**self.extra_create_kwargs,
+                                    "working_dir": self.volume_mount_path}
 
     async def overlay_content(self, container_id: str, config: dict, labels: dict) -> None:
         commit = self.check_user_options().content
