@@ -3,6 +3,7 @@ when it does not, what a failed claim leaves, how a later launch finds the claim
 and the mount slots' bookkeeping. The mounts themselves run for real in
 tests/test_pool_logged_in.py."""
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ class OwnedBackend(FakePoolBackend):
         return "" if owner in self.volumes else f"{owner} has no persistent volume yet"
 
     async def claim_owned(self, session, user_options, owner):
+        await asyncio.sleep(0.01)  # the merge container runs: other launches go on
         if self.fail_owned:
             raise RuntimeError("the merge container failed")
         self.owned.append((session.username, owner))
@@ -229,3 +231,44 @@ def test_the_claims_merge_takes_the_services_storage_options():
     assert ClaimMerge(engine=None, image="img", owner="ada", folder="f", image_prefix="x/",
                       log=None).merge_mem_limit == "512m"  # the spawner's default
     assert merge.user.name == "ada" and merge.name == "gh-course-lab"
+
+
+class SlowLauncher(Launcher):
+    """A launcher whose user sessions (named servers) it remembers, as the hub's does."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.pool = pool
+
+    async def running(self, owner, repo_key):
+        # what ClaimStorage.running answers: a warm session shared with them (the share is
+        # made at the claim's end) that was claimed for this repository
+        await asyncio.sleep(0)  # it asks the hub
+        for username, who in self.pool.backend.owned:
+            if who == owner and self.pool.claimed_users.get(username) == repo_key:
+                return {"url": f"http://hub/user/{username}/", "token": "claimed"}
+        return None
+
+
+async def test_two_tabs_of_one_user_claim_one_warm_session_not_two():
+    pool = await warm_pool()
+    pool.memory_budget = 2 << 20  # room for two warm sessions
+    pool.set_target("pinned", "img", 2)
+    await settle(pool)
+    assert len(pool.warm["img"]) == 2
+    pool.backend.volumes.add("ada")
+    launcher = SlowLauncher(pool)
+    options = {**OPTIONS, "client": "ada"}
+
+    async def launch():
+        return [e async for e in launch_or_claim(pool, launcher, "img", options, owner="ada")]
+
+    first, second = await asyncio.gather(launch(), launch())
+    # one claim merged into (and mounted) her folder; the other launch returned to it
+    assert len(pool.backend.owned) == 1 and not launcher.launched
+    assert pool.status()["img"]["claimed"] == 1
+    assert "Returning to your running session\n" in [e.get("message") for e in second]
+    (claimed,) = pool.claimed_users
+    assert {first[-1]["url"], second[-1]["url"]} == {f"http://127.0.0.1:1/user/{claimed}/",
+                                                     f"http://hub/user/{claimed}/"}
+    assert not pool._turns  # nothing kept once both launches are through

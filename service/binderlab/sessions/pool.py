@@ -20,6 +20,7 @@ import math
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from traitlets import Dict, Float, Integer, Unicode, default
@@ -139,6 +140,8 @@ class WarmPool(LoggingConfigurable):
         self.launches: dict[str, deque] = defaultdict(deque)  # image -> launch times
         self.failed_at: dict[str, float] = {}
         self.hold_until = -math.inf  # no pooled session starts before this (after a claim)
+        # (owner, repo key) -> [lock, launches holding or waiting for it] (owner_turn)
+        self._turns: dict[tuple[str, str], list] = {}
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
         self._closing = False
@@ -239,6 +242,22 @@ class WarmPool(LoggingConfigurable):
         self.set_target(RATE_SOURCE, image, min(len(times), self.rate_max_per_image))
         if not times:
             del self.launches[image]
+
+    @asynccontextmanager
+    async def owner_turn(self, owner: str, repo_key: str):
+        """One launch at a time per logged-in user and repository: two tabs of one student
+        must not claim two warm sessions that merge into and mount the same folder; the
+        second waits, then finds the first one's session running."""
+        key = (owner, repo_key)
+        turn = self._turns.setdefault(key, [asyncio.Lock(), 0])
+        turn[1] += 1
+        try:
+            async with turn[0]:
+                yield
+        finally:
+            turn[1] -= 1
+            if not turn[1]:
+                del self._turns[key]
 
     def claim(self, image: str, user_options: dict | None = None) -> WarmSession | None:
         """Take a warm session of ``image`` (None when there is none). Synchronous: two

@@ -39,6 +39,7 @@ from binderlab.contract import (
     OPT_GPUS,
     OPT_IMAGE,
     OPT_POOLED,
+    OPT_REPO_KEY,
     OPT_TOKEN,
     content_archive,
 )
@@ -273,6 +274,26 @@ async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_opti
         async for event in launcher.launch(image, user_options, **owned):
             yield event
         return
+    if not owner or user_options.get(OPT_GPUS):  # GPU launches are never claims
+        async for event in _claim_or_launch(pool, launcher, image, user_options, owner):
+            yield event
+        return
+    async with pool.owner_turn(owner, user_options.get(OPT_REPO_KEY, "")):
+        # a launch of the same user and repository that held the turn may have started
+        # (or claimed) their session meanwhile: return to it, as the pipeline does
+        running = getattr(launcher, "running", None)
+        found = await running(owner, user_options.get(OPT_REPO_KEY, "")) if running else None
+        if found is not None:
+            yield {"phase": "launching", "message": "Returning to your running session\n"}
+            yield {"phase": "ready", "url": found["url"], "token": found["token"]}
+            return
+        async for event in _claim_or_launch(pool, launcher, image, user_options, owner):
+            yield event
+
+
+async def _claim_or_launch(pool: WarmPool, launcher, image: str, user_options: dict,
+                           owner: str = "") -> AsyncIterator[dict]:
+    owned = {"owner": owner} if owner else {}
     session = None
     # only launches a pool can serve count towards its launch rate
     servable = not user_options.get(OPT_GPUS) and (
