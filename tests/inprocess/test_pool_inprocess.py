@@ -217,7 +217,7 @@ async def test_close_stops_warm_and_starting_sessions():
 
 
 async def test_claimed_users_survive_a_restart_until_their_session_ends(tmp_path):
-    from binderlab.contract import LABEL_USER
+    from binderlab.contract import LABEL_CLIENT, LABEL_REPO_KEY, LABEL_USER
     from binderlab.sessions.trackers import Session
 
     state = tmp_path / "pool-claims.json"
@@ -226,10 +226,13 @@ async def test_claimed_users_survive_a_restart_until_their_session_ends(tmp_path
     pool = WarmPool(config=c, backend=FakePoolBackend(), state_file=state)
     pool.set_target("pinned", "img-a", 1)
     await settle(pool)
-    claimed = pool.claim("img-a", {"repo_key": "gh/o/r"})
+    claimed = pool.claim("img-a", {"repo_key": "gh/o/r", "client": "user:ada"})
     restarted = WarmPool(config=c, backend=FakePoolBackend(), state_file=state)
     session = Session({LABEL_USER: claimed.username}, "img-a", None)
     assert restarted.user_sessions([session]) == [session]  # still a user's session
+    # still under its repository and the person who claimed it (their session cap)
+    assert session.labels[LABEL_REPO_KEY] == "gh/o/r"
+    assert session.labels[LABEL_CLIENT] == "user:ada"
     assert restarted.user_sessions([]) == []  # it ended: forgotten, also on disk
     assert not WarmPool(config=c, backend=FakePoolBackend(), state_file=state).claimed_users
 

@@ -134,9 +134,9 @@ class WarmPool(LoggingConfigurable):
         self.starting: dict[str, int] = defaultdict(int)
         self.claimed: dict[str, int] = defaultdict(int)  # claims since start, per image
         self.claimed_users: dict[str, str] = load_claims(state_file)  # pooled user -> its repo key
-        # pooled user -> who claimed it (its launch's client: a user or an address); in
-        # memory only: after a restart a claimed session counts under its repository alone
-        self.claimed_clients: dict[str, str] = {}
+        # pooled user -> who claimed it (its launch's client: a user or an address), kept
+        # with the claims so per-person caps count it after a restart too
+        self.claimed_clients: dict[str, str] = load_claims(state_file, "clients")
         self.launches: dict[str, deque] = defaultdict(deque)  # image -> launch times
         self.failed_at: dict[str, float] = {}
         self.hold_until = -math.inf  # no pooled session starts before this (after a claim)
@@ -213,7 +213,7 @@ class WarmPool(LoggingConfigurable):
             del self.claimed_users[user]
             self.claimed_clients.pop(user, None)
         if ended:
-            save_claims(self.state_file, self.claimed_users)
+            save_claims(self.state_file, self.claimed_users, self.claimed_clients)
         for s in sessions:
             user = s.labels.get(LABEL_USER, "")
             if self.holds(user):
@@ -271,7 +271,7 @@ class WarmPool(LoggingConfigurable):
         self.claimed[image] += 1
         self.claimed_users[session.username] = (user_options or {}).get("repo_key", "")
         self.claimed_clients[session.username] = (user_options or {}).get("client", "")
-        save_claims(self.state_file, self.claimed_users)
+        save_claims(self.state_file, self.claimed_users, self.claimed_clients)
         metrics.POOL_CLAIMS.labels("hit").inc()
         self._gauge()
         # the refill waits refill_delay: the claimed session's first kernel (thebe asks for
@@ -290,7 +290,7 @@ class WarmPool(LoggingConfigurable):
         """A claimed session ended (stopped by its user, culled): forget it."""
         self.claimed_users.pop(username, None)
         self.claimed_clients.pop(username, None)
-        save_claims(self.state_file, self.claimed_users)
+        save_claims(self.state_file, self.claimed_users, self.claimed_clients)
 
     # ---- the refill loop -------------------------------------------------------------
 

@@ -57,17 +57,19 @@ def host_memory() -> int:
         return 0
 
 
-def load_claims(path: Path | None) -> dict[str, str]:
-    """The claimed pooled users kept in ``path`` ({user: repo key}); {} when there are none."""
+def load_claims(path: Path | None, part: str = "claimed") -> dict[str, str]:
+    """The claimed pooled users kept in ``path``: {user: repo key} ("claimed") or {user: who
+    claimed it} ("clients"); {} when there are none."""
     try:
-        return dict(json.loads(path.read_text())["claimed"])
+        return dict(json.loads(path.read_text()).get(part) or {})
     except (AttributeError, OSError, ValueError, KeyError, TypeError):
         return {}
 
 
-def save_claims(path: Path | None, claims: dict[str, str]) -> None:
+def save_claims(path: Path | None, claims: dict[str, str],
+                clients: dict[str, str] | None = None) -> None:
     if path is None:
         return
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"claimed": claims}))
+    tmp.write_text(json.dumps({"claimed": claims, "clients": clients or {}}))
     tmp.replace(path)  # a crash mid-write leaves the previous file whole
