@@ -9,6 +9,7 @@ their Docker volume, returns to the same session on a second launch, and finds t
 again after the session ended (its slot unmounted).
 """
 
+import re
 import time
 import uuid
 
@@ -145,9 +146,26 @@ def test_a_logged_in_claim_attaches_the_users_files(user_volumes, make_service, 
     assert (again[-1]["url"], again[-1]["token"]) == (ready["url"], ready["token"]), again
     assert "Returning to your running session" in messages(again)
 
-    # the session ends (stopped as the culler would): the slot is unmounted, her work stays
-    requests.delete(f"{svc.hub_url}/hub/api/users/{pooled}/server", timeout=60,
-                    headers={"Authorization": f"token {svc.service_token}"})
+    # her sessions page lists both sessions (the hub's home page lists only her own servers)
+    page = ada.get(svc.url + "sessions", timeout=30)
+    assert page.status_code == 200, page.text
+    listed = {s["id"]: s for s in ada.get(svc.url + "api/sessions", timeout=30).json()[
+        "sessions"]}
+    assert listed[pooled]["warm"] and listed[pooled]["repo_key"] == "gh/" + course.gh_spec
+    assert listed[pooled]["url"] == ready["url"] and listed[pooled]["state"] == "ready"
+    named = server_name("gh/" + first_repo.gh_spec)
+    assert not listed[named]["warm"] and listed[named]["url"] == first[-1]["url"]
+    assert f'data-session="{pooled}"' in page.text and f'data-session="{named}"' in page.text
+    assert f'href="{ready["url"]}"' in page.text  # its Open link
+    # she stops it there: without the page's xsrf token her cookie does not count
+    stop = f"{svc.url}api/sessions/{pooled}"
+    assert ada.delete(stop, timeout=60).status_code in (401, 403)
+    assert sessions_of(docker_client, pooled)
+    xsrf = re.search(r'"xsrfToken": "([^"]+)"', page.text).group(1)
+    stopped = ada.delete(stop, headers={"X-XSRFToken": xsrf}, timeout=90)
+    assert stopped.status_code == 200, stopped.text
+    assert ada.delete(stop, headers={"X-XSRFToken": xsrf}, timeout=90).status_code == 404
+    # the session ends: the slot is unmounted, her work stays
     wait_for(lambda: not sessions_of(docker_client, pooled), "the claimed session to stop")
     wait_for(lambda: not slot_mounts(svc), "the slot to be unmounted")
     back = launch(svc, ada, course)

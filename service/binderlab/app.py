@@ -428,7 +428,8 @@ class BinderLab(Application):
             self.log.info("GPUs: %s", ", ".join(f"{d.id} ({d.name})" for d in devices))
 
     def init_limits(self):
-        self.limits = LaunchLimits(parent=self, log=self.log)
+        self.limits = LaunchLimits(parent=self, log=self.log,
+                                   sessions_page=f"{self.public_url}sessions")
         self.trusted_proxy_networks = netguard.parse_networks(self.trusted_proxies)
 
     def init_auth(self):

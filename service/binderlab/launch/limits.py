@@ -97,8 +97,9 @@ class LaunchLimits(LoggingConfigurable):
             return 0
         return max(2, memory // (1 << 30))
 
-    def __init__(self, **kwargs):
+    def __init__(self, sessions_page: str = "this host's /sessions page", **kwargs):
         super().__init__(**kwargs)
+        self.sessions_page = sessions_page  # where a user stops a session (web/mysessions.py)
         self._key = secrets.token_bytes(32)
         # (client, kind) -> launch times; ordered by last use, so expired ones are in front
         self._recent: OrderedDict[tuple[str, str], deque] = OrderedDict()
@@ -241,8 +242,8 @@ class LaunchLimits(LoggingConfigurable):
         if self.max_sessions_per_user and running_for_user >= self.max_sessions_per_user:
             raise LaunchError(
                 f"You have {running_for_user} sessions running, the most one person may have "
-                f"here ({self.max_sessions_per_user}). Stop one from the hub's home page "
-                "(Control Panel), then launch again.", 429)
+                f"here ({self.max_sessions_per_user}). Stop one on "
+                f"{self.sessions_page}, then launch again.", 429)
 
     def check_quota(self, running: int, running_for_repo: int, repo_key: str) -> None:
         if self.max_sessions and running >= self.max_sessions:

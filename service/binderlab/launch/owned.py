@@ -10,7 +10,8 @@ from binderlab.launch import events as ev
 from binderlab.launch.context import LaunchContext, StartedSession
 
 
-async def running_session(launcher, ctx: LaunchContext) -> dict | None:
+async def running_session(launcher, ctx: LaunchContext,
+                          sessions_page: str = "/sessions") -> dict | None:
     """The event saying the launch returns to the user's running session (ctx.session is
     set), or None when the launch must start one (anonymous, or nothing running)."""
     running = getattr(launcher, "running", None)  # only a hub launcher knows hub users
@@ -23,6 +24,6 @@ async def running_session(launcher, ctx: LaunchContext) -> dict | None:
     message = "Returning to your running session"
     if found.get("commit") and found["commit"] != ctx.commit:
         # the user's work is in that session: say what it runs rather than replace it
-        message += (f", started at {found['commit'][:12]} (stop it from the hub's home page "
+        message += (f", started at {found['commit'][:12]} (stop it on {sessions_page} "
                     f"to start {ctx.commit[:12]})")
     return ev.event(ev.LAUNCHING, message)

@@ -284,7 +284,8 @@ class Pipeline:
         await self.fetch(ctx)
         returned = None  # a logged-in user's running session of this repository
         if not request.build_only:
-            returned = await owned.running_session(self.launcher, ctx)
+            returned = await owned.running_session(self.launcher, ctx,
+                                                   f"{self.public_url}sessions")
         if not request.build_only and returned is None:
             await self.check_user_sessions(ctx)  # before anything is built
         if not request.build_only and returned is None:  # else the session has its GPUs

@@ -67,6 +67,8 @@ class Launcher(LoggingConfigurable):
         # the warm pool's sessions claimed by logged-in users (sessions/poolstorage.py):
         # async (owner, repo key) -> ready event or None; None when there are none
         self.claimed_running = None
+        # async owner -> [(pooled user, repo key, hub server model)]: the sessions page's
+        self.claimed_sessions = None
 
     async def launch(self, image: str, user_options: dict,
                      owner: str = "") -> AsyncIterator[dict]:

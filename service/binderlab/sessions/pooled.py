@@ -359,6 +359,8 @@ def make_pool(app, merge_class=None) -> WarmPool:
                                log=app.log, merge_class=merge_class, parent=app)
         app.launcher.claimed_running = lambda owner, repo_key: storage.running(
             owner, repo_key, pool.claimed_users)
+        app.launcher.claimed_sessions = lambda owner: storage.claimed(owner,
+                                                                      pool.claimed_users)
     pool.backend = HubPoolBackend(parent=app, log=app.log, launcher=app.launcher,
                                   engine=app.engine, content_dir=app.state_path / "content",
                                   username_prefix=pool.username_prefix, storage=storage,

@@ -153,20 +153,30 @@ class ClaimStorage:
                 session.url + f"api/kernels/{kernel['id']}", method="DELETE",
                 headers=headers, request_timeout=30))
 
-    async def running(self, owner: str, repo_key: str, claims: dict[str, str]) -> dict | None:
-        """``owner``'s running claimed session of ``repo_key`` (its ready event), found
-        through the hub's shares with them and the pool's claims ({pooled user: repo key})."""
+    async def claimed(self, owner: str, claims: dict[str, str]) -> list[tuple[str, str, dict]]:
+        """``owner``'s claimed warm sessions: (pooled user, repo key, its hub server model),
+        found through the hub's shares with them and the pool's claims ({pooled user: repo
+        key}); a share whose claim the pool forgot (the session ended) is not theirs."""
         try:
             shared = await self.launcher.api("GET", f"/users/{quote(owner)}/shared")
         except Exception:
-            return None
+            return []
+        found = []
         for item in shared.get("items", []) if isinstance(shared, dict) else shared:
             server = item.get("server") or {}
             pooled = (server.get("user") or {}).get("name", "")
-            if claims.get(pooled) != repo_key:
+            if pooled not in claims:
                 continue
             user = await self.launcher.api("GET", f"/users/{quote(pooled)}")
-            event = self.launcher.running_event((user.get("servers") or {}).get(""))
+            model = (user.get("servers") or {}).get("")
+            if model:
+                found.append((pooled, claims[pooled], model))
+        return found
+
+    async def running(self, owner: str, repo_key: str, claims: dict[str, str]) -> dict | None:
+        """``owner``'s running claimed session of ``repo_key`` (its ready event)."""
+        for _pooled, key, model in await self.claimed(owner, claims):
+            event = self.launcher.running_event(model) if key == repo_key else None
             if event is not None and event.get("token"):
                 return event
         return None

@@ -8,6 +8,7 @@ from binderlab.web import (
                            environment,
                            hooks,
                            lms,
+                           mysessions,
                            pages,
                            status,
                            tickets,
@@ -22,6 +23,7 @@ default_handlers = [
     *badges.default_handlers,
     *environment.default_handlers,
     *lms.default_handlers,
+    *mysessions.default_handlers,
     *courses.default_handlers,
     *pages.default_handlers,
 ]
