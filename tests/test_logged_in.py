@@ -189,9 +189,11 @@ def test_gpu_cap_counts_each_person(make_service, git_server, docker_client, tmp
 
 
 @pytest.mark.browser
-def test_browser_logs_in_and_lands_in_its_session(make_service, git_server, tmp_path):
+def test_browser_logs_in_and_lands_in_its_session(make_service, git_server, tmp_path,
+                                                  docker_client):
     """Chromium: a launch link, the hub's login form, back through the loading page onto the
-    user's own named server with the notebook open."""
+    user's own named server with the notebook open; then her sessions page lists it, and
+    its Stop button stops it."""
     from tests.test_browser import BROWSER_DIR, CHROMIUM, SCREENSHOTS
 
     node = shutil.which("node")
@@ -201,7 +203,8 @@ def test_browser_logs_in_and_lands_in_its_session(make_service, git_server, tmp_
     proc = subprocess.run(
         [node, str(BROWSER_DIR / "login_launch.mjs"),
          f"{svc.url}v2/gh/{repo.gh_spec}/main?labpath=hello.ipynb",
-         str(SCREENSHOTS / "logged_in"), "--user", "erin", "--password", PASSWORD],
+         str(SCREENSHOTS / "logged_in"), "--user", "erin", "--password", PASSWORD,
+         "--sessions-page", f"{svc.url}sessions"],
         cwd=BROWSER_DIR, capture_output=True, text=True, timeout=400,
         env={**os.environ, "BINDERLAB_CHROMIUM": CHROMIUM})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -211,3 +214,11 @@ def test_browser_logs_in_and_lands_in_its_session(make_service, git_server, tmp_
     assert result["loginUrl"].startswith(f"{svc.hub_url}/hub/login")
     assert re.match(rf"{svc.hub_url}/user/erin/gh-test-[a-z0-9-]+/", result["finalUrl"])
     assert result["notebookOpen"] and not result["offHostRequests"]
+    server = result["listed"]["server"]
+    assert result["finalUrl"].startswith(result["listed"]["open"])  # Open goes back there
+    assert f"gh/{repo.gh_spec}" in result["listed"]["text"]
+    assert result["stopped"]
+    wait = time.monotonic() + 60
+    while sessions_of(docker_client, "erin") and time.monotonic() < wait:
+        time.sleep(0.5)  # the reaper removes the stopped container
+    assert not sessions_of(docker_client, "erin"), server
