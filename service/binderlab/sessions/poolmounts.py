@@ -59,20 +59,20 @@ def mount_points(mountinfo: str) -> dict[str, str]:
     return points
 
 
-async def run_mount(*args: str) -> None:
+async def _run(command: str, *args: str) -> None:
     process = await asyncio.create_subprocess_exec(
-        "mount", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        command, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     _, err = await process.communicate()
     if process.returncode:
-        raise MountError(f"mount {' '.join(args)}: {err.decode(errors='replace').strip()}")
+        raise MountError(f"{command} {' '.join(args)}: {err.decode(errors='replace').strip()}")
+
+
+async def run_mount(*args: str) -> None:
+    await _run("mount", *args)
 
 
 async def run_umount(*args: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "umount", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    _, err = await process.communicate()
-    if process.returncode:
-        raise MountError(f"umount {' '.join(args)}: {err.decode(errors='replace').strip()}")
+    await _run("umount", *args)
 
 
 class PoolMounts:
