@@ -41,14 +41,15 @@ import requests
 
 from bench.launch import (
     RESULTS_DIR,
-    cleanup,
     container_marks,
     hub_spawn_seconds,
-    own_containers,
+    leftovers_of,
     percentile,
     poll_status,
+    service_run,
     session_container,
     stop_session,
+    stream_events,
     write_result,
 )
 from tests.harness.gitserver import REPOS_DIR, GitServer, TestRepo
@@ -138,25 +139,15 @@ def launch(svc: Service, client: docker.DockerClient, spec: str, interval: float
     build_log: list[str] = []
     build_times: list[float] = []  # when each build log line arrived (s from the request)
     t0_wall, t0 = time.time(), time.perf_counter()
-    with requests.get(url, headers={"Accept": "text/event-stream"}, stream=True,
-                      timeout=timeout) as response:
-        response.raise_for_status()
-        for line in response.iter_lines(decode_unicode=True):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no ready event from {url} within {timeout} s")
-            if line and line.startswith("data:"):
-                event = json.loads(line[5:])
-                t, phase = time.perf_counter() - t0, event["phase"]
-                message = event.get("message", "").strip()
-                if phase == "building":
-                    if not build_log:
-                        events.append((t, phase, message))
-                    build_log.append(message)
-                    build_times.append(t)
-                else:
-                    events.append((t, phase, message))
-                if phase in ("ready", "failed"):
-                    break
+    for t, event in stream_events(url, timeout, t0, deadline):
+        phase, message = event["phase"], event.get("message", "").strip()
+        if phase == "building":
+            if not build_log:
+                events.append((t, phase, message))
+            build_log.append(message)
+            build_times.append(t)
+        else:
+            events.append((t, phase, message))
     if not events or events[-1][1] != "ready":
         raise RuntimeError(f"launch did not reach ready: {events[-1:] or 'no events'}")
     ready = event
@@ -380,10 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     envs = environments(args.versions, args.extras, initial_requirement())[: args.runs]
     runs: list[dict[str, Any]] = []
     load_before = os.getloadavg()
+    left: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="binderlab-bench-") as tmp:
         git = GitServer(Path(tmp) / "git")
         svc = Service(Path(tmp) / "service", git.url, "up")
-        try:
+        with service_run(client, svc, git, left):
             svc.start()
             repo = git.create("requirements")
             print(f"service {svc.url}, hub {svc.hub_url}, repo {repo.gh_spec}", flush=True)
@@ -407,18 +399,6 @@ def main(argv: list[str] | None = None) -> int:
             for r in [build, *warmup, *runs]:
                 r["hub_spawn_seconds"] = spawn.get(r["username"])
             total_builds = svc.metric(BUILDER_RUNS)
-        except BaseException:
-            print(svc.log()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            svc.stop()
-            git.close()
-            # What the stopped service left running (hub cleanup_servers should leave none).
-            left_by_service = own_containers(client, svc.image_prefix)
-            cleanup(client, svc.image_prefix)
-    leftovers = own_containers(client, svc.image_prefix)
-    leftover_images = [t for i in client.images.list() for t in i.tags
-                       if t.startswith(svc.image_prefix)]
     summary = summarize(runs)
     print_report(summary, args.target)
     print(f"builder runs in all: {total_builds:g} (1 uncounted first build + {args.runs})")
@@ -430,8 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "docker_engine": client.version()["Version"],
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "build_launch": build, "warmup": warmup, "summary": summary, "results": runs,
-        "left_by_service": left_by_service, "leftover_containers": leftovers,
-        "leftover_images": leftover_images,
+        **left, **leftovers_of(client, svc.image_prefix),
     }
     return write_result(result, args.output or RESULTS_DIR / f"cache-{stamp}.json")
 

@@ -26,6 +26,8 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -131,13 +133,10 @@ def stop_session(svc: Service, container: Any, username: str) -> None:
     raise RuntimeError(f"The session container of {username} was not removed")
 
 
-def launch_binderlab(svc: Service, client: docker.DockerClient, spec: str, interval: float,
-                     timeout: float) -> dict[str, Any]:
-    """(a): one launch through the service's event stream, up to api/status 200."""
-    url = f"{svc.url}build/gh/{spec}/main"
-    deadline = time.monotonic() + timeout
-    events: list[tuple[float, str, str]] = []
-    t0_wall, t0 = time.time(), time.perf_counter()
+def stream_events(url: str, timeout: float, t0: float,
+                  deadline: float) -> Iterator[tuple[float, dict]]:
+    """A launch's event stream: each event with the seconds since ``t0`` (perf_counter),
+    up to and including ready or failed; TimeoutError past ``deadline`` (monotonic)."""
     with requests.get(url, headers={"Accept": "text/event-stream"}, stream=True,
                       timeout=timeout) as response:
         response.raise_for_status()
@@ -146,10 +145,20 @@ def launch_binderlab(svc: Service, client: docker.DockerClient, spec: str, inter
                 raise TimeoutError(f"no ready event from {url} within {timeout} s")
             if line and line.startswith("data:"):
                 event = json.loads(line[5:])
-                events.append((time.perf_counter() - t0, event["phase"],
-                               event.get("message", "").strip()))
+                yield time.perf_counter() - t0, event
                 if event["phase"] in ("ready", "failed"):
-                    break
+                    return
+
+
+def launch_binderlab(svc: Service, client: docker.DockerClient, spec: str, interval: float,
+                     timeout: float) -> dict[str, Any]:
+    """(a): one launch through the service's event stream, up to api/status 200."""
+    url = f"{svc.url}build/gh/{spec}/main"
+    deadline = time.monotonic() + timeout
+    events: list[tuple[float, str, str]] = []
+    t0_wall, t0 = time.time(), time.perf_counter()
+    for t, event in stream_events(url, timeout, t0, deadline):
+        events.append((t, event["phase"], event.get("message", "").strip()))
     if not events or events[-1][1] != "ready":
         raise RuntimeError(f"launch did not reach ready: {events[-1:] or 'no events'}")
     ready = event
@@ -232,6 +241,31 @@ def own_containers(client: docker.DockerClient, prefix: str) -> list[str]:
 cleanup = remove_prefix  # the test harness's: containers and images of one prefix
 
 
+@contextmanager
+def service_run(client: docker.DockerClient, svc: Service, git: GitServer, result: dict):
+    """A bench's run of ``svc``: on failure the service's log tail is printed; on the way
+    out, failed or not, the service and the git server stop, ``result["left_by_service"]``
+    names the containers the stopped service left running (the hub's cleanup_servers
+    should leave none), and everything of the run's image prefix is removed."""
+    try:
+        yield
+    except BaseException:
+        print(svc.log()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        svc.stop()
+        git.close()
+        result["left_by_service"] = own_containers(client, svc.image_prefix)
+        cleanup(client, svc.image_prefix)
+
+
+def leftovers_of(client: docker.DockerClient, prefix: str) -> dict[str, list[str]]:
+    """What of a run is still there after its clean-up (write_result fails on any)."""
+    return {"leftover_containers": own_containers(client, prefix),
+            "leftover_images": [t for i in client.images.list() for t in i.tags
+                                if t.startswith(prefix)]}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python3 -m bench.launch", description=__doc__.split("\n\n")[0])
@@ -261,10 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     client = docker.from_env()
     client.images.get(BASE_IMAGE)  # fails early when tests/harness/setup.sh has not run
     runs: list[dict[str, Any]] = []
+    left: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="binderlab-bench-") as tmp:
         git = GitServer(Path(tmp) / "git")
         svc = Service(Path(tmp) / "service", git.url, "up")
-        try:
+        with service_run(client, svc, git, left):
             svc.start()
             spec = git.create("dockerfile").gh_spec
             print(f"service {svc.url}, hub {svc.hub_url}, repo {spec}", flush=True)
@@ -284,18 +319,6 @@ def main(argv: list[str] | None = None) -> int:
             spawn = hub_spawn_seconds(svc)
             for r in [build, *warmup, *runs]:
                 r["hub_spawn_seconds"] = spawn.get(r.get("username", ""))
-        except BaseException:
-            print(svc.log()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            svc.stop()
-            git.close()
-            # What the stopped service left running (hub cleanup_servers should leave none).
-            left_by_service = own_containers(client, svc.image_prefix)
-            cleanup(client, svc.image_prefix)
-    leftovers = own_containers(client, svc.image_prefix)
-    leftover_images = [t for i in client.images.list() for t in i.tags
-                       if t.startswith(svc.image_prefix)]
     summary = summarize(runs)
     print_report(summary)
     result = {
@@ -306,8 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "floor_command": FLOOR_COMMAND, "image": image,
         "machine": {"cpus": os.cpu_count(), "docker_engine": client.version()["Version"]},
         "build_launch": build, "warmup": warmup, "summary": summary, "results": runs,
-        "left_by_service": left_by_service, "leftover_containers": leftovers,
-        "leftover_images": leftover_images,
+        **left, **leftovers_of(client, svc.image_prefix),
     }
     return write_result(result, args.output or RESULTS_DIR / f"launch-{stamp}.json")
 

@@ -45,7 +45,7 @@ import aiohttp
 import docker
 import requests
 
-from bench.launch import cleanup, own_containers, percentile
+from bench.launch import leftovers_of, own_containers, percentile, service_run
 from tests.harness.gitserver import GitServer
 from tests.harness.service import BASE_IMAGE, Service
 
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             config += ("from tornado.httpclient import AsyncHTTPClient\n"
                        f"AsyncHTTPClient.configure(None, max_clients={args.http_max_clients})\n")
         svc = Service(Path(tmp) / "service", git.url, "up", extra_config=config)
-        try:
+        with service_run(client, svc, git, result):
             if args.service_nofile:  # the service inherits this process's limit
                 resource.setrlimit(resource.RLIMIT_NOFILE, (args.service_nofile, hard))
             svc.start()
@@ -491,18 +491,9 @@ def main(argv: list[str] | None = None) -> int:
                 result["launches"] = scenario_launches(svc, git, client, args, pids)
             if args.scenario in ("watchers", "both"):
                 result["watchers"] = scenario_watchers(svc, git, args, pids)
-        except BaseException:
-            print(svc.log()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            svc.stop()
-            # the binder service's own lines (the log also holds the hub's), for failures
-            result["service_log_tail"] = svc.log_path.read_text(errors="replace")[-8000:]
-            git.close()
-            left_by_service = own_containers(client, svc.image_prefix)
-            cleanup(client, svc.image_prefix)
-    result["left_by_service"] = left_by_service
-    leftovers = own_containers(client, svc.image_prefix)
+        # the binder service's own lines (the log also holds the hub's), for failures
+        result["service_log_tail"] = svc.log_path.read_text(errors="replace")[-8000:]
+    leftovers = leftovers_of(client, svc.image_prefix)["leftover_containers"]
     print_report(result)
     output = args.output or RESULTS_DIR / f"load-{stamp}.json"
     output.parent.mkdir(parents=True, exist_ok=True)

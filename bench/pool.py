@@ -51,10 +51,11 @@ import requests
 from bench.launch import (
     FLOOR_NAME,
     RESULTS_DIR,
-    cleanup,
     launch_floor,
+    leftovers_of,
     percentile,
     poll_status,
+    service_run,
     write_result,
 )
 from tests.harness.gitserver import GitServer
@@ -241,7 +242,7 @@ def main(argv=None) -> int:
         git = GitServer(Path(tmp) / "git")
         svc = Service(Path(tmp) / "service", git.url, "up")
         base_config = svc.config.read_text()
-        try:
+        with service_run(client, svc, git, result):
             a = git.create("requirements", owner="bench").gh_spec
             b = git.create("dockerfile", owner="bench").gh_spec
             svc.config.write_text(base_config + POOL_CONFIG.format(budget=budget, pinned={}))
@@ -314,17 +315,7 @@ def main(argv=None) -> int:
                 result["class"] = run_class(svc, a, args.class_size, args.class_spread,
                                             args.poll_interval, args.timeout)
                 result["class"]["fill_seconds"] = fill
-        except BaseException:
-            print(svc.log()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            svc.stop()
-            git.close()
-            result["left_by_service"] = own_containers(client, svc.image_prefix)
-            cleanup(client, svc.image_prefix)
-    result["leftover_containers"] = own_containers(client, svc.image_prefix)
-    result["leftover_images"] = [t for i in client.images.list() for t in i.tags
-                                 if t.startswith(svc.image_prefix)]
+    result.update(leftovers_of(client, svc.image_prefix))
     summary = {k: stats([r["seconds"] for r in v if r.get("ok", True)])
                for k, v in runs.items()}
     summary["failed_runs"] = {k: [r.get("error") for r in v if not r.get("ok", True)]

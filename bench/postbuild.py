@@ -50,7 +50,7 @@ from bench.cache import (
     launch,
     notebook,
 )
-from bench.launch import RESULTS_DIR, cleanup, percentile, write_result
+from bench.launch import RESULTS_DIR, leftovers_of, percentile, service_run, write_result
 from tests.harness.gitserver import GitServer
 from tests.harness.service import BASE_IMAGE, Service
 
@@ -292,10 +292,11 @@ def main(argv=None) -> int:
     client.images.get(BASE_IMAGE)  # fails early when tests/harness/setup.sh has not run
     runs: list[dict[str, Any]] = []
     load_before = os.getloadavg()
+    left: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="binderlab-bench-") as tmp:
         git = GitServer(Path(tmp) / "git")
         svc = Service(Path(tmp) / "service", git.url, "up")
-        try:
+        with service_run(client, svc, git, left):
             svc.start()
             repo = git.create("postbuild")
             print(f"service {svc.url}, repo {repo.gh_spec}", flush=True)
@@ -313,14 +314,6 @@ def main(argv=None) -> int:
                 runs += [a, b]
                 print(f"run {i + 1}/{args.runs}: (a) {a['seconds']:.2f} s  "
                       f"(b) {b['seconds']:.2f} s", flush=True)
-        except BaseException:
-            print(svc.log()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            svc.stop()
-            git.close()
-            left_by_service = own_containers(client, svc.image_prefix)
-            cleanup(client, svc.image_prefix)
     summary = summarize(runs)
     print_report(summary, args.target)
     result = {
@@ -329,10 +322,7 @@ def main(argv=None) -> int:
         "machine": {"cpus": os.cpu_count(), "docker_engine": client.version()["Version"],
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "first": first, "warmup": warmup, "summary": summary, "results": runs,
-        "left_by_service": left_by_service,
-        "leftover_containers": own_containers(client, svc.image_prefix),
-        "leftover_images": [t for i in client.images.list() for t in i.tags
-                            if t.startswith(svc.image_prefix)],
+        **left, **leftovers_of(client, svc.image_prefix),
     }
     return write_result(result, args.output or RESULTS_DIR / f"postbuild-{stamp}.json")
 

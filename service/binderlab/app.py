@@ -89,6 +89,7 @@ class BinderLab(Application):
         )
         from binderlab.sessions.pool import WarmPool
         from binderlab.sessions.pooled import HubPoolBackend
+        from binderlab.spawners.claimmerge import ClaimMerge
         from binderlab.web.hookpolicy import GitHubWebhookPolicy
 
         classes = [type(self), BinderLab, GitRepoProvider, GitHubRepoProvider,
@@ -96,7 +97,7 @@ class BinderLab(Application):
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
                    GPUBudgets, GitHubWebhookPolicy, KubernetesSessionTracker, *ARCHIVE_PROVIDERS,
                    FingerprintWorker, RepoDiskBudget, TemporaryUserReaper, WarmPool,
-                   HubPoolBackend]
+                   HubPoolBackend, ClaimMerge]
         classes.append(Courses)  # courses/: the Courses options
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
