@@ -77,3 +77,22 @@ async def test_only_her_own_sessions_stop(owner, sid):
         await stop_user_session(hub, owner, sid)
     assert refused.value.status_code == 404 and "no session" in str(refused.value)
     assert not hub.stopped and not [c for c in hub.calls if c[0] == "DELETE"]
+
+
+async def test_sessions_page_and_api_need_logins(start_binderlab):
+    from tornado.httpclient import AsyncHTTPClient
+
+    fetch = AsyncHTTPClient().fetch
+    app = await start_binderlab()
+    for path in ("api/sessions", "sessions"):
+        response = await fetch(app.public_url + path, raise_error=False)
+        assert response.code == 404 and b"without logins" in response.body, path
+    app = await start_binderlab(BinderLab={"authentication": "optional"})
+    response = await fetch(app.public_url + "api/sessions", raise_error=False)
+    assert response.code == 401 and b"Log in first" in response.body
+    response = await fetch(app.public_url + "api/sessions/gh-x-1", method="DELETE",
+                           raise_error=False)
+    assert response.code == 401
+    # the page sends a browser without a login to the service's login, and back
+    page = await fetch(app.public_url + "sessions", follow_redirects=False, raise_error=False)
+    assert page.code == 302 and page.headers["Location"] == "/login?next=/sessions"
