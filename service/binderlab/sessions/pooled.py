@@ -274,7 +274,8 @@ async def launch_or_claim(pool: WarmPool | None, launcher, image: str, user_opti
         async for event in launcher.launch(image, user_options, **owned):
             yield event
         return
-    if not owner or user_options.get(OPT_GPUS):  # GPU launches are never claims
+    owned_claims = getattr(pool.backend, "storage", None) is not None
+    if not owner or user_options.get(OPT_GPUS) or not owned_claims:  # no claim of theirs
         async for event in _claim_or_launch(pool, launcher, image, user_options, owner):
             yield event
         return
