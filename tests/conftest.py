@@ -49,9 +49,7 @@ def service(docker_client, git_server, tmp_path_factory):
     remove_prefix(docker_client, svc.image_prefix)
 
 
-@pytest.fixture
-def make_service(docker_client, git_server, tmp_path_factory):
-    """Start extra services (serve-only, other settings) that are stopped after the test."""
+def _services(docker_client, git_server, tmp_path_factory):
     started = []
 
     def make(command="serve", **kwargs) -> Service:
@@ -64,6 +62,21 @@ def make_service(docker_client, git_server, tmp_path_factory):
     for svc in started:
         svc.stop()
         remove_prefix(docker_client, svc.image_prefix)
+
+
+@pytest.fixture
+def make_service(docker_client, git_server, tmp_path_factory):
+    """Start extra services (serve-only, other settings) that are stopped after the test."""
+    yield from _services(docker_client, git_server, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def make_module_service(docker_client, git_server, tmp_path_factory):
+    """``make_service`` for a module-scoped fixture: one start shared by the module's tests
+    that use the same settings, stopped after its last test. Only for tests whose
+    assertions no other test's launches can change (their own repositories, no counts of
+    the service's state)."""
+    yield from _services(docker_client, git_server, tmp_path_factory)
 
 
 @pytest.hookimpl(wrapper=True)
