@@ -44,6 +44,13 @@ c.UpApp.hub_config_overlay = {overlay(tmp_path)!r}
 """)
 
 
+@pytest.fixture(scope="module")
+def required(make_module_service, tmp_path_factory):
+    """Logged-in mode "required", shared by this module's tests of it: each logs in people
+    of its own (alice and bob; erin) and launches its own repository."""
+    return start(make_module_service, tmp_path_factory.mktemp("logged-in"), "required")
+
+
 def log_in(svc, browser: requests.Session, page: str, user: str) -> requests.Response:
     """Open ``page`` of the service, logging in at the hub on the way as a browser does."""
     form = browser.get(svc.url + page, timeout=30)
@@ -68,9 +75,8 @@ def sessions_of(docker_client, user: str):
     return docker_client.containers.list(all=True, filters={"label": f"binderlab.user={user}"})
 
 
-def test_required_login_named_server_per_repository(make_service, git_server, docker_client,
-                                                    tmp_path):
-    svc = start(make_service, tmp_path, "required")
+def test_required_login_named_server_per_repository(required, git_server, docker_client):
+    svc = required
     repo = git_server.create("dockerfile")
     page = f"v2/gh/{repo.gh_spec}/main"
 
@@ -189,14 +195,14 @@ def test_gpu_cap_counts_each_person(make_service, git_server, docker_client, tmp
 
 
 @pytest.mark.browser
-def test_browser_logs_in_and_lands_in_its_session(make_service, git_server, tmp_path):
+def test_browser_logs_in_and_lands_in_its_session(required, git_server):
     """Chromium: a launch link, the hub's login form, back through the loading page onto the
     user's own named server with the notebook open."""
     from tests.test_browser import BROWSER_DIR, CHROMIUM, SCREENSHOTS
 
     node = shutil.which("node")
     assert node, "node is not on PATH (tests/test_browser.py says what to install)"
-    svc = start(make_service, tmp_path, "required")
+    svc = required
     repo = git_server.create("dockerfile")
     proc = subprocess.run(
         [node, str(BROWSER_DIR / "login_launch.mjs"),
