@@ -14,10 +14,12 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 
 import pytest
 import requests
 
+from tests.harness import leftovers
 from tests.harness.sse import follow
 from tests.test_gpus import GPU_CONFIG
 
@@ -27,11 +29,17 @@ PASSWORD = "course-password"
 
 
 def overlay(tmp_path) -> str:
+    """The hub overlay of a logged-in service. Its users' volumes are named for the
+    service (and this run, for the leftover check): Docker volume names are global, and
+    with the default template ("binderlab-user-alice") two services' alice, in this run
+    or another run on the engine, would mount one volume."""
     path = tmp_path / "hub_overlay.py"
+    volumes = leftovers.name("vol" + uuid.uuid4().hex[:8])
     path.write_text(f"""
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = {PASSWORD!r}
 c.Authenticator.allow_all = True
+c.BinderLabSpawner.volume_name_template = {volumes + "-{username}"!r}
 """)
     return str(path)
 
