@@ -81,12 +81,12 @@ def make_module_service(docker_client, git_server, tmp_path_factory):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """On a failure in a test that used the service, show its logs and the containers."""
+    """On a failure in a test that used a service (the session's, or a fixture's: a shared
+    one too), show its logs and the containers."""
     report = yield
     if report.when == "call" and report.failed:
-        for name in ("service",):
-            svc = item.funcargs.get(name) if hasattr(item, "funcargs") else None
-            if svc is not None:
+        for name, svc in (getattr(item, "funcargs", None) or {}).items():
+            if isinstance(svc, Service):
                 report.sections.append((f"binderlab log ({name})", svc.log()))
         if "docker_client" in getattr(item, "fixturenames", ()):
             ps = subprocess.run(["docker", "ps", "-a"], capture_output=True, text=True).stdout
