@@ -49,9 +49,7 @@ def service(docker_client, git_server, tmp_path_factory):
     remove_prefix(docker_client, svc.image_prefix)
 
 
-@pytest.fixture
-def make_service(docker_client, git_server, tmp_path_factory):
-    """Start extra services (serve-only, other settings) that are stopped after the test."""
+def _services(docker_client, git_server, tmp_path_factory):
     started = []
 
     def make(command="serve", **kwargs) -> Service:
@@ -66,14 +64,29 @@ def make_service(docker_client, git_server, tmp_path_factory):
         remove_prefix(docker_client, svc.image_prefix)
 
 
+@pytest.fixture
+def make_service(docker_client, git_server, tmp_path_factory):
+    """Start extra services (serve-only, other settings) that are stopped after the test."""
+    yield from _services(docker_client, git_server, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def make_module_service(docker_client, git_server, tmp_path_factory):
+    """``make_service`` for a module-scoped fixture: one start shared by the module's tests
+    that use the same settings, stopped after its last test. Only for tests whose
+    assertions no other test's launches can change (their own repositories, no counts of
+    the service's state)."""
+    yield from _services(docker_client, git_server, tmp_path_factory)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """On a failure in a test that used the service, show its logs and the containers."""
+    """On a failure in a test that used a service (the session's, or a fixture's: a shared
+    one too), show its logs and the containers."""
     report = yield
     if report.when == "call" and report.failed:
-        for name in ("service",):
-            svc = item.funcargs.get(name) if hasattr(item, "funcargs") else None
-            if svc is not None:
+        for name, svc in (getattr(item, "funcargs", None) or {}).items():
+            if isinstance(svc, Service):
                 report.sections.append((f"binderlab log ({name})", svc.log()))
         if "docker_client" in getattr(item, "fixturenames", ()):
             ps = subprocess.run(["docker", "ps", "-a"], capture_output=True, text=True).stdout

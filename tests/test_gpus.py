@@ -74,9 +74,40 @@ class Watcher(threading.Thread):
         raise AssertionError(f"not seen within {timeout} s; events: {self.events[-5:]}")
 
 
+@pytest.fixture(scope="module")
+def shared_gpu_service(make_module_service):
+    return make_module_service("up", extra_config=GPU_CONFIG)
+
+
+def gpus_in_use(svc) -> tuple[int, int]:
+    """(devices in use, clients waiting), as /health reports them."""
+    health = requests.get(svc.url + "health", timeout=20).json()
+    check = next(c for c in health["checks"] if c["service"] == "GPUs")
+    return check["in_use"], check["queue"]
+
+
 @pytest.fixture
-def gpu_service(make_service):
-    return make_service("up", extra_config=GPU_CONFIG)
+def gpu_service(shared_gpu_service, docker_client):
+    """A GPU host shared by this module's tests, handed to each as a fresh one is: no hub
+    user, no session, both devices free, nobody waiting. After the test its users go
+    (their servers with them) and the next test waits until the host is back there."""
+    svc = shared_gpu_service
+    yield svc
+    headers = {"Authorization": f"token {svc.service_token}"}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        users = requests.get(f"{svc.hub_url}/hub/api/users", headers=headers, timeout=30)
+        users.raise_for_status()
+        for user in users.json():  # (again while a server is still stopping: a 400)
+            requests.delete(f"{svc.hub_url}/hub/api/users/{user['name']}", headers=headers,
+                            timeout=60)
+        sessions = [c.name for c in docker_client.containers.list(all=True)
+                    if (c.attrs["Config"]["Image"] or "").startswith(svc.image_prefix)]
+        if not users.json() and not sessions and gpus_in_use(svc) == (0, 0):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the GPU host did not return to no sessions: {sessions}, "
+                         f"GPUs (in use, waiting) {gpus_in_use(svc)}")
 
 
 def test_two_gpus_three_launches_queue_and_hand_over(gpu_service, git_server, docker_client):
@@ -196,12 +227,13 @@ def test_hub_refuses_gpus_the_service_did_not_assign(gpu_service, git_server, do
     assert not docker_client.containers.list(filters={"label": "binderlab.user=gpu-thief"})
 
 
-def test_service_restart_recovers_gpus_from_running_sessions(gpu_service, make_service,
-                                                             git_server):
+def test_service_restart_recovers_gpus_from_running_sessions(make_service, git_server):
     """A freshly started binder service on the same hub (as after a restart: nothing in
     memory) reads the devices from the running containers and never hands one out twice.
     (`binderlab up` would stop its hub too, and the hub its sessions: so the restarted
-    service here is a `binderlab serve` pointed at the first one's hub.)"""
+    service here is a `binderlab serve` pointed at the first one's hub; a host of its own,
+    as the restarted service's clean-up removes the sessions and images of its prefix.)"""
+    gpu_service = make_service("up", extra_config=GPU_CONFIG)
     repo = git_server.create("dockerfile")
     held = [launch(gpu_service, repo, gpu=1)[-1] for _ in range(2)]
     assert all(h["phase"] == "ready" for h in held)

@@ -338,8 +338,16 @@ def test_a_huge_ticket_stamp_is_not_a_server_error(make_service, git_server):
 
 # ---- banned and allowed repositories --------------------------------------------------------
 
-def test_banned_repository_is_refused_before_anything_is_fetched(make_service, git_server):
-    svc = make_service("serve", extra_config='c.LaunchLimits.banned_specs = ["gh/test/banned-*"]')
+@pytest.fixture(scope="module")
+def banning(make_module_service):
+    """Shared by the ban tests: a ban keeps no state, and each test bans its own
+    repository (per-address limits are off)."""
+    return make_module_service("serve",
+                               extra_config='c.LaunchLimits.banned_specs = ["gh/test/banned-*"]')
+
+
+def test_banned_repository_is_refused_before_anything_is_fetched(banning, git_server):
+    svc = banning
     banned = git_server.create("dockerfile", name=f"banned-{time.time_ns()}")
     fine = git_server.create("dockerfile")
     with git_requests(git_server) as seen:
@@ -351,8 +359,8 @@ def test_banned_repository_is_refused_before_anything_is_fetched(make_service, g
     assert requests.get(svc.url + "versions", timeout=10).status_code == 200
 
 
-def test_a_ban_is_not_escaped_by_changing_case(make_service, git_server):
-    svc = make_service("serve", extra_config='c.LaunchLimits.banned_specs = ["gh/test/banned-*"]')
+def test_a_ban_is_not_escaped_by_changing_case(banning, git_server):
+    svc = banning
     banned = git_server.create("dockerfile", name=f"banned-{time.time_ns()}")
     with git_requests(git_server) as seen:
         last = stream(f"{svc.url}build/gh/TEST/{banned.name.upper()}/main",
@@ -360,8 +368,8 @@ def test_a_ban_is_not_escaped_by_changing_case(make_service, git_server):
     assert (last["phase"], last.get("status_code")) == ("failed", 403), (last, seen)
 
 
-def test_a_ban_is_not_escaped_through_the_git_provider(make_service, git_server):
-    svc = make_service("serve", extra_config='c.LaunchLimits.banned_specs = ["gh/test/banned-*"]')
+def test_a_ban_is_not_escaped_through_the_git_provider(banning, git_server):
+    svc = banning
     banned = git_server.create("dockerfile", name=f"banned-{time.time_ns()}")
     last = stream(f"{svc.url}build/git/{quote(banned.url, safe='')}/main",
                   {"build_only": "true"})[-1]
@@ -427,9 +435,11 @@ c.LaunchLimits.max_sessions = 3
     assert launch(d)["phase"] == "ready"
 
 
-@pytest.fixture
-def quota_service(make_service):
-    return make_service("up", extra_config="c.LaunchLimits.max_sessions_per_repo = 1")
+@pytest.fixture(scope="module")
+def quota_service(make_module_service):
+    """Shared by the tests below: each launches its own repository, and the quota is per
+    repository, so one test's sessions never count against another's."""
+    return make_module_service("up", extra_config="c.LaunchLimits.max_sessions_per_repo = 1")
 
 
 def test_concurrent_launches_respect_the_repository_quota(quota_service, git_server,

@@ -14,10 +14,12 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 
 import pytest
 import requests
 
+from tests.harness import leftovers
 from tests.harness.sse import follow
 from tests.test_gpus import GPU_CONFIG
 
@@ -27,11 +29,17 @@ PASSWORD = "course-password"
 
 
 def overlay(tmp_path) -> str:
+    """The hub overlay of a logged-in service. Its users' volumes are named for the
+    service (and this run, for the leftover check): Docker volume names are global, and
+    with the default template ("binderlab-user-alice") two services' alice, in this run
+    or another run on the engine, would mount one volume."""
     path = tmp_path / "hub_overlay.py"
+    volumes = leftovers.name("vol" + uuid.uuid4().hex[:8])
     path.write_text(f"""
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = {PASSWORD!r}
 c.Authenticator.allow_all = True
+c.BinderLabSpawner.volume_name_template = {volumes + "-{username}"!r}
 """)
     return str(path)
 
@@ -42,6 +50,13 @@ c.BinderLab.authentication = {mode!r}
 c.UpApp.hub_config_overlay = {overlay(tmp_path)!r}
 {extra}
 """)
+
+
+@pytest.fixture(scope="module")
+def required(make_module_service, tmp_path_factory):
+    """Logged-in mode "required", shared by this module's tests of it: each logs in people
+    of its own (alice and bob; erin) and launches its own repository."""
+    return start(make_module_service, tmp_path_factory.mktemp("logged-in"), "required")
 
 
 def log_in(svc, browser: requests.Session, page: str, user: str) -> requests.Response:
@@ -68,9 +83,8 @@ def sessions_of(docker_client, user: str):
     return docker_client.containers.list(all=True, filters={"label": f"binderlab.user={user}"})
 
 
-def test_required_login_named_server_per_repository(make_service, git_server, docker_client,
-                                                    tmp_path):
-    svc = start(make_service, tmp_path, "required")
+def test_required_login_named_server_per_repository(required, git_server, docker_client):
+    svc = required
     repo = git_server.create("dockerfile")
     page = f"v2/gh/{repo.gh_spec}/main"
 
@@ -189,8 +203,7 @@ def test_gpu_cap_counts_each_person(make_service, git_server, docker_client, tmp
 
 
 @pytest.mark.browser
-def test_browser_logs_in_and_lands_in_its_session(make_service, git_server, tmp_path,
-                                                  docker_client):
+def test_browser_logs_in_and_lands_in_its_session(required, git_server, docker_client):
     """Chromium: a launch link, the hub's login form, back through the loading page onto the
     user's own named server with the notebook open; then her sessions page lists it, and
     its Stop button stops it."""
@@ -198,7 +211,7 @@ def test_browser_logs_in_and_lands_in_its_session(make_service, git_server, tmp_
 
     node = shutil.which("node")
     assert node, "node is not on PATH (tests/test_browser.py says what to install)"
-    svc = start(make_service, tmp_path, "required")
+    svc = required
     repo = git_server.create("dockerfile")
     proc = subprocess.run(
         [node, str(BROWSER_DIR / "login_launch.mjs"),

@@ -36,26 +36,34 @@ COURSE_FILE = "week1/intro.ipynb"
 EXAMPLES = Path(__file__).parent.parent / "deploy" / "docker" / "lms"
 
 
-@pytest.fixture
-def lti_service(make_service):
+@pytest.fixture(scope="module")
+def lti_service(make_module_service):
     """``lti_service(13 or 11)`` -> (service, lms): a hub with the example hub overlay of that
-    LTI version (deploy/docker/lms/), registered with a stand-in LMS."""
-    started = []
+    LTI version (deploy/docker/lms/), registered with a stand-in LMS. Shared by the module's
+    tests that ask for the same version and mode: each launches people of its own names."""
+    started = {}
 
     def make(version: int, authentication: str = "required"):
+        if (version, authentication) in started:
+            return started[version, authentication]
         platform = StandInLMS()
-        started.append(platform)
-        svc = make_service("up", env=platform.env13() if version == 13 else platform.env11(),
-                           extra_config=f"""
+        try:
+            svc = make_module_service(
+                "up", env=platform.env13() if version == 13 else platform.env11(),
+                extra_config=f"""
 c.BinderLab.authentication = {authentication!r}
 c.UpApp.hub_config_overlay = {str(EXAMPLES / f"hub_overlay_lti{version}.py")!r}
 c.LaunchLimits.banned_specs = ["gh/banned/*"]
 """)
+        except BaseException:
+            platform.close()
+            raise
         platform.hub_url = svc.hub_url  # the tool's address, as the LMS registers it
+        started[version, authentication] = (svc, platform)
         return svc, platform
 
     yield make
-    for platform in started:
+    for _, platform in started.values():
         platform.close()
 
 

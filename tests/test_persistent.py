@@ -194,8 +194,10 @@ def test_culler_keeps_logged_in_users_and_removes_temporary_ones(
         user_volumes, make_service, git_server, docker_client, tmp_path):
     """jupyterhub-idle-culler (a short timeout) culls both sessions; the logged-in user, his
     volume and his file stay, the temporary user of the anonymous launch is removed."""
+    # the culler looks every 2 s (its default is half the timeout): it culls soon after
+    # the 20 s, not up to 10 s later
     svc = start(make_service, tmp_path, "optional", user_volumes, env={
-        "BINDERLAB_CULL_TIMEOUT": "20"}, extra="""
+        "BINDERLAB_CULL_TIMEOUT": "20", "BINDERLAB_CULL_EVERY": "2"}, extra="""
 c.TemporaryUserReaper.interval = 1
 c.TemporaryUserReaper.grace = 1
 """)

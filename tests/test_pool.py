@@ -14,7 +14,11 @@ from tests.harness.sse import follow
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-CULL_TIMEOUT = 30  # seconds of inactivity after which the culler stops a server
+# seconds of inactivity after which the culler stops a server: 6 times the pool's
+# touch_interval (and the culler looks every 2 s), so a warm session is reported active
+# well within it even on a loaded machine, and a claim (a few engine calls after the last
+# touch) ends long before it
+CULL_TIMEOUT = 12
 
 POOL_CONFIG = """
 c.BinderLab.warm_pool = True
@@ -62,15 +66,30 @@ def contents(url, token, path=""):
 
 
 @pytest.fixture(scope="module")
-def pooled(docker_client, git_server, tmp_path_factory):
-    from tests.harness.service import Service, remove_prefix
+def pool_services(docker_client):
+    """The module's pooled services: one, unless a test stopped it (then the next test
+    that asks gets a new one); all stopped and removed at the end."""
+    from tests.harness.service import remove_prefix
 
-    svc = Service(tmp_path_factory.mktemp("binderlab-pool"), git_server.url, "up",
-                  extra_config=POOL_CONFIG)
-    svc.start()
-    yield svc
-    svc.stop()
-    remove_prefix(docker_client, svc.image_prefix)
+    started = []
+    yield started
+    for svc in started:
+        svc.stop()
+        remove_prefix(docker_client, svc.image_prefix)
+
+
+@pytest.fixture
+def pooled(pool_services, git_server, tmp_path_factory):
+    """`binderlab up` with the pool on, shared by this module's tests (one start, and
+    the image its first launch built is cached for the next)."""
+    from tests.harness.service import Service
+
+    if not pool_services or pool_services[-1].proc.poll() is not None:
+        svc = Service(tmp_path_factory.mktemp("binderlab-pool"), git_server.url, "up",
+                      extra_config=POOL_CONFIG)
+        pool_services.append(svc)
+        svc.start()
+    return pool_services[-1]
 
 
 def test_claim_gives_the_new_commit_and_a_token_of_its_own(pooled, git_server,
@@ -151,11 +170,16 @@ def test_culler_culls_claimed_sessions_never_warm_ones(git_server, make_service)
     assert survivors <= set(warm_users(pooled, 1, claimed)), survivors
 
 
-def test_stop_leaves_no_pooled_session(docker_client, git_server, make_service):
-    svc = make_service("up", extra_config=POOL_CONFIG)
+def test_stop_leaves_no_pooled_session(docker_client, git_server, pooled):
+    # the module's service (after the other tests, with their sessions too): this test
+    # stops it; a test after it gets a new one
+    svc = pooled
     repo = git_server.create("requirements", owner="poolstop")
     assert follow(f"{svc.url}build/gh/{repo.gh_spec}/main")[-1]["phase"] == "ready"
-    wait_for(lambda: warm_users(svc), what="a warm session")
+    # a warm session, and none half-started (a launch may have claimed one of the earlier
+    # tests' warm sessions, and the pool refills after it)
+    wait_for(lambda: warm_users(svc) and not svc.metric("binderlab_pool_starting_sessions"),
+             what="a warm session")
     prefix = svc.image_prefix
     svc.stop()
     left = [c.name for c in docker_client.containers.list(all=True)

@@ -16,8 +16,12 @@ from tests.harness.sse import follow, phases
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture
-def registry(tmp_path):
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """One registry for the module: the base image's layers (600 MB) are pushed once, not
+    once per test; every test pushes under its own image prefix, so none sees another's
+    images."""
+    tmp_path = tmp_path_factory.mktemp("registry")
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.fail("docker-registry is missing: apt-get install docker-registry "
