@@ -112,6 +112,14 @@ def test_a_logged_in_claim_attaches_the_users_files(user_volumes, make_service, 
     assert "/user/ada/" in first[-1]["url"]
     assert "Claimed a warm session" not in messages(first)
     wait_for(lambda: warm_count(svc) >= 1, "a warm session of the image")
+    # its pre-started kernel was shut down before it counted as warm, not handed over to
+    # thebe: a claim could not keep it, and waiting for its shutdown slowed every claim
+    warm = [c for c in docker_client.containers.list(filters={"label": "binderlab.user"})
+            if c.labels["binderlab.user"].startswith("binderpool-")
+            and (c.attrs["Config"]["Image"] or "").startswith(svc.image_prefix)]
+    assert len(warm) == 1, warm
+    processes = [" ".join(map(str, p)) for p in warm[0].top()["Processes"]]
+    assert not [p for p in processes if "ipykernel" in p], processes
 
     # the course repository, same environment: claimed, her files attached and merged
     events = launch(svc, ada, course)
