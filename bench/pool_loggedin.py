@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,16 @@ def engine_marks(client: docker.DockerClient, t0_wall: float, seconds: float,
                 action = event["Action"].split(":", 1)[0]  # "exec_start: stat ..."
                 marks.setdefault(f"{kind} {action}", t)
     return marks
+
+
+def hub_share_ms(svc: Service, pooled: str) -> list[float]:
+    """Durations (ms) of the claim's share of ``pooled``'s server with the user, from the
+    hub's request log ("... 201 POST /hub/api/shares/<pooled>/ (...) 12.3ms"); the
+    claimed Jupyter server logs its successful requests at debug level only."""
+    path = svc.workdir / "state" / "jupyterhub.log"
+    log = path.read_text(errors="replace") if path.exists() else ""
+    return [float(m[1]) for m in re.finditer(
+        rf"\b\d{{3}} POST /hub/api/shares/{re.escape(pooled)}/ .*?([\d.]+)ms", log)]
 
 
 def stage(run: dict, start: str | None, end: str) -> float | None:
@@ -208,6 +219,7 @@ def one_round(svc: Service, client: docker.DockerClient, spec: str, image: str,
     pooled = a["url"].rstrip("/").split("/user/", 1)[-1].split("/")[0]
     a["engine"] = engine_marks(client, t0, a["seconds"], [f"binderlab.merge={USER}",
                                                             f"binderlab.user={pooled}"])
+    a["hub_share_ms"] = hub_share_ms(svc, pooled)
     check(a["claimed"] and "/user/" + POOL_PREFIX in a["url"],
           "(a) did not claim a warm session", a)
     check(any(m.startswith("Your files are in /persistent (merged the repository:")
@@ -288,7 +300,8 @@ def main(argv=None) -> int:
                 print(f"run {i + 1}/{args.runs}: " + ", ".join(
                     f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items())
                     + f" (load {loads[-1]:.1f})", flush=True)
-                result["fill_seconds"].append(wait_pool(svc, 1, args.fill_timeout))
+                if i + 1 < args.runs:
+                    result["fill_seconds"].append(wait_pool(svc, 1, args.fill_timeout))
             result["load_average_per_round"] = loads
         except BaseException:
             print(svc.log()[-4000:], file=sys.stderr)
@@ -325,6 +338,8 @@ def main(argv=None) -> int:
                for spans in [[s for s in (stage(r, a, b) for r in runs[kind])
                               if s is not None]]}
         for kind, stages in STAGES.items()}
+    shares = [sum(r["hub_share_ms"]) for r in runs["pooled"] if r["hub_share_ms"]]
+    summary["hub_share_median_ms"] = percentile(shares, 0.5) if shares else None
     result["summary"], result["results"] = summary, runs
     result["load_average_end"] = os.getloadavg()
     print(f"\n{'':10}{'p50 s':>8}{'p95 s':>8}{'min s':>8}{'max s':>8}{'n':>4}")
@@ -338,6 +353,8 @@ def main(argv=None) -> int:
         print(f"where the time goes, {kind} (median s):")
         for name, value in medians.items():
             print(f"  {name:78}{'-' if value is None else f'{value:6.2f}'}")
+    print(f"the claim's share with the user at the hub: median "
+          f"{summary['hub_share_median_ms']} ms")
     print(f"load average per round: {result.get('load_average_per_round')}")
     return write_result(result, args.output or RESULTS_DIR / f"pool-loggedin-{stamp}.json")
 
