@@ -162,8 +162,8 @@ STAGES = {
                 "merge destroy", "session exec_start"),
                ("stat in the session (the mount's check)", "session exec_start",
                 "session exec_die"),
-               ("stat done -> 'Claimed a warm session' (pre-started kernels shut down, "
-                "hub share)", "session exec_die", "Claimed a warm session"),
+               ("stat done -> 'Claimed a warm session' (kernels listed, hub share)",
+                "session exec_die", "Claimed a warm session"),
                ("'Claimed' -> 'ready' event", "Claimed a warm session", "ready"),
                ("'ready' -> api/status 200 (through the proxy)", "ready", "status")],
     "unpooled": [("request -> 'built' event (resolve, fetch, cache hit)", None, "built"),
