@@ -11,6 +11,7 @@ again after the session ended (its slot unmounted).
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -134,11 +135,9 @@ def test_a_logged_in_claim_attaches_the_users_files(user_volumes, make_service, 
     write(ready, "mine.txt", "ada's work")
     volume = docker_client.api.inspect_volume(f"{user_volumes}-ada")
     folder = f"{volume['Mountpoint']}/{server_name('gh/' + course.gh_spec)}"
-    kept = docker_client.containers.run(  # what the volume holds, read apart from the session
-        "binderlab-test/base:latest", ["cat", "/v/" + folder.rsplit("/", 1)[-1] + "/mine.txt"],
-        remove=True, volumes={volume["Name"]: {"bind": "/v", "mode": "ro"}},
-        labels={leftovers.LABEL: leftovers.RUN_ID})
-    assert kept.decode() == "ada's work"
+    # what the volume holds, read apart from the session: on the engine's disk (a `cat` in
+    # a container run with remove=True lost its output to docker-py's log race 2 times in 3)
+    assert Path(folder, "mine.txt").read_text() == "ada's work"
     # kernels the pool pre-started are gone (their directory was the empty slot)
     auth = {"Authorization": f"token {ready['token']}"}
     assert requests.get(ready["url"] + "api/kernels", headers=auth, timeout=30).json() == []
