@@ -342,11 +342,16 @@ def write_result(result: dict, output: Path) -> int:
     if result["left_by_service"]:
         print("containers still there after the service stopped (removed): "
               f"{result['left_by_service']}")
-    if result["leftover_containers"] or result["leftover_images"]:
-        print(f"LEFTOVERS: containers {result['leftover_containers']}, images "
-              f"{result['leftover_images']}", file=sys.stderr)
+    # volumes and mounts: benches whose service makes them (logged-in users' volumes, the
+    # warm pool's mount slots) list what is left of them too
+    kinds = ("containers", "images", "volumes", "mounts")
+    left = {kind: result.get(f"leftover_{kind}") or [] for kind in kinds}
+    if any(left.values()):
+        print("LEFTOVERS: " + ", ".join(f"{kind} {names}" for kind, names in left.items()
+                                        if names), file=sys.stderr)
         return 1
-    print("cleanup: no containers or images of this run remain")
+    print("cleanup: no " + ", ".join(kind for kind in kinds if f"leftover_{kind}" in result)
+          + " of this run remain")
     return 0
 
 

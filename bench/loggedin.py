@@ -39,25 +39,33 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PASSWORD = "bench-password"
 
 
-def launch(svc: Service, spec: str, browser: requests.Session, timeout: float) -> dict:
-    """One launch up to api/status 200: {"seconds", "url", "returned"}."""
+def launch(svc: Service, spec: str, browser: requests.Session, timeout: float,
+           interval: float = 0.05) -> dict:
+    """One launch up to api/status 200: {"seconds", "ready_seconds", "url", "image",
+    "returned", "claimed" (a warm session: bench/pool_loggedin.py), "events" [(seconds,
+    phase, message)]}."""
     deadline = time.monotonic() + timeout
     t0 = time.perf_counter()
-    events = []
+    events, timed = [], []
     with browser.get(f"{svc.url}build/gh/{spec}/main", headers={"Accept": "text/event-stream"},
                      stream=True, timeout=timeout) as response:
         for line in response.iter_lines(decode_unicode=True):
             if line and line.startswith("data:"):
                 events.append(json.loads(line[5:]))
+                timed.append((time.perf_counter() - t0, events[-1]["phase"],
+                              events[-1].get("message", "").strip()))
                 if events[-1]["phase"] in ("ready", "failed"):
                     break
     ready = events[-1] if events else {"phase": "none"}
     if ready["phase"] != "ready":
         raise RuntimeError(f"launch failed: {ready}")
-    poll_status(ready["url"], ready["token"], 0.05, deadline)
-    return {"seconds": time.perf_counter() - t0, "url": ready["url"],
-            "returned": any("Returning to your running session" in e.get("message", "")
-                            for e in events)}
+    ready_seconds = time.perf_counter() - t0
+    poll_status(ready["url"], ready["token"], interval, deadline)
+    log = "".join(e.get("message", "") for e in events)
+    return {"seconds": time.perf_counter() - t0, "ready_seconds": ready_seconds,
+            "url": ready["url"], "image": ready.get("image"),
+            "returned": "Returning to your running session" in log,
+            "claimed": "Claimed a warm session" in log, "events": timed}
 
 
 def stop(svc: Service, client: docker.DockerClient, url: str) -> None:

@@ -272,3 +272,40 @@ async def test_two_tabs_of_one_user_claim_one_warm_session_not_two():
     assert {first[-1]["url"], second[-1]["url"]} == {f"http://127.0.0.1:1/user/{claimed}/",
                                                      f"http://hub/user/{claimed}/"}
     assert not pool._turns  # nothing kept once both launches are through
+
+
+class KernelCalls:
+    """The pooled server's Jupyter API as warm_kernel calls it: records each request."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, str]] = []
+
+    async def fetch(self, request):
+        from types import SimpleNamespace
+
+        self.calls.append((request.method, request.url.rsplit("/user/p/", 1)[1]))
+        return SimpleNamespace(body=b'{"id": "k1"}' if request.method == "POST" else b"")
+
+
+@pytest.mark.parametrize("storage", [None, object()], ids=["anonymous", "logged-in"])
+async def test_a_logged_in_pool_hands_over_no_kernel(storage, monkeypatch):
+    """A logged-in claim shuts pre-started kernels down (their directory is the slot the
+    user's folder then covers), so a logged-in pool's warm session keeps none: the claim
+    would wait for its shutdown (bench/pool_loggedin.py: ~0.25 s of ~0.9 s) for nothing."""
+    from binderlab.sessions import pooled
+    from binderlab.sessions.warmsessions import WarmSession
+
+    async def answered(url, headers):  # the kernel's kernel_info_reply
+        pass
+
+    monkeypatch.setattr(pooled, "kernel_info", answered)
+    http = KernelCalls()
+    backend = pooled.HubPoolBackend(launcher=type("L", (), {"http": http})(), engine=None,
+                                    content_dir=Path("/nonexistent"),
+                                    username_prefix="binderpool-", storage=storage)
+    assert backend.handover_kernel  # the default: thebe's first session gets the kernel
+    await backend.warm_kernel(WarmSession("p", "img", "t", "http://hub/user/p/", 0.0, None))
+    if storage is None:
+        assert http.calls == [("POST", "api/kernels"), ("POST", "api/sessions")]
+    else:
+        assert http.calls == [("POST", "api/kernels"), ("DELETE", "api/kernels/k1")]

@@ -66,7 +66,9 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
         Jupyter answers thebe's first session request with it, a kernel that has answered
         kernel_info already (bench/pool.py: click to first output 0.80x). The kernel is
         fresh (only kernel_info was asked of it, no code ran) and the server is one user's
-        once claimed. It holds ~50 MB per warm session; other clients start their own.""",
+        once claimed. It holds ~50 MB per warm session; other clients start their own.
+        Not with logged-in claims (authentication 'required'): there the kernel is shut
+        down before the session counts as warm, since a claim could not keep it.""",
     ).tag(config=True)
 
     kernel_timeout = Float(
@@ -159,7 +161,11 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
             async with asyncio.timeout(self.kernel_timeout):
                 await kernel_info(session.url.replace("http", "ws", 1) +
                                   f"api/kernels/{kernel['id']}/channels", headers)
-            if self.handover_kernel:  # Jupyter returns an existing session for its path
+            # Jupyter returns an existing session for its path. Not in a pool of logged-in
+            # claims: a claim shuts pre-started kernels down (their directory is the slot
+            # the user's folder then covers), and waiting for that shutdown was ~0.25 s of
+            # a ~0.9 s claim (bench/pool_loggedin.py); here it happens before the claim
+            if self.handover_kernel and self.storage is None:
                 await call("POST", "api/sessions", json.dumps(
                     {"path": "", "name": "thebe.ipynb", "type": "notebook",
                      "kernel": {"id": kernel["id"]}}))
