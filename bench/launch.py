@@ -26,7 +26,7 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -242,11 +242,13 @@ cleanup = remove_prefix  # the test harness's: containers and images of one pref
 
 
 @contextmanager
-def service_run(client: docker.DockerClient, svc: Service, git: GitServer, result: dict):
+def service_run(client: docker.DockerClient, svc: Service, git: GitServer, result: dict,
+                after_stop: Callable[[], None] | None = None):
     """A bench's run of ``svc``: on failure the service's log tail is printed; on the way
     out, failed or not, the service and the git server stop, ``result["left_by_service"]``
     names the containers the stopped service left running (the hub's cleanup_servers
-    should leave none), and everything of the run's image prefix is removed."""
+    should leave none), ``after_stop`` runs (a bench's own checks of what is left), and
+    everything of the run's image prefix is removed."""
     try:
         yield
     except BaseException:
@@ -256,6 +258,8 @@ def service_run(client: docker.DockerClient, svc: Service, git: GitServer, resul
         svc.stop()
         git.close()
         result["left_by_service"] = own_containers(client, svc.image_prefix)
+        if after_stop is not None:
+            after_stop()
         cleanup(client, svc.image_prefix)
 
 

@@ -31,9 +31,9 @@ from pathlib import Path
 import docker
 import requests
 
-from bench.launch import percentile, poll_status, write_result
+from bench.launch import leftovers_of, percentile, poll_status, service_run, write_result
 from tests.harness.gitserver import GitServer
-from tests.harness.service import Service, remove_prefix
+from tests.harness.service import Service
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PASSWORD = "bench-password"
@@ -121,7 +121,8 @@ c.BinderLab.authentication = "optional"
 c.UpApp.hub_config_overlay = {str(overlay)!r}
 """)
         runs = {"anonymous": [], "logged_in": [], "returning": []}
-        try:
+        left: dict[str, list[str]] = {}
+        with service_run(client, svc, git, left):
             svc.start()
             spec = git.create("dockerfile", owner="bench").gh_spec
             anonymous, person = requests.Session(), requests.Session()
@@ -141,15 +142,6 @@ c.UpApp.hub_config_overlay = {str(overlay)!r}
                     runs["returning"].append(c["seconds"])
                     print(f"run {i}/{args.runs}: anonymous {a['seconds']:.2f} s, logged-in "
                           f"{b['seconds']:.2f} s, return {c['seconds']:.2f} s", flush=True)
-        except BaseException:
-            print(svc.log()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            svc.stop()
-            git.close()
-            left = [c.name for c in client.containers.list(all=True)
-                    if (c.attrs["Config"]["Image"] or "").startswith(svc.image_prefix)]
-            remove_prefix(client, svc.image_prefix)
     stats = {kind: summary(values) for kind, values in runs.items()}
     base = stats["anonymous"]["p50"]
     ratios = {"logged_in/anonymous": stats["logged_in"]["p50"] / base,
@@ -157,13 +149,9 @@ c.UpApp.hub_config_overlay = {str(overlay)!r}
     for kind, s in stats.items():
         print(f"{kind:>10}: p50 {s['p50']:.2f} s, p95 {s['p95']:.2f} s ({s['n']} runs)")
     print("ratios (p50): " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
-    leftovers = [c.name for c in client.containers.list(all=True)
-                 if (c.attrs["Config"]["Image"] or "").startswith(svc.image_prefix)]
-    images = [t for i in client.images.list() for t in i.tags if t.startswith(svc.image_prefix)]
     return write_result({"benchmark": "loggedin", "time": stamp, "runs": args.runs,
                          "summary": stats, "ratios": ratios, "results": runs,
-                         "left_by_service": left, "leftover_containers": leftovers,
-                         "leftover_images": images},
+                         **left, **leftovers_of(client, svc.image_prefix)},
                         args.output or RESULTS_DIR / f"loggedin-{stamp}.json")
 
 

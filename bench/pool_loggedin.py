@@ -54,9 +54,16 @@ from typing import Any
 import docker
 import requests
 
-from bench.launch import RESULTS_DIR, cleanup, launch_floor, percentile, write_result
+from bench.launch import (
+    RESULTS_DIR,
+    launch_floor,
+    leftovers_of,
+    percentile,
+    service_run,
+    write_result,
+)
 from bench.loggedin import PASSWORD, launch, log_in, stop
-from bench.pool import metric, own_containers, stats, wait_pool
+from bench.pool import metric, stats, wait_pool
 from tests.harness import leftovers
 from tests.harness.gitserver import GitServer
 from tests.harness.service import BASE_IMAGE, Service
@@ -266,7 +273,19 @@ def main(argv=None) -> int:
             svc.config.write_text(base_config + POOL_CONFIG.format(
                 overlay=str(overlay), refill_delay=args.refill_delay, pinned=pinned))
 
-        try:
+        def unmount_leftovers() -> None:
+            # the service unmounts its slots and their root at its stop; what it left would
+            # be removed through by the temporary folder's clean-up: unmount it first
+            result["leftover_mounts"] = leftovers.mounts_under(tmp)
+            for point in reversed(result["leftover_mounts"]):
+                subprocess.run(["umount", "-l", point.split(" ", 1)[1]], check=False)
+            root = str((tmp / "service" / "state" / "pool-mounts").resolve())
+            if any(line.split()[4] == root for line in open("/proc/self/mountinfo")):
+                result["leftover_mounts"].append(f"mount {root}")
+                subprocess.run(["umount", "-l", root], check=False)
+
+        # the clean-up removes containers, the user's volume and images of the prefix
+        with service_run(client, svc, git, result, after_stop=unmount_leftovers):
             repo = git.create("requirements", owner="bench")
             repo.commit({"requirements.txt": REQUIREMENTS}, "an environment built offline")
             spec = repo.gh_spec
@@ -303,26 +322,7 @@ def main(argv=None) -> int:
                 if i + 1 < args.runs:
                     result["fill_seconds"].append(wait_pool(svc, 1, args.fill_timeout))
             result["load_average_per_round"] = loads
-        except BaseException:
-            print(svc.log()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            svc.stop()
-            git.close()
-            result["left_by_service"] = own_containers(client, svc.image_prefix)
-            # the service unmounts its slots and their root at its stop; what it left would
-            # be removed through by the temporary folder's clean-up: unmount it first
-            result["leftover_mounts"] = leftovers.mounts_under(tmp)
-            for point in reversed(result["leftover_mounts"]):
-                subprocess.run(["umount", "-l", point.split(" ", 1)[1]], check=False)
-            root = str((tmp / "service" / "state" / "pool-mounts").resolve())
-            if any(line.split()[4] == root for line in open("/proc/self/mountinfo")):
-                result["leftover_mounts"].append(f"mount {root}")
-                subprocess.run(["umount", "-l", root], check=False)
-            cleanup(client, svc.image_prefix)  # containers, the user's volume, images
-    result["leftover_containers"] = own_containers(client, svc.image_prefix)
-    result["leftover_images"] = [t for i in client.images.list() for t in i.tags
-                                 if t.startswith(svc.image_prefix)]
+    result.update(leftovers_of(client, svc.image_prefix))
     result["leftover_volumes"] = [
         v["Name"] for v in client.api.volumes().get("Volumes") or []
         if v["Name"].startswith(volumes.split("{")[0])
