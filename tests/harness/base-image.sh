@@ -7,8 +7,12 @@
 # the recipe changed or the image is missing, so CI machines that keep the engine's store
 # skip the ~90 s build.
 set -euo pipefail
+#
+# BINDERLAB_TEST_BASE_FULL=1 keeps rfc3987-syntax (see below), as images built for users
+# have it: the benchmarks run on that image (bench/README.md), the tests on the lean one.
 IMAGE=${BINDERLAB_TEST_BASE_IMAGE:-binderlab-test/base:latest}
-recipe_hash=$(sha256sum "$0" | cut -c1-16)
+FULL=${BINDERLAB_TEST_BASE_FULL:-0}
+recipe_hash=$( (cat "$0"; echo "full=$FULL") | sha256sum | cut -c1-16)
 have=$(docker image inspect -f '{{ index .Config.Labels "binderlab.test.recipe" }}' "$IMAGE" 2>/dev/null || true)
 if [ "$have" = "$recipe_hash" ]; then
   echo "base image $IMAGE is up to date ($recipe_hash)"
@@ -31,7 +35,7 @@ cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
 cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 mount -t proc proc "$rootfs/proc"
 chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
-  PIP_DISABLE_PIP_VERSION_CHECK=1 /bin/sh -euc '
+  PIP_DISABLE_PIP_VERSION_CHECK=1 FULL="$FULL" /bin/sh -euc '
     python3 -m venv /opt/venv
     /opt/venv/bin/pip install --no-cache-dir -q jupyterlab jupyterhub
     # jsonschema imports rfc3987-syntax whenever it is installed (jupyter-events asks for
@@ -40,7 +44,7 @@ chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin PIP_CERT=/et
     # importing jupyter_server.serverapp + jupyterhub.singleuser takes 1.9-2.0 s of CPU with
     # it, 0.7-0.9 s without), hundreds of times a test run. Nothing in a session checks those
     # formats.
-    /opt/venv/bin/pip uninstall -y -q rfc3987-syntax
+    [ "$FULL" = 1 ] || /opt/venv/bin/pip uninstall -y -q rfc3987-syntax
     # repo2docker runs the start command in a login shell, which resets PATH from
     # /etc/profile: put the venv on PATH there too.
     echo "export PATH=/opt/venv/bin:\$PATH" > /etc/profile.d/venv.sh
