@@ -4,6 +4,7 @@ Repositories are published as bare repositories under <root>/<owner>/<name>, so 
 service's `gh` provider (host = this server) clones them as <host>/<owner>/<name>.
 """
 
+import os
 import shutil
 import subprocess
 import threading
@@ -13,6 +14,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPOS_DIR = Path(__file__).resolve().parent.parent / "repos"
+DEFAULT_BASE = "binderlab-test/base:latest"  # what tests/repos/*/Dockerfile start FROM
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "binderlab tests", "GIT_AUTHOR_EMAIL": "tests@binderlab.invalid",
     "GIT_COMMITTER_NAME": "binderlab tests", "GIT_COMMITTER_EMAIL": "tests@binderlab.invalid",
@@ -88,6 +90,11 @@ class GitServer:
         """
         repo = TestRepo(self, owner, name or f"{case}-{uuid.uuid4().hex[:8]}")
         shutil.copytree(REPOS_DIR / case, repo.work)
+        base = os.environ.get("BINDERLAB_TEST_BASE_IMAGE", DEFAULT_BASE)
+        dockerfile = repo.work / "Dockerfile"
+        if base != DEFAULT_BASE and dockerfile.is_file():  # the harness's other base image
+            dockerfile.write_text(dockerfile.read_text().replace(f"FROM {DEFAULT_BASE}",
+                                                                 f"FROM {base}"))
         if unique:
             (repo.work / ".binderlab-test-id").write_text(uuid.uuid4().hex)
         git("init", "-q", "-b", "main", cwd=repo.work)
