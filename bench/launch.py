@@ -116,14 +116,22 @@ def session_container(client: docker.DockerClient, image: str) -> Any:
     return found[0]
 
 
+def hub_delete(svc: Service, path: str, tries: int = 20, wait: float = 1,
+               done: tuple[int, ...] = (204, 404)) -> bool:
+    """DELETE ``<hub>/hub/api/<path>`` (a user, a server) with the service's token, again
+    while the hub answers otherwise (400 while a stop is still pending); whether it took."""
+    headers = {"Authorization": f"token {svc.service_token}"}
+    for _ in range(tries):
+        r = requests.delete(f"{svc.hub_url}/hub/api/{path}", headers=headers, timeout=60)
+        if r.status_code in done:
+            return True
+        time.sleep(wait)
+    return False
+
+
 def stop_session(svc: Service, container: Any, username: str) -> None:
     """Delete the session's hub user (stopping its server); wait until its container is gone."""
-    headers = {"Authorization": f"token {svc.service_token}"}
-    for _ in range(20):  # 400 while a stop is still pending
-        r = requests.delete(f"{svc.hub_url}/hub/api/users/{username}", headers=headers, timeout=60)
-        if r.status_code in (204, 404):
-            break
-        time.sleep(1)
+    hub_delete(svc, f"users/{username}")
     for _ in range(60):
         try:
             container.reload()

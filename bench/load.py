@@ -45,7 +45,7 @@ import aiohttp
 import docker
 import requests
 
-from bench.launch import leftovers_of, own_containers, percentile, service_run
+from bench.launch import hub_delete, leftovers_of, own_containers, percentile, service_run
 from tests.harness.gitserver import GitServer
 from tests.harness.service import BASE_IMAGE, Service
 
@@ -223,18 +223,7 @@ def is_limit_message(result: dict) -> bool:
 
 def stop_sessions(svc: Service, usernames: list[str]) -> list[str]:
     """Delete each session's hub user (its server stops); return those that failed."""
-    headers = {"Authorization": f"token {svc.service_token}"}
-    failed = []
-    for name in usernames:
-        for _ in range(30):  # 400 while a stop is still pending
-            r = requests.delete(f"{svc.hub_url}/hub/api/users/{name}", headers=headers,
-                                timeout=60)
-            if r.status_code in (204, 404):
-                break
-            time.sleep(1)
-        else:
-            failed.append(name)
-    return failed
+    return [name for name in usernames if not hub_delete(svc, f"users/{name}", tries=30)]
 
 
 # ---- scenarios --------------------------------------------------------------------------

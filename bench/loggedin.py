@@ -31,7 +31,14 @@ from pathlib import Path
 import docker
 import requests
 
-from bench.launch import leftovers_of, percentile, poll_status, service_run, write_result
+from bench.launch import (
+    hub_delete,
+    leftovers_of,
+    percentile,
+    poll_status,
+    service_run,
+    write_result,
+)
 from tests.harness.gitserver import GitServer
 from tests.harness.service import Service
 
@@ -71,15 +78,10 @@ def launch(svc: Service, spec: str, browser: requests.Session, timeout: float,
 def stop(svc: Service, client: docker.DockerClient, url: str) -> None:
     """Stop the session at ``url`` (a temporary user is deleted, a named server stopped) and
     wait until its container is gone."""
-    headers = {"Authorization": f"token {svc.service_token}"}
     parts = url.rstrip("/").split("/user/", 1)[1].split("/")
     user = parts[0]
     path = f"users/{user}/servers/{parts[1]}" if len(parts) > 1 else f"users/{user}"
-    for _ in range(20):  # 400 while a stop is still pending
-        r = requests.delete(f"{svc.hub_url}/hub/api/{path}", headers=headers, timeout=60)
-        if r.status_code in (202, 204, 404):
-            break
-        time.sleep(1)
+    hub_delete(svc, path, done=(202, 204, 404))
     for _ in range(120):
         if not client.containers.list(all=True, filters={"label": f"binderlab.user={user}"}):
             return

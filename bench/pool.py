@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import requests
 
 from bench.launch import (
     FLOOR_NAME,
     RESULTS_DIR,
+    hub_delete,
     launch_floor,
     leftovers_of,
     percentile,
@@ -95,13 +95,7 @@ def wait_pool(svc: Service, warm: int, timeout: float) -> float:
 
 
 def stop_user(svc: Service, username: str) -> None:
-    headers = {"Authorization": f"token {svc.service_token}"}
-    for _ in range(40):  # 400 while a stop is still pending
-        r = requests.delete(f"{svc.hub_url}/hub/api/users/{username}", headers=headers,
-                            timeout=60)
-        if r.status_code in (204, 404):
-            return
-        time.sleep(0.5)
+    hub_delete(svc, f"users/{username}", tries=40, wait=0.5)
 
 
 def launch(svc: Service, spec: str, interval: float, timeout: float,
