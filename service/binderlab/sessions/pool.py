@@ -324,8 +324,7 @@ class WarmPool(LoggingConfigurable):
         """One pass: expire the rate, recycle old sessions, drain stale images, stop what
         is over target, start what is missing (at most max_starting at once)."""
         now = self.clock()
-        if hasattr(self.backend, "tidy"):  # e.g. the mount slots of ended claimed sessions
-            await self.backend.tidy(self.claimed_users)
+        await self.backend.tidy()  # e.g. the mount slots of ended claimed sessions
         for image in list(self.launches):
             self._update_rate(image, now)
         capped = self.capped_targets()
@@ -423,6 +422,5 @@ class WarmPool(LoggingConfigurable):
         self.warm.clear()
         await asyncio.gather(*(self._stop(s, "shutting down") for s in sessions))
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if hasattr(self.backend, "close"):  # e.g. the mount slots (sessions/poolmounts.py)
-            await self.backend.close()
+        await self.backend.close()  # e.g. the mount slots (sessions/poolmounts.py)
         self._gauge()

@@ -102,10 +102,10 @@ class HubPoolBackend(PoolBackend, LoggingConfigurable):
         """The service stops: unmount the slots of sessions that ended (claimed sessions
         that keep running across the restart keep their files mounted)."""
         if self.storage is not None:
-            await self.tidy({})
+            await self.tidy()
             await self.storage.close()
 
-    async def tidy(self, claims: dict[str, str]) -> None:
+    async def tidy(self) -> None:
         """Unmount the slots of claimed sessions that ended (the pool's reconcile)."""
         if self.storage is not None:
             await self.storage.tidy(*await self.storage.pooled_users(self.username_prefix))

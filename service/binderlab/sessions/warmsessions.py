@@ -30,7 +30,9 @@ class PoolBackend:
     ``stop(session)`` stops it and removes the pool's hub user; ``image_id(image)`` is the
     image's current id ('' when the image is gone, None when the backend cannot tell);
     ``touch(sessions)`` tells the hub the sessions are in use, so the idle culler leaves
-    them alone.
+    them alone; ``tidy()`` runs on every pass of the refill loop and ``close()`` at the
+    pool's shutdown, for what a backend keeps besides its sessions (the mount slots of
+    logged-in claims).
     """
 
     async def start(self, image: str) -> WarmSession:
@@ -46,6 +48,12 @@ class PoolBackend:
         raise NotImplementedError
 
     async def touch(self, sessions: list[WarmSession]) -> None:
+        pass
+
+    async def tidy(self) -> None:
+        pass
+
+    async def close(self) -> None:
         pass
 
 
