@@ -26,6 +26,7 @@ from pathlib import Path
 from traitlets import Dict, Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from binderlab.contract import LABEL_CLIENT, LABEL_REPO_KEY, LABEL_USER, OPT_CLIENT, OPT_REPO_KEY
 from binderlab.platform import metrics
 from binderlab.sessions.warmsessions import (
     PoolBackend,
@@ -204,8 +205,6 @@ class WarmPool(LoggingConfigurable):
         """``sessions`` (trackers.Session) without the warm ones; a claimed pooled session
         counts under the repository it was claimed for (its container was labelled when
         it started, with no repository)."""
-        from binderlab.contract import LABEL_CLIENT, LABEL_REPO_KEY, LABEL_USER
-
         kept = []
         live = {s.labels.get(LABEL_USER, "") for s in sessions}
         ended = [u for u in self.claimed_users if u not in live]
@@ -269,8 +268,8 @@ class WarmPool(LoggingConfigurable):
         session = sessions.pop(0)  # the oldest first: it is nearest to its max age
         session.claimed_by = dict(user_options or {})
         self.claimed[image] += 1
-        self.claimed_users[session.username] = (user_options or {}).get("repo_key", "")
-        self.claimed_clients[session.username] = (user_options or {}).get("client", "")
+        self.claimed_users[session.username] = (user_options or {}).get(OPT_REPO_KEY, "")
+        self.claimed_clients[session.username] = (user_options or {}).get(OPT_CLIENT, "")
         save_claims(self.state_file, self.claimed_users, self.claimed_clients)
         metrics.POOL_CLAIMS.labels("hit").inc()
         self._gauge()
