@@ -286,9 +286,8 @@ class Pipeline:
         if not request.build_only:
             returned = await owned.running_session(self.launcher, ctx,
                                                    f"{self.public_url}sessions")
-        if not request.build_only and returned is None:
-            await self.check_user_sessions(ctx)  # before anything is built
         if not request.build_only and returned is None:  # else the session has its GPUs
+            await self.check_user_sessions(ctx)  # before anything is built
             ctx.gpus = launch_gpus(self.gpus, ctx.repo_key, request.gpu, ctx.settings.gpu,
                                    request.client)
         await self.plan(ctx)
