@@ -97,8 +97,7 @@ class BinderLab(Application):
                    LaunchLimits, GPUAllocator, StaticGPUInventory, NvidiaSmiGPUInventory,
                    GPUBudgets, GitHubWebhookPolicy, KubernetesSessionTracker, *ARCHIVE_PROVIDERS,
                    FingerprintWorker, RepoDiskBudget, TemporaryUserReaper, WarmPool,
-                   HubPoolBackend, ClaimMerge]
-        classes.append(Courses)  # courses/: the Courses options
+                   HubPoolBackend, ClaimMerge, Courses]
         try:  # the cluster builder needs the kubernetes extra
             from binderlab.builders.kubernetes import KubernetesBuilder
         except ImportError:
