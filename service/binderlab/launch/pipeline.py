@@ -45,6 +45,7 @@ from binderlab.repos.mirrors import RepoMirrors
 from binderlab.repos.providers import RepoProvider, repo_key
 from binderlab.repos.settings import read_settings
 from binderlab.sessions.launcher import Launcher
+from binderlab.sessions.pool import host_user_sessions
 from binderlab.sessions.pooled import launch_or_claim
 from binderlab.sessions.trackers import SessionTracker
 
@@ -364,9 +365,7 @@ class Pipeline:
     async def _our_sessions(self) -> list:
         """This host's sessions (its image prefix) without the pool's warm ones; a claimed
         warm session counts under its repository and the user who claimed it."""
-        ours = [s for s in await self.sessions.sessions()
-                if s.image.startswith(self.image_prefix)]
-        return self.pool.user_sessions(ours) if self.pool is not None else ours
+        return await host_user_sessions(self.sessions, self.image_prefix, self.pool)
 
     def _user_count(self, sessions: list, user: str) -> int:
         """A user's sessions among ``sessions``, and their launches still starting."""

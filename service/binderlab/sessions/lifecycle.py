@@ -13,6 +13,7 @@ import time
 
 from binderlab.contract import LABEL_USER
 from binderlab.platform import metrics
+from binderlab.sessions.pool import host_user_sessions
 from binderlab.sessions.reaping import should_reap
 from binderlab.sessions.trackers import SessionTracker
 
@@ -101,11 +102,8 @@ class SessionLifecycle:
         """Keep the sessions-running gauge current (this host's sessions: image prefix)."""
         while True:
             try:
-                sessions = [s for s in await self.tracker.sessions()
-                            if s.image.startswith(self.image_prefix)]
-                if self.pool is not None:
-                    sessions = self.pool.user_sessions(sessions)
-                metrics.SESSIONS.set(len(sessions))
+                metrics.SESSIONS.set(len(await host_user_sessions(
+                    self.tracker, self.image_prefix, self.pool)))
             except Exception as e:
                 self.log.debug("Could not count sessions: %s", e)
             await asyncio.sleep(COUNT_INTERVAL_SECONDS)

@@ -423,3 +423,11 @@ class WarmPool(LoggingConfigurable):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.backend.close()  # e.g. the mount slots (sessions/poolmounts.py)
         self._gauge()
+
+
+async def host_user_sessions(tracker, image_prefix: str, pool: WarmPool | None) -> list:
+    """This host's sessions (its image prefix) that are users': the pool's warm sessions
+    left out, a claimed one counted under its repository and whoever claimed it. What the
+    session quotas and the sessions-running gauge count."""
+    ours = [s for s in await tracker.sessions() if s.image.startswith(image_prefix)]
+    return pool.user_sessions(ours) if pool is not None else ours
